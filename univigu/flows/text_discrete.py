@@ -1,0 +1,80 @@
+"""Discrete flow matching over token ids with a mixture path (our own code, after Gat et al. 2024).
+
+Written in the literature's time ``t = 1 - sigma`` (``t = 1`` clean). Path: each position independently
+holds the data token ``x1`` with probability ``kappa(t) = t**exponent`` and the source token ``x0``
+otherwise; the source is all-mask (``"mask"``) or uniform over the real vocabulary (``"uniform"``, the
+pad id excluded so that a pad in ``x_t`` is always a revealed one). The model predicts ``p(x1 | x_t)``
+as logits and is trained with cross-entropy. The sampler takes Euler jumps: from ``t`` to ``t'`` a
+position jumps to a draw from ``p(x1 | x_t)`` with probability ``(kappa(t') - kappa(t)) / (1 - kappa(t))``,
+which is 1 at the last step, so the final state is entirely the model's prediction.
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+class DiscreteTextFlow:
+    """Mixture-path discrete flow over ids in ``[0, vocab_size)`` (+ the mask id ``vocab_size``)."""
+
+    def __init__(self, vocab_size: int, source: str = "mask", pad_token_id: int = 0, exponent: float = 1.0):
+        if source not in ("mask", "uniform"):
+            raise ValueError(f"source must be 'mask' or 'uniform', got {source!r}")
+        self.vocab_size = vocab_size
+        self.source = source
+        self.pad_token_id = pad_token_id
+        self.exponent = exponent
+        self.mask_token_id = vocab_size if source == "mask" else None
+
+    @classmethod
+    def from_transformer(cls, transformer, exponent: float = 1.0) -> "DiscreteTextFlow":
+        cfg = transformer.config
+        return cls(cfg.vocab_size, cfg.text_source, cfg.pad_token_id, exponent)
+
+    def kappa(self, t: torch.Tensor) -> torch.Tensor:
+        return t.clamp(0, 1) ** self.exponent
+
+    def sample_source(self, shape, generator=None, device="cpu") -> torch.Tensor:
+        """x0 [*shape]: all mask ids, or uniform ids with the pad id never drawn."""
+        if self.source == "mask":
+            return torch.full(shape, self.mask_token_id, dtype=torch.long, device=device)
+        ids = torch.randint(0, self.vocab_size - 1, shape, generator=generator, device=device)
+        return ids + (ids >= self.pad_token_id).long()  # skip the pad id
+
+    def add_noise(self, x1: torch.Tensor, sigma: torch.Tensor, generator=None) -> torch.Tensor:
+        """x_t [B,L] for clean ids x1 [B,L] at noise levels sigma [B]."""
+        keep_prob = self.kappa(1 - sigma.float()).reshape(-1, 1).to(x1.device)
+        keep = torch.rand(x1.shape, generator=generator, device=x1.device) < keep_prob
+        return torch.where(keep, x1, self.sample_source(x1.shape, generator, x1.device))
+
+    def loss(self, logits: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        """Per-sample cross-entropy [B] of logits [B,L,V'] against x1 [B,L], averaged over positions."""
+        ce = F.cross_entropy(logits.float().transpose(1, 2), x1, reduction="none")
+        return ce.mean(1)
+
+    def posterior(self, logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """p(x1 | x_t) [B,L,V] over real tokens (the mask id is never a prediction)."""
+        logits = logits.float()[..., : self.vocab_size]
+        return F.softmax(logits / max(temperature, 1e-6), dim=-1)
+
+    def step(
+        self,
+        x_t: torch.Tensor,
+        logits: torch.Tensor,
+        sigma: float,
+        sigma_next: float,
+        temperature: float = 0.0,
+        generator=None,
+    ) -> torch.Tensor:
+        """One Euler jump from noise level ``sigma`` to ``sigma_next`` (< sigma). ``temperature=0`` is greedy."""
+        t, t_next = 1.0 - float(sigma), 1.0 - float(sigma_next)
+        k, k_next = self.kappa(torch.tensor(t)), self.kappa(torch.tensor(t_next))
+        p_jump = 1.0 if sigma_next <= 0 else float(((k_next - k) / (1 - k).clamp_min(1e-12)).clamp(0, 1))
+        if temperature <= 0:
+            proposal = logits[..., : self.vocab_size].argmax(-1)
+        else:
+            probs = self.posterior(logits, temperature)
+            proposal = torch.multinomial(probs.flatten(0, 1), 1, generator=generator).view(x_t.shape)
+        jump = torch.rand(x_t.shape, generator=generator, device=x_t.device) < p_jump
+        if self.source == "mask":
+            jump &= x_t == self.mask_token_id  # a revealed token is x1 under the path: keep it
+        return torch.where(jump, proposal, x_t)

@@ -1,0 +1,120 @@
+"""The uni-flow objective: video flow matching and a text flow in one forward pass.
+
+``loss = video_mse + lambda_t * text_loss`` with video and text noise levels drawn independently per
+sample, and ``lambda_t = |video tokens| / |text tokens|`` by default so each modality weighs by its
+share of the sequence. A sample whose text is *dropped* (``drop_text``) shows the model an empty text
+stream (every text key masked) and contributes no text loss: this is how the video branch learns the
+unconditional half of classifier-free guidance.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from .text_discrete import DiscreteTextFlow
+from .text_embedding import EmbeddingTextFlow
+from .time import sample_sigmas, to_timestep
+from .video import VideoFlow
+
+
+def text_flow_for(transformer, exponent: float = 1.0):
+    """The text flow matching a transformer's ``text_formulation``."""
+    if transformer.config.text_formulation == "discrete":
+        return DiscreteTextFlow.from_transformer(transformer, exponent)
+    return EmbeddingTextFlow.from_transformer(transformer)
+
+
+def num_video_tokens(transformer, video_latents: torch.Tensor) -> int:
+    p_t, p_h, p_w = transformer.config.patch_size
+    _, _, f, h, w = video_latents.shape
+    return (f // p_t) * (h // p_h) * (w // p_w)
+
+
+@dataclass
+class UniFlowLossOutput:
+    loss: torch.Tensor  # scalar
+    video_loss: torch.Tensor  # scalar
+    text_loss: torch.Tensor  # scalar
+    lambda_text: float
+    sigma_video: torch.Tensor  # [B]
+    sigma_text: torch.Tensor  # [B]
+
+
+class UniFlowLoss:
+    """Callable computing the uni-flow loss of a ``UniViGUTransformer`` on one batch.
+
+    Args:
+        lambda_text: ``"auto"`` for |video tokens| / |text tokens|, or a fixed float.
+        video_shift, text_shift: time shifts applied to the uniformly drawn noise levels.
+        kappa_exponent: discrete path schedule ``kappa(t) = t**n``.
+    """
+
+    def __init__(self, lambda_text: str | float = "auto", video_shift: float = 1.0, text_shift: float = 1.0,
+                 kappa_exponent: float = 1.0):
+        if lambda_text != "auto" and not float(lambda_text) >= 0:
+            raise ValueError(f"lambda_text must be 'auto' or a number >= 0, got {lambda_text!r}")
+        self.lambda_text = lambda_text
+        self.video_shift = video_shift
+        self.text_shift = text_shift
+        self.kappa_exponent = kappa_exponent
+
+    def lambda_for(self, transformer, video_latents: torch.Tensor, text_len: int) -> float:
+        if self.lambda_text == "auto":
+            return num_video_tokens(transformer, video_latents) / text_len
+        return float(self.lambda_text)
+
+    def __call__(
+        self,
+        transformer,
+        video_latents: torch.Tensor,  # [B, C, F, H, W] clean
+        text_ids: torch.Tensor,  # [B, L] clean target ids (padded with the pad id)
+        encoder_hidden_states: torch.Tensor,  # [B, L_c, text_dim]
+        drop_text: torch.Tensor | None = None,  # [B] bool
+        generator: torch.Generator | None = None,
+    ) -> UniFlowLossOutput:
+        batch, device = video_latents.shape[0], video_latents.device
+        flow = text_flow_for(transformer, self.kappa_exponent)
+        if drop_text is None:
+            drop_text = torch.zeros(batch, dtype=torch.bool, device=device)
+
+        # 1. Independent noise levels per sample and modality
+        sigma_v = sample_sigmas(batch, self.video_shift, generator).to(device)
+        sigma_t = sample_sigmas(batch, self.text_shift, generator).to(device)
+
+        # 2. Noisy video
+        noise = torch.randn(video_latents.shape, generator=generator, dtype=video_latents.dtype).to(device)
+        x_v = VideoFlow.add_noise(video_latents, noise, sigma_v)
+
+        # 3. Noisy text; a dropped row is an empty text stream (all keys masked)
+        text_kwargs = {}
+        if isinstance(flow, DiscreteTextFlow):
+            x_t = flow.add_noise(text_ids, sigma_t, generator)
+            x_t = torch.where(drop_text[:, None], torch.full_like(x_t, flow.pad_token_id), x_t)
+            text_kwargs["text_tokens"] = x_t
+            key_mask = transformer.text_key_mask(x_t)
+        else:
+            x1 = flow.encode(text_ids)
+            text_noise = torch.randn(x1.shape, generator=generator).to(device, x1.dtype)
+            text_kwargs["text_latents"] = flow.add_noise(x1, text_noise, sigma_t)
+            key_mask = (~drop_text)[:, None].expand(-1, text_ids.shape[1])
+
+        # 4. One forward pass for both modalities
+        out = transformer(
+            video_latents=x_v,
+            video_timestep=to_timestep(sigma_v),
+            encoder_hidden_states=encoder_hidden_states,
+            text_timestep=to_timestep(sigma_t),
+            text_attention_mask=key_mask,
+            **text_kwargs,
+        )
+
+        # 5. Losses
+        video_loss = VideoFlow.loss(out.video_velocity, VideoFlow.target(video_latents, noise)).mean()
+        if isinstance(flow, DiscreteTextFlow):
+            per_sample = flow.loss(out.text_logits, text_ids)
+        else:
+            per_sample = flow.loss(out.text_velocity, flow.target(x1, text_noise))
+        keep = (~drop_text).float()
+        text_loss = (per_sample * keep).sum() / keep.sum().clamp_min(1.0)
+        lam = self.lambda_for(transformer, video_latents, text_ids.shape[1])
+        return UniFlowLossOutput(video_loss + lam * text_loss, video_loss, text_loss, lam, sigma_v, sigma_t)

@@ -1,0 +1,3 @@
+from .transformer_univigu import UniViGUTransformer, UniViGUTransformerOutput
+
+__all__ = ["UniViGUTransformer", "UniViGUTransformerOutput"]
