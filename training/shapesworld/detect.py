@@ -4,8 +4,8 @@ Pipeline, per the spec's Scores section:
 1. every pixel -> nearest palette colour (3 backgrounds + 6 object colours);
 2. background = most frequent colour over the whole clip;
 3. objects = per-colour masks of the object colours (colours differ between the two objects, so
-   a colour is an object). Specks are removed first (a pixel needs >= 2 same-colour 4-neighbours,
-   which every rendered shape satisfies everywhere), and a colour only counts as an object if it
+   a colour is an object). Isolated specks (no same-colour 4-neighbour) are removed first; every
+   pixel of a rendered shape has such a neighbour. A colour only counts as an object if it
    has a solid core (pixels whose 4 neighbours share its colour) of >= MIN_CORE_PX pixels in
    >= MIN_CORE_FRAMES frames, so a ring of mis-coloured edge pixels never becomes an object;
 4. per object, using its "clean" frames (visible, and no pixel of the other object within one
@@ -86,8 +86,12 @@ class Detection:
 
 def palette_indices(frames: np.ndarray) -> np.ndarray:
     """Nearest palette colour per pixel: uint8 [F, H, W, 3] -> int [F, H, W] into PALETTE_NAMES."""
-    pixels = frames.astype(np.int32)[..., None, :]  # [F, H, W, 1, 3]
-    return np.argmin(((pixels - PALETTE) ** 2).sum(-1), axis=-1)
+    # distances only for the distinct colours: a rendered clip has three, a generated one more
+    packed = (frames[..., 0].astype(np.int32) << 16) | (frames[..., 1].astype(np.int32) << 8) | frames[..., 2]
+    unique, inverse = np.unique(packed, return_inverse=True)
+    rgb = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], axis=-1)  # [U, 3]
+    nearest = np.argmin(((rgb[:, None, :] - PALETTE) ** 2).sum(-1), axis=-1)  # [U]
+    return nearest[inverse.reshape(packed.shape)]
 
 
 def _neighbour_count(mask: np.ndarray) -> np.ndarray:
@@ -199,7 +203,7 @@ def detect(frames: np.ndarray) -> Detection:
         if color == background:
             continue
         mask = index == PALETTE_NAMES.index(color)
-        mask &= _neighbour_count(mask) >= 2  # drop specks and one-pixel lines
+        mask &= _neighbour_count(mask) >= 1  # drop isolated specks (>= 2 would eat triangle corners)
         core_counts = (mask & (_neighbour_count(mask) == 4)).sum(axis=(1, 2))
         if (core_counts >= MIN_CORE_PX).sum() >= MIN_CORE_FRAMES:
             masks[color] = mask

@@ -421,7 +421,8 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         if wan_cfg.get("image_dim") is not None or wan_cfg.get("added_kv_proj_dim") is not None:
             raise ValueError("UniViGU builds on Wan2.1 text-to-video; image-conditioned Wan models are not supported")
         model = cls(**{k: wan_cfg[k] for k in cls.WAN_CONFIG_KEYS}, **text_config)
-        model.to(dtype=wan.dtype)
+        if wan.dtype != model.dtype:
+            model.to(dtype=wan.dtype)
         missing, unexpected = model.load_state_dict(wan.state_dict(), strict=False)
         if unexpected:
             raise ValueError(f"Wan weights with no place in UniViGU: {unexpected[:5]}")

@@ -1,0 +1,436 @@
+"""UniViGUPipeline: text-to-video, captioning and joint generation with one unified transformer.
+
+All three tasks run the same loop over the same ``[video; text]`` forward; they differ only in which
+stream starts from noise:
+
+============  =====================  =========================
+task          video                  text stream
+============  =====================  =========================
+text_to_video  noise -> clean          the prompt, clean
+caption        the input clip, clean  source -> clean
+joint          noise -> clean          source -> clean, in step
+============  =====================  =========================
+
+Classifier-free guidance (video only) batches a conditional row and an unconditional row (empty
+prompt, empty text stream) into one forward. A text position holding the pad token is masked as a
+key, so text columns masked in every row are trimmed before the loop: exact, and not computed.
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+from .flows import DiscreteTextFlow, VideoFlow, text_flow_for, to_timestep
+from .models import UniViGUTransformer
+from .pipeline_output import TrajectoryStep, UniViGUPipelineOutput
+from .video_io import fit_video
+
+StepCallback = Callable[[TrajectoryStep], None]
+
+
+class Cancelled(Exception):
+    """Raised by a step callback to stop a run; the pipeline lets it through untouched."""
+
+
+class PromptError(ValueError):
+    """A prompt the model cannot take (empty, too long)."""
+
+
+class UniViGUPipeline(DiffusionPipeline):
+    r"""Uni-ViGU pipeline.
+
+    Args:
+        tokenizer: tokenizes prompts for the text encoder and ids for the text stream (one vocabulary).
+        text_encoder: a UMT5 encoder giving the cross-attention condition.
+        vae: ``AutoencoderKLWan``.
+        transformer: :class:`UniViGUTransformer`.
+        scheduler: a flow-matching scheduler for the video stream (``FlowMatchEulerDiscreteScheduler``).
+        default_num_frames, default_height, default_width: the clip size the model was trained on.
+    """
+
+    model_cpu_offload_seq = "text_encoder->transformer->vae"
+    _optional_components = []
+
+    def __init__(
+        self,
+        tokenizer,
+        text_encoder,
+        vae: AutoencoderKLWan,
+        transformer: UniViGUTransformer,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        default_num_frames: int = 81,
+        default_height: int = 480,
+        default_width: int = 832,
+        fps: int = 16,
+    ):
+        super().__init__()
+        self.register_modules(
+            tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+        )
+        self.register_to_config(
+            default_num_frames=default_num_frames, default_height=default_height, default_width=default_width, fps=fps
+        )
+        self.vae_scale_factor_temporal = vae.config.scale_factor_temporal
+        self.vae_scale_factor_spatial = vae.config.scale_factor_spatial
+
+    # ---------------------------------------------------------------------------------------------
+    # Sizes and text
+    @property
+    def max_sequence_length(self) -> int:
+        """Prompt tokens the text encoder sees (Wan: 512)."""
+        return min(int(self.tokenizer.model_max_length), 512)
+
+    @property
+    def max_text_len(self) -> int:
+        return self.transformer.config.max_text_len
+
+    def check_size(self, num_frames: int | None, height: int | None, width: int | None) -> tuple[int, int, int]:
+        """Fill defaults and validate; raises ``ValueError`` with the nearest valid values."""
+        num_frames = num_frames or self.config.default_num_frames
+        height = height or self.config.default_height
+        width = width or self.config.default_width
+        t, s = self.vae_scale_factor_temporal, self.vae_scale_factor_spatial * self.transformer.config.patch_size[1]
+        if num_frames < 1 or (num_frames - 1) % t:
+            raise ValueError(f"num_frames must be 1 + {t}k (e.g. {max(1, (num_frames - 1) // t * t + 1)}), got {num_frames}")
+        for name, value in (("height", height), ("width", width)):
+            if value < s or value % s:
+                raise ValueError(f"{name} must be a positive multiple of {s}, got {value}")
+        return num_frames, height, width
+
+    def text_ids(self, text: str) -> list[int]:
+        """Text-stream ids of ``text`` (with the tokenizer's end token); raises PromptError if too long."""
+        ids = self.tokenizer(prompt_clean(text), add_special_tokens=True).input_ids
+        if len(ids) > self.max_text_len:
+            raise PromptError(
+                f"the prompt is {len(ids)} tokens; this model's text stream holds at most {self.max_text_len}. Shorten it."
+            )
+        return ids
+
+    def unknown_words(self, text: str) -> list[str]:
+        """Words of ``text`` the tokenizer maps to its unknown token (empty for subword vocabularies)."""
+        unk = self.tokenizer.unk_token_id
+        if unk is None:
+            return []
+        return [w for w in prompt_clean(text).split() if unk in self.tokenizer(w, add_special_tokens=False).input_ids]
+
+    def _validate_prompt(self, prompt: str | None, required: bool) -> str | None:
+        if prompt is None or not str(prompt).strip():
+            if required:
+                raise PromptError("the prompt is empty; describe the clip you want")
+            return None
+        self.text_ids(prompt)
+        return str(prompt)
+
+    def encode_prompt(self, prompts: list[str], device, dtype) -> torch.Tensor:
+        """UMT5 embeddings [B, max_sequence_length, text_dim], zero past each prompt's length (Wan's)."""
+        n = self.max_sequence_length
+        inputs = self.tokenizer(
+            [prompt_clean(p) for p in prompts], padding="max_length", max_length=n, truncation=True,
+            add_special_tokens=True, return_attention_mask=True, return_tensors="pt",
+        )
+        encoder_device = self.text_encoder.device
+        embeds = self.text_encoder(inputs.input_ids.to(encoder_device), inputs.attention_mask.to(encoder_device)).last_hidden_state
+        embeds = embeds.to(device=device, dtype=dtype) * inputs.attention_mask.to(device, dtype)[..., None]
+        return embeds
+
+    def decode_text(self, ids: list[int] | torch.Tensor) -> str:
+        """A text-stream state as a sentence: cut at the first end/pad token, masked positions as ``_``."""
+        ids = [int(i) for i in ids]
+        stops = {self.tokenizer.eos_token_id, self.transformer.config.pad_token_id}
+        end = next((k for k, i in enumerate(ids) if i in stops), len(ids))
+        pieces, chunk = [], []
+        for i in ids[:end] + [None]:  # None flushes the last chunk
+            if i is not None and i != self.transformer.mask_token_id:
+                chunk.append(i)
+                continue
+            if chunk:
+                pieces.append(self.tokenizer.decode(chunk, skip_special_tokens=True))
+            chunk = []
+            if i is not None:
+                pieces.append("_")
+        return " ".join(p for p in pieces if p).strip()
+
+    def _token_strings(self, ids: list[int]) -> list[str]:
+        mask_id = self.transformer.mask_token_id
+        return ["<mask>" if i == mask_id else self.tokenizer.convert_ids_to_tokens(i) for i in ids]
+
+    # ---------------------------------------------------------------------------------------------
+    # Latents
+    def _latent_stats(self, device, dtype):
+        z = self.vae.config.z_dim
+        mean = torch.tensor(self.vae.config.latents_mean, device=device, dtype=dtype).view(1, z, 1, 1, 1)
+        std = torch.tensor(self.vae.config.latents_std, device=device, dtype=dtype).view(1, z, 1, 1, 1)
+        return mean, std
+
+    @torch.no_grad()
+    def encode_video(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames [F,H,W,3] -> normalised latents [1, C, f, h, w] (the transformer's space)."""
+        x = torch.from_numpy(np.asarray(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+        x = x.to(self.vae.device, self.vae.dtype)
+        latents = self.vae.encode(x).latent_dist.mode()
+        mean, std = self._latent_stats(latents.device, latents.dtype)
+        return (latents - mean) / std
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
+        """Normalised latents [1 or C-first] -> uint8 frames [F, H, W, 3]."""
+        if latents.ndim == 4:
+            latents = latents[None]
+        latents = latents.to(self.vae.device, self.vae.dtype)
+        mean, std = self._latent_stats(latents.device, latents.dtype)
+        video = self.vae.decode(latents * std + mean).sample  # [1, 3, F, H, W] in [-1, 1]
+        video = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().byte()
+        return video.permute(1, 2, 3, 0).cpu().numpy()
+
+    def _latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+        return (
+            1,
+            self.transformer.config.in_channels,
+            (num_frames - 1) // self.vae_scale_factor_temporal + 1,
+            height // self.vae_scale_factor_spatial,
+            width // self.vae_scale_factor_spatial,
+        )
+
+    # ---------------------------------------------------------------------------------------------
+    # The text stream
+    def _clean_text_rows(self, texts: list[str | None], device) -> tuple[dict, torch.Tensor]:
+        """Clean text-stream inputs for rows of text (``None`` = an empty row): kwargs and key mask [B,L]."""
+        pad, length = self.transformer.config.pad_token_id, self.max_text_len
+        ids = torch.full((len(texts), length), pad, dtype=torch.long)
+        for row, text in enumerate(texts):
+            if text is not None:
+                row_ids = self.text_ids(text)
+                ids[row, : len(row_ids)] = torch.tensor(row_ids)
+        ids = ids.to(device)
+        empty = torch.tensor([t is None for t in texts], device=device)
+        if self.transformer.config.text_formulation == "discrete":
+            return {"text_tokens": ids}, self.transformer.text_key_mask(ids)
+        latents = text_flow_for(self.transformer).encode(ids).to(self.transformer.dtype)
+        return {"text_latents": latents}, (~empty)[:, None].expand(-1, length)
+
+    @staticmethod
+    def _trim(text_kwargs: dict, mask: torch.Tensor) -> tuple[dict, torch.Tensor]:
+        """Drop trailing text columns masked in every row: they change nothing, so skip computing them."""
+        used = mask.any(0).nonzero()
+        keep = int(used.max()) + 1 if len(used) else 0
+        return {k: v[:, :keep] for k, v in text_kwargs.items()}, mask[:, :keep]
+
+    # ---------------------------------------------------------------------------------------------
+    # The shared loop
+    def _prepare(self, generator, seed, steps):
+        if steps < 1 or steps > 1000:
+            raise ValueError(f"num_inference_steps must be in 1..1000, got {steps}")
+        if generator is None:
+            generator = torch.Generator("cpu").manual_seed(int(seed) if seed is not None else 0)
+        return generator
+
+    @torch.no_grad()
+    def _run(
+        self,
+        *,
+        prompt: str | None,
+        negative_prompt: str,
+        video_latents: torch.Tensor | None,
+        text: str | None,
+        size: tuple[int, int, int],
+        num_inference_steps: int,
+        guidance_scale: float,
+        text_temperature: float,
+        generator: torch.Generator,
+        callback: StepCallback | None,
+        return_trajectory: bool,
+    ):
+        device, dtype = self._execution_device, self.transformer.dtype
+        transformer = self.transformer
+        denoise_video = video_latents is None
+        denoise_text = text is None
+        use_cfg = denoise_video and guidance_scale > 1.0
+        flow = text_flow_for(transformer)
+        discrete = isinstance(flow, DiscreteTextFlow)
+
+        # 1. Condition: prompt (and the unconditional row for guidance)
+        prompts = [prompt or ""] + ([negative_prompt or ""] if use_cfg else [])
+        cond = self.encode_prompt(prompts, device, dtype)
+
+        # 2. Initial states. Video: clean input or noise; text: clean prompt or the flow's source.
+        if denoise_video:
+            latents = torch.randn(self._latent_shape(*size), generator=generator, dtype=torch.float32).to(device, dtype)
+        else:
+            latents = video_latents.to(device, dtype)
+        length = self.max_text_len
+        if denoise_text:
+            if discrete:
+                text_state = flow.sample_source((1, length), generator).to(device)
+            else:
+                text_state = torch.randn((1, length, transformer.config.text_latent_dim), generator=generator).to(device, dtype)
+        rows = [text] + ([None] if use_cfg else [])
+
+        # 3. Schedules: the scheduler's sigmas for video, linear for text
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        video_sigmas = self.scheduler.sigmas.tolist()
+        text_sigmas = torch.linspace(1.0, 0.0, num_inference_steps + 1).tolist()
+        zero = torch.zeros(1, device=device)
+
+        trajectory = [] if return_trajectory else None
+        prev_ids = None
+        for i in range(num_inference_steps):
+            # 4. Assemble the batch: [cond row (, uncond row)]
+            if denoise_text:
+                if discrete:  # the unconditional row is all pad: an empty, fully masked text stream
+                    empty = torch.full_like(text_state, transformer.config.pad_token_id)
+                    ids = torch.cat([text_state, empty]) if use_cfg else text_state
+                    text_kwargs, mask = {"text_tokens": ids}, transformer.text_key_mask(ids)
+                else:
+                    text_kwargs = {"text_latents": torch.cat([text_state] * len(rows))}
+                    mask = torch.ones(len(rows), length, dtype=torch.bool, device=device)
+                    mask[1:] = False
+                text_t = to_timestep(torch.full((len(rows),), text_sigmas[i], device=device))
+            else:
+                if i == 0:
+                    clean_kwargs, clean_mask = self._trim(*self._clean_text_rows(rows, device))
+                text_kwargs, mask = clean_kwargs, clean_mask
+                text_t = zero.expand(len(rows))
+            video_t = to_timestep(torch.full((len(rows),), video_sigmas[i], device=device)) if denoise_video else zero.expand(len(rows))
+            video_in = torch.cat([latents] * len(rows))
+
+            # 5. One forward for both streams
+            out = transformer(
+                video_latents=video_in, video_timestep=video_t, encoder_hidden_states=cond,
+                text_timestep=text_t, text_attention_mask=mask, **text_kwargs,
+            )
+            record = TrajectoryStep(step=i + 1, num_steps=num_inference_steps)
+
+            # 6. Video step (guided)
+            if denoise_video:
+                velocity = out.video_velocity[:1]
+                if use_cfg:
+                    velocity = out.video_velocity[1:] + guidance_scale * (out.video_velocity[:1] - out.video_velocity[1:])
+                x0 = VideoFlow.predict_x0(latents, velocity, torch.tensor([video_sigmas[i]], device=device))
+                new_latents = self.scheduler.step(velocity, self.scheduler.timesteps[i], latents, return_dict=False)[0]
+                record.video_sigma = video_sigmas[i + 1]
+                record.video_delta = float((new_latents.float() - latents.float()).pow(2).mean().sqrt())
+                if return_trajectory:
+                    record.video_latents = new_latents[0].detach().to("cpu", torch.float16)
+                    record.video_x0 = x0[0].detach().to("cpu", torch.float16)
+                latents = new_latents
+
+            # 7. Text step (conditional row only)
+            if denoise_text:
+                if discrete:
+                    logits = out.text_logits[:1]
+                    probs = flow.posterior(logits)
+                    confidence, pred = probs.max(-1)
+                    text_state = flow.step(text_state, logits, text_sigmas[i], text_sigmas[i + 1], text_temperature, generator)
+                    state_ids = text_state[0].tolist()
+                else:
+                    velocity_t = out.text_velocity[:1]
+                    x1_hat = flow.predict_x0(text_state, velocity_t, torch.tensor([text_sigmas[i]], device=device))
+                    pred, confidence = flow.decode(x1_hat)
+                    text_state = flow.step(text_state, velocity_t, text_sigmas[i], text_sigmas[i + 1])
+                    state_ids = flow.decode(text_state)[0][0].tolist()
+                record.text_sigma = text_sigmas[i + 1]
+                record.text_ids = state_ids
+                record.text_pred_ids = pred[0].tolist()
+                record.text_confidence = confidence[0].float().tolist()
+                record.text_tokens = self._token_strings(state_ids)
+                record.text = self.decode_text(state_ids)
+                record.changed = [True] * len(state_ids) if prev_ids is None else [a != b for a, b in zip(prev_ids, state_ids)]
+                prev_ids = state_ids
+
+            if trajectory is not None:
+                trajectory.append(record)
+            if callback is not None:
+                callback(record)
+
+        final_text = None
+        if denoise_text:
+            final_ids = text_state[0].tolist() if discrete else flow.decode(text_state)[0][0].tolist()
+            final_text = self.decode_text(final_ids)
+        return latents, final_text, trajectory
+
+    # ---------------------------------------------------------------------------------------------
+    # The three tasks
+    def text_to_video(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        num_inference_steps: int = 30,
+        guidance_scale: float = 5.0,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        callback: StepCallback | None = None,
+        return_trajectory: bool = False,
+    ) -> UniViGUPipelineOutput:
+        """Generate a clip from ``prompt``: video from noise, the prompt held clean in the text stream.
+
+        Returns ``.frames`` uint8 [F, H, W, 3] (and ``.trajectory`` if asked).
+        """
+        prompt = self._validate_prompt(prompt, required=True)
+        size = self.check_size(num_frames, height, width)
+        generator = self._prepare(generator, seed, num_inference_steps)
+        latents, _, trajectory = self._run(
+            prompt=prompt, negative_prompt=negative_prompt, video_latents=None, text=prompt, size=size,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, text_temperature=0.0,
+            generator=generator, callback=callback, return_trajectory=return_trajectory,
+        )
+        return UniViGUPipelineOutput(frames=self.decode_latents(latents), trajectory=trajectory)
+
+    def caption(
+        self,
+        video: np.ndarray,
+        prompt: str | None = None,
+        num_inference_steps: int = 30,
+        text_temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        callback: StepCallback | None = None,
+        return_trajectory: bool = False,
+    ) -> UniViGUPipelineOutput:
+        """Describe ``video`` (uint8 [F, H, W, 3], any size: it is fitted to the model's and noted).
+
+        The clip is held clean; the text stream is denoised from its source. ``prompt`` optionally
+        conditions the caption (without one the prompt slot is empty, as in Stage 1's dropped prompts).
+        """
+        prompt = self._validate_prompt(prompt, required=False)
+        num_frames, height, width = self.check_size(None, None, None)
+        frames, notes = fit_video(video, num_frames, height, width)
+        generator = self._prepare(generator, seed, num_inference_steps)
+        latents = self.encode_video(frames)
+        _, text, trajectory = self._run(
+            prompt=prompt, negative_prompt="", video_latents=latents, text=None, size=(num_frames, height, width),
+            num_inference_steps=num_inference_steps, guidance_scale=1.0, text_temperature=text_temperature,
+            generator=generator, callback=callback, return_trajectory=return_trajectory,
+        )
+        return UniViGUPipelineOutput(text=text, trajectory=trajectory, notes=notes)
+
+    def joint(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        num_inference_steps: int = 30,
+        guidance_scale: float = 5.0,
+        text_temperature: float = 0.0,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        callback: StepCallback | None = None,
+        return_trajectory: bool = False,
+    ) -> UniViGUPipelineOutput:
+        """Generate a clip and its caption together from ``prompt``, both denoised step by step."""
+        prompt = self._validate_prompt(prompt, required=True)
+        size = self.check_size(num_frames, height, width)
+        generator = self._prepare(generator, seed, num_inference_steps)
+        latents, text, trajectory = self._run(
+            prompt=prompt, negative_prompt=negative_prompt, video_latents=None, text=None, size=size,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, text_temperature=text_temperature,
+            generator=generator, callback=callback, return_trajectory=return_trajectory,
+        )
+        return UniViGUPipelineOutput(frames=self.decode_latents(latents), text=text, trajectory=trajectory)
