@@ -68,7 +68,7 @@ def convert_official_state_dict(state: dict[str, torch.Tensor], head_dim: int) -
             continue
         for theirs, ours in _PREFIX_MAP:
             if key.startswith(theirs):
-                converted[ours + key[len(theirs):]] = value
+                converted[ours + key[len(theirs) :]] = value
                 break
         else:
             unknown.append(key)
@@ -109,8 +109,12 @@ def transformer_from_official(
         raise CheckpointError(f"text head has {rows} rows, which fits neither vocab_size {vocab_size} nor +1 mask row")
     config = {k: wan_config[k] for k in UniViGUTransformer.WAN_CONFIG_KEYS if k in wan_config}
     model = UniViGUTransformer(
-        **config, text_formulation="discrete", vocab_size=vocab_size, text_source=text_source,
-        pad_token_id=pad_token_id, max_text_len=max_text_len,
+        **config,
+        text_formulation="discrete",
+        vocab_size=vocab_size,
+        text_source=text_source,
+        pad_token_id=pad_token_id,
+        max_text_len=max_text_len,
         time_embedding_rounding="bfloat16" if bf16_time_embedding else None,
     )
     ours = model.state_dict()

@@ -94,7 +94,9 @@ class UniViGUPipeline(DiffusionPipeline):
         width = width or self.config.default_width
         t, s = self.vae_scale_factor_temporal, self.vae_scale_factor_spatial * self.transformer.config.patch_size[1]
         if num_frames < 1 or (num_frames - 1) % t:
-            raise ValueError(f"num_frames must be 1 + {t}k (e.g. {max(1, (num_frames - 1) // t * t + 1)}), got {num_frames}")
+            raise ValueError(
+                f"num_frames must be 1 + {t}k (e.g. {max(1, (num_frames - 1) // t * t + 1)}), got {num_frames}"
+            )
         for name, value in (("height", height), ("width", width)):
             if value < s or value % s:
                 raise ValueError(f"{name} must be a positive multiple of {s}, got {value}")
@@ -105,7 +107,8 @@ class UniViGUPipeline(DiffusionPipeline):
         ids = self.tokenizer(prompt_clean(text), add_special_tokens=True).input_ids
         if len(ids) > self.max_text_len:
             raise PromptError(
-                f"the prompt is {len(ids)} tokens; this model's text stream holds at most {self.max_text_len}. Shorten it."
+                f"the prompt is {len(ids)} tokens; this model's text stream holds at most "
+                f"{self.max_text_len}. Shorten it."
             )
         return ids
 
@@ -128,11 +131,18 @@ class UniViGUPipeline(DiffusionPipeline):
         """UMT5 embeddings [B, max_sequence_length, text_dim], zero past each prompt's length (Wan's)."""
         n = self.max_sequence_length
         inputs = self.tokenizer(
-            [prompt_clean(p) for p in prompts], padding="max_length", max_length=n, truncation=True,
-            add_special_tokens=True, return_attention_mask=True, return_tensors="pt",
+            [prompt_clean(p) for p in prompts],
+            padding="max_length",
+            max_length=n,
+            truncation=True,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
         )
         encoder_device = self.text_encoder.device
-        embeds = self.text_encoder(inputs.input_ids.to(encoder_device), inputs.attention_mask.to(encoder_device)).last_hidden_state
+        embeds = self.text_encoder(
+            inputs.input_ids.to(encoder_device), inputs.attention_mask.to(encoder_device)
+        ).last_hidden_state
         embeds = embeds.to(device=device, dtype=dtype) * inputs.attention_mask.to(device, dtype)[..., None]
         return embeds
 
@@ -265,7 +275,9 @@ class UniViGUPipeline(DiffusionPipeline):
             if discrete:
                 text_state = flow.sample_source((1, length), generator).to(device)
             else:
-                text_state = torch.randn((1, length, transformer.config.text_latent_dim), generator=generator).to(device, dtype)
+                text_state = torch.randn((1, length, transformer.config.text_latent_dim), generator=generator).to(
+                    device, dtype
+                )
         rows = [text] + ([None] if use_cfg else [])
 
         # 3. Schedules: the scheduler's sigmas for video, linear for text
@@ -293,13 +305,21 @@ class UniViGUPipeline(DiffusionPipeline):
                     clean_kwargs, clean_mask = self._trim(*self._clean_text_rows(rows, device))
                 text_kwargs, mask = clean_kwargs, clean_mask
                 text_t = zero.expand(len(rows))
-            video_t = to_timestep(torch.full((len(rows),), video_sigmas[i], device=device)) if denoise_video else zero.expand(len(rows))
+            video_t = (
+                to_timestep(torch.full((len(rows),), video_sigmas[i], device=device))
+                if denoise_video
+                else zero.expand(len(rows))
+            )
             video_in = torch.cat([latents] * len(rows))
 
             # 5. One forward for both streams
             out = transformer(
-                video_latents=video_in, video_timestep=video_t, encoder_hidden_states=cond,
-                text_timestep=text_t, text_attention_mask=mask, **text_kwargs,
+                video_latents=video_in,
+                video_timestep=video_t,
+                encoder_hidden_states=cond,
+                text_timestep=text_t,
+                text_attention_mask=mask,
+                **text_kwargs,
             )
             record = TrajectoryStep(step=i + 1, num_steps=num_inference_steps)
 
@@ -307,7 +327,9 @@ class UniViGUPipeline(DiffusionPipeline):
             if denoise_video:
                 velocity = out.video_velocity[:1]
                 if use_cfg:
-                    velocity = out.video_velocity[1:] + guidance_scale * (out.video_velocity[:1] - out.video_velocity[1:])
+                    velocity = out.video_velocity[1:] + guidance_scale * (
+                        out.video_velocity[:1] - out.video_velocity[1:]
+                    )
                 x0 = VideoFlow.predict_x0(latents, velocity, torch.tensor([video_sigmas[i]], device=device))
                 new_latents = self.scheduler.step(velocity, self.scheduler.timesteps[i], latents, return_dict=False)[0]
                 record.video_sigma = video_sigmas[i + 1]
@@ -323,7 +345,9 @@ class UniViGUPipeline(DiffusionPipeline):
                     logits = out.text_logits[:1]
                     probs = flow.posterior(logits)
                     confidence, pred = probs.max(-1)
-                    text_state = flow.step(text_state, logits, text_sigmas[i], text_sigmas[i + 1], text_temperature, generator)
+                    text_state = flow.step(
+                        text_state, logits, text_sigmas[i], text_sigmas[i + 1], text_temperature, generator
+                    )
                     state_ids = text_state[0].tolist()
                 else:
                     velocity_t = out.text_velocity[:1]
@@ -337,7 +361,9 @@ class UniViGUPipeline(DiffusionPipeline):
                 record.text_confidence = confidence[0].float().tolist()
                 record.text_tokens = self._token_strings(state_ids)
                 record.text = self.decode_text(state_ids)
-                record.changed = [True] * len(state_ids) if prev_ids is None else [a != b for a, b in zip(prev_ids, state_ids)]
+                record.changed = (
+                    [True] * len(state_ids) if prev_ids is None else [a != b for a, b in zip(prev_ids, state_ids)]
+                )
                 prev_ids = state_ids
 
             if trajectory is not None:
@@ -375,9 +401,17 @@ class UniViGUPipeline(DiffusionPipeline):
         size = self.check_size(num_frames, height, width)
         generator = self._prepare(generator, seed, num_inference_steps)
         latents, _, trajectory = self._run(
-            prompt=prompt, negative_prompt=negative_prompt, video_latents=None, text=prompt, size=size,
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, text_temperature=0.0,
-            generator=generator, callback=callback, return_trajectory=return_trajectory,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            video_latents=None,
+            text=prompt,
+            size=size,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            text_temperature=0.0,
+            generator=generator,
+            callback=callback,
+            return_trajectory=return_trajectory,
         )
         return UniViGUPipelineOutput(frames=self.decode_latents(latents), trajectory=trajectory)
 
@@ -403,9 +437,17 @@ class UniViGUPipeline(DiffusionPipeline):
         generator = self._prepare(generator, seed, num_inference_steps)
         latents = self.encode_video(frames)
         _, text, trajectory = self._run(
-            prompt=prompt, negative_prompt="", video_latents=latents, text=None, size=(num_frames, height, width),
-            num_inference_steps=num_inference_steps, guidance_scale=1.0, text_temperature=text_temperature,
-            generator=generator, callback=callback, return_trajectory=return_trajectory,
+            prompt=prompt,
+            negative_prompt="",
+            video_latents=latents,
+            text=None,
+            size=(num_frames, height, width),
+            num_inference_steps=num_inference_steps,
+            guidance_scale=1.0,
+            text_temperature=text_temperature,
+            generator=generator,
+            callback=callback,
+            return_trajectory=return_trajectory,
         )
         return UniViGUPipelineOutput(text=text, trajectory=trajectory, notes=notes)
 
@@ -429,8 +471,16 @@ class UniViGUPipeline(DiffusionPipeline):
         size = self.check_size(num_frames, height, width)
         generator = self._prepare(generator, seed, num_inference_steps)
         latents, text, trajectory = self._run(
-            prompt=prompt, negative_prompt=negative_prompt, video_latents=None, text=None, size=size,
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, text_temperature=text_temperature,
-            generator=generator, callback=callback, return_trajectory=return_trajectory,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            video_latents=None,
+            text=None,
+            size=size,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            text_temperature=text_temperature,
+            generator=generator,
+            callback=callback,
+            return_trajectory=return_trajectory,
         )
         return UniViGUPipelineOutput(frames=self.decode_latents(latents), text=text, trajectory=trajectory)

@@ -20,6 +20,10 @@ def build_word_tokenizer(words: list[str], model_max_length: int = 64) -> PreTra
     core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     core.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins with spaces, glues "," and "."
     return PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-        model_max_length=model_max_length, padding_side="right",
+        tokenizer_object=core,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=model_max_length,
+        padding_side="right",
     )

@@ -66,7 +66,11 @@ def fit_video(frames: np.ndarray, num_frames: int, height: int, width: int) -> t
     if f != num_frames:
         idx = np.round(np.linspace(0, f - 1, num_frames)).astype(int)
         frames = frames[idx]
-        notes.append(f"sampled {num_frames} of {f} frames evenly" if f > num_frames else f"repeated frames to stretch {f} to {num_frames}")
+        notes.append(
+            f"sampled {num_frames} of {f} frames evenly"
+            if f > num_frames
+            else f"repeated frames to stretch {f} to {num_frames}"
+        )
     if (h, w) != (height, width):
         scale = max(height / h, width / w)
         crop_h, crop_w = min(h, round(height / scale)), min(w, round(width / scale))
@@ -94,8 +98,15 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8) -> 
             iio.imwrite(tmp, frames, duration=1000 / fps, loop=0)
         else:
             # yuv420p for browsers; macro_block_size=1 keeps tiny sizes such as 64x64 unpadded.
-            iio.imwrite(tmp, frames, fps=fps, codec="libx264", macro_block_size=1, pixelformat="yuv420p",
-                        output_params=["-crf", "12"])
+            iio.imwrite(
+                tmp,
+                frames,
+                fps=fps,
+                codec="libx264",
+                macro_block_size=1,
+                pixelformat="yuv420p",
+                output_params=["-crf", "12"],
+            )
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -6,9 +6,9 @@ text alike; :func:`to_timestep` is the one place that conversion happens. (The d
 literature writes ``t = 1 - sigma`` with ``t = 1`` clean; the text-flow code converts at its edge.)
 """
 
-from .time import sample_sigmas, shift_sigmas, to_timestep
 from .text_discrete import DiscreteTextFlow
 from .text_embedding import EmbeddingTextFlow
+from .time import sample_sigmas, shift_sigmas, to_timestep
 from .uniflow import UniFlowLoss, UniFlowLossOutput, text_flow_for
 from .video import VideoFlow
 

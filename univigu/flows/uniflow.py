@@ -49,8 +49,13 @@ class UniFlowLoss:
         kappa_exponent: discrete path schedule ``kappa(t) = t**n``.
     """
 
-    def __init__(self, lambda_text: str | float = "auto", video_shift: float = 1.0, text_shift: float = 1.0,
-                 kappa_exponent: float = 1.0):
+    def __init__(
+        self,
+        lambda_text: str | float = "auto",
+        video_shift: float = 1.0,
+        text_shift: float = 1.0,
+        kappa_exponent: float = 1.0,
+    ):
         if lambda_text != "auto" and not float(lambda_text) >= 0:
             raise ValueError(f"lambda_text must be 'auto' or a number >= 0, got {lambda_text!r}")
         self.lambda_text = lambda_text

@@ -121,7 +121,11 @@ class UniViGUBlock(nn.Module):
         self.norm1 = FP32LayerNorm(dim, eps, elementwise_affine=False)
         self.attn1 = WanAttention(dim, num_heads, dim // num_heads, eps, processor=UniViGUAttnProcessor())
         self.attn2 = WanAttention(
-            dim, num_heads, dim // num_heads, eps, cross_attention_dim_head=dim // num_heads,
+            dim,
+            num_heads,
+            dim // num_heads,
+            eps,
+            cross_attention_dim_head=dim // num_heads,
             processor=WanAttnProcessor(),
         )
         self.norm2 = FP32LayerNorm(dim, eps, elementwise_affine=True) if cross_attn_norm else nn.Identity()
@@ -143,8 +147,12 @@ class UniViGUBlock(nn.Module):
         attention_mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         num_video = video.shape[1]
-        shift_v, scale_v, gate_v, c_shift_v, c_scale_v, c_gate_v = (self.scale_shift_table + temb_video.float()).chunk(6, 1)
-        shift_t, scale_t, gate_t, c_shift_t, c_scale_t, c_gate_t = (self.scale_shift_table + temb_text.float()).chunk(6, 1)
+        shift_v, scale_v, gate_v, c_shift_v, c_scale_v, c_gate_v = (self.scale_shift_table + temb_video.float()).chunk(
+            6, 1
+        )
+        shift_t, scale_t, gate_t, c_shift_t, c_scale_t, c_gate_t = (self.scale_shift_table + temb_text.float()).chunk(
+            6, 1
+        )
 
         # 1. Joint self-attention over [video; text]
         norm_v = (self.norm1(video.float()) * (1 + scale_v) + shift_v).type_as(video)
@@ -186,7 +194,12 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
 
     _supports_gradient_checkpointing = True
     _skip_layerwise_casting_patterns = [
-        "patch_embedding", "condition_embedder", "text_time_embedder", "text_embedding", "norm", "scale_shift_table",
+        "patch_embedding",
+        "condition_embedder",
+        "text_time_embedder",
+        "text_embedding",
+        "norm",
+        "scale_shift_table",
     ]
     _no_split_modules = ["UniViGUBlock"]
     _keep_in_fp32_modules = ["time_embedder", "scale_shift_table", "norm1", "norm2", "norm3", "text_norm_out"]
@@ -304,9 +317,13 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
             if text_tokens is None or text_latents is not None:
                 raise ValueError("the discrete text formulation takes text_tokens [B,L] (int), not text_latents")
             if text_tokens.ndim != 2 or text_tokens.dtype not in (torch.int64, torch.int32):
-                raise ValueError(f"text_tokens must be an integer tensor [B,L], got {text_tokens.dtype} {tuple(text_tokens.shape)}")
+                raise ValueError(
+                    f"text_tokens must be an integer tensor [B,L], got {text_tokens.dtype} {tuple(text_tokens.shape)}"
+                )
             if text_tokens.numel() and (text_tokens.min() < 0 or text_tokens.max() >= self.num_text_classes):
-                raise ValueError(f"text_tokens must be ids in [0, {self.num_text_classes}), got max {int(text_tokens.max())}")
+                raise ValueError(
+                    f"text_tokens must be ids in [0, {self.num_text_classes}), got max {int(text_tokens.max())}"
+                )
             text = text_tokens
         else:
             if text_latents is None or text_tokens is not None:
@@ -317,10 +334,18 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         batch = video_latents.shape[0]
         if text.shape[0] != batch:
             raise ValueError(f"video batch {batch} and text batch {text.shape[0]} differ")
-        if encoder_hidden_states.ndim != 3 or encoder_hidden_states.shape[0] != batch or encoder_hidden_states.shape[-1] != cfg.text_dim:
-            raise ValueError(f"encoder_hidden_states must be [{batch},L_c,{cfg.text_dim}], got {tuple(encoder_hidden_states.shape)}")
+        if (
+            encoder_hidden_states.ndim != 3
+            or encoder_hidden_states.shape[0] != batch
+            or encoder_hidden_states.shape[-1] != cfg.text_dim
+        ):
+            raise ValueError(
+                f"encoder_hidden_states must be [{batch},L_c,{cfg.text_dim}], got {tuple(encoder_hidden_states.shape)}"
+            )
         if text_attention_mask is not None and tuple(text_attention_mask.shape) != tuple(text.shape[:2]):
-            raise ValueError(f"text_attention_mask must be {tuple(text.shape[:2])}, got {tuple(text_attention_mask.shape)}")
+            raise ValueError(
+                f"text_attention_mask must be {tuple(text.shape[:2])}, got {tuple(text_attention_mask.shape)}"
+            )
 
     def forward(
         self,
@@ -371,7 +396,9 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         attention_mask = None
         if text_attention_mask is not None:
             video_keep = torch.ones(batch, video.shape[1], dtype=torch.bool, device=video.device)
-            attention_mask = torch.cat([video_keep, text_attention_mask.to(video.device).bool()], dim=1)[:, None, None, :]
+            attention_mask = torch.cat([video_keep, text_attention_mask.to(video.device).bool()], dim=1)[
+                :, None, None, :
+            ]
 
         # 4. Blocks
         rotary_emb = (video_rope, text_rope)
@@ -402,8 +429,19 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
 
     # ----------------------------------------------------------------------------------------------
     WAN_CONFIG_KEYS = (
-        "patch_size", "num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "text_dim",
-        "freq_dim", "ffn_dim", "num_layers", "cross_attn_norm", "qk_norm", "eps", "rope_max_seq_len",
+        "patch_size",
+        "num_attention_heads",
+        "attention_head_dim",
+        "in_channels",
+        "out_channels",
+        "text_dim",
+        "freq_dim",
+        "ffn_dim",
+        "num_layers",
+        "cross_attn_norm",
+        "qk_norm",
+        "eps",
+        "rope_max_seq_len",
     )
 
     @classmethod
@@ -431,7 +469,11 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
             raise ValueError(f"UniViGU weights Wan did not provide: {wan_born[:5]}")
         with torch.no_grad():
             model.text_time_embedder.load_state_dict(
-                {k: v for k, v in model.condition_embedder.state_dict().items() if k.startswith(("time_", "timesteps_"))}
+                {
+                    k: v
+                    for k, v in model.condition_embedder.state_dict().items()
+                    if k.startswith(("time_", "timesteps_"))
+                }
             )
             model.text_scale_shift_table.copy_(model.scale_shift_table)
             model.text_proj_out.weight.zero_()

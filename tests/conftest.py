@@ -1,0 +1,31 @@
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures", "official_tiny")
+
+
+def pytest_configure(config):
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def official_fixture() -> str:
+    path = os.path.abspath(os.environ.get("UNIVIGU_OFFICIAL_FIXTURE", FIXTURE))
+    if not os.path.isdir(path):
+        pytest.fail(f"reference fixture missing at {path}: clone next to shared/ or set UNIVIGU_OFFICIAL_FIXTURE")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe_dir(tmp_path_factory) -> str:
+    """A tiny random pipeline saved to disk (discrete text, mask source)."""
+    from univigu.tiny import tiny_pipeline
+
+    path = str(tmp_path_factory.mktemp("tiny") / "pipe")
+    tiny_pipeline().save_pretrained(path)
+    return path

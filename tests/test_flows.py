@@ -1,0 +1,120 @@
+"""Flows: path endpoints, samplers, embedding decoding, and the uni-flow loss."""
+
+import pytest
+import torch
+
+from univigu import UniViGUTransformer
+from univigu.flows import DiscreteTextFlow, EmbeddingTextFlow, UniFlowLoss, VideoFlow, sample_sigmas, to_timestep
+from univigu.tiny import tiny_wan_config
+
+
+def test_discrete_path_endpoints_mask_and_uniform():
+    x1 = torch.randint(1, 30, (4, 50))
+    for source in ("mask", "uniform"):
+        flow = DiscreteTextFlow(30, source, pad_token_id=0)
+        clean = flow.add_noise(x1, torch.zeros(4))  # sigma 0 = t 1: data
+        assert torch.equal(clean, x1)
+        noisy = flow.add_noise(x1, torch.ones(4), torch.Generator().manual_seed(0))  # sigma 1 = t 0: source
+        if source == "mask":
+            assert (noisy == 30).all()
+        else:
+            assert (noisy != 0).all() and noisy.max() < 30  # never the pad id, never out of vocabulary
+            assert (noisy == x1).float().mean() < 0.2
+        half = flow.add_noise(x1, torch.full((4,), 0.5), torch.Generator().manual_seed(1))
+        assert 0.35 < (half == x1).float().mean() < 0.65 + (source == "uniform") * 0.1
+
+
+def test_discrete_kappa_polynomial():
+    flow = DiscreteTextFlow(10, exponent=2.0)
+    t = torch.tensor([0.0, 0.5, 1.0])
+    assert torch.allclose(flow.kappa(t), torch.tensor([0.0, 0.25, 1.0]))
+
+
+def test_discrete_sampler_last_step_takes_the_prediction():
+    flow = DiscreteTextFlow(12, "mask")
+    x_t = torch.full((2, 7), 12)
+    x_t[0, 0] = 5  # an already revealed token stays
+    logits = torch.randn(2, 7, 13)
+    logits[..., 12] = 100.0  # the mask column is never predicted
+    out = flow.step(x_t, logits, sigma=0.1, sigma_next=0.0)
+    expected = logits[..., :12].argmax(-1)
+    assert out[0, 0] == 5 and torch.equal(out[0, 1:], expected[0, 1:]) and torch.equal(out[1], expected[1])
+    # A small step reveals only some positions.
+    mid = flow.step(
+        torch.full((2, 200), 12), torch.randn(2, 200, 13), 0.5, 0.4, generator=torch.Generator().manual_seed(0)
+    )
+    revealed = (mid != 12).float().mean()
+    assert 0.1 < revealed < 0.3  # (k(0.6)-k(0.5))/(1-k(0.5)) = 0.2
+    sampled = flow.step(
+        torch.full((1, 50), 12),
+        torch.randn(1, 50, 13),
+        0.2,
+        0.0,
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert (sampled < 12).all()
+
+
+def test_discrete_loss_is_cross_entropy_per_sample():
+    flow = DiscreteTextFlow(5)
+    x1 = torch.tensor([[1, 2], [3, 4]])
+    perfect = torch.full((2, 2, 5), -50.0).scatter(-1, x1[..., None], 50.0)
+    assert torch.allclose(flow.loss(perfect, x1), torch.zeros(2), atol=1e-6)
+    uniform = torch.zeros(2, 2, 5)
+    assert torch.allclose(flow.loss(uniform, x1), torch.full((2,), torch.log(torch.tensor(5.0))))
+
+
+def test_embedding_decode_of_clean_latents_returns_tokens():
+    codebook = torch.randn(40, 16)
+    flow = EmbeddingTextFlow(codebook)
+    ids = torch.randint(0, 40, (3, 9))
+    decoded, conf = flow.decode(flow.encode(ids))
+    assert torch.equal(decoded, ids) and (conf > 0.5).all()
+    # Noise at sigma 1 decodes to (mostly) other tokens; the exact velocity recovers x1 in one Euler step.
+    x1 = flow.encode(ids)
+    noise = torch.randn_like(x1)
+    x_t = flow.add_noise(x1, noise, torch.ones(3))
+    assert (flow.decode(x_t)[0] == ids).float().mean() < 0.5
+    stepped = flow.step(x_t, flow.target(x1, noise), 1.0, 0.0)
+    assert torch.equal(flow.decode(stepped)[0], ids)
+
+
+def test_video_flow_path_and_x0():
+    x0, noise = torch.randn(2, 4, 3, 4, 4), torch.randn(2, 4, 3, 4, 4)
+    sigma = torch.tensor([0.0, 1.0])
+    x = VideoFlow.add_noise(x0, noise, sigma)
+    assert torch.equal(x[0], x0[0]) and torch.equal(x[1], noise[1])
+    s = torch.tensor([0.3, 0.7])
+    x = VideoFlow.add_noise(x0, noise, s)
+    torch.testing.assert_close(VideoFlow.predict_x0(x, VideoFlow.target(x0, noise), s), x0)
+    assert torch.equal(to_timestep(torch.tensor([0.25])), torch.tensor([250.0]))
+    sig = sample_sigmas(10000, shift=3.0, generator=torch.Generator().manual_seed(0))
+    assert 0 <= sig.min() and sig.max() <= 1 and sig.mean() > 0.6  # shift > 1 favours high noise
+
+
+@pytest.mark.parametrize("formulation", ["discrete", "embedding"])
+def test_uniflow_loss_lambda_and_independent_times(formulation):
+    torch.manual_seed(0)
+    model = UniViGUTransformer(
+        **tiny_wan_config(), text_formulation=formulation, vocab_size=20, text_source="mask", text_latent_dim=16
+    )
+    latents = torch.randn(4, 4, 3, 4, 6)
+    ids = torch.randint(1, 20, (4, 9))
+    cond = torch.randn(4, 5, 32)
+    loss_fn = UniFlowLoss()
+    out = loss_fn(model, latents, ids, cond, generator=torch.Generator().manual_seed(0))
+    assert out.lambda_text == pytest.approx((3 * 2 * 3) / 9)
+    assert not torch.allclose(out.sigma_video, out.sigma_text)
+    torch.testing.assert_close(out.loss, out.video_loss + out.lambda_text * out.text_loss)
+    out.loss.backward()
+    assert model.text_proj_out.weight.grad.abs().sum() > 0 and model.proj_out.weight.grad.abs().sum() > 0
+    fixed = UniFlowLoss(lambda_text=0.5)(model, latents, ids, cond, generator=torch.Generator().manual_seed(0))
+    assert fixed.lambda_text == 0.5
+    # Dropped text contributes no text loss.
+    dropped = loss_fn(
+        model, latents, ids, cond, drop_text=torch.ones(4, dtype=torch.bool), generator=torch.Generator().manual_seed(0)
+    )
+    assert dropped.text_loss == 0
+    with pytest.raises(ValueError, match="lambda_text"):
+        UniFlowLoss(lambda_text=-1)
