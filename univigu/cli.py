@@ -30,9 +30,11 @@ def _emit(args, result: dict, human: str):
     print(json.dumps(result) if args.json else human)
 
 
-def cmd_t2v(args):
+def cmd_generate(args):
+    """t2v and joint: the same arguments, joint also returns a caption."""
     pipe = _pipeline(args)
-    out = pipe.text_to_video(
+    task = pipe.joint if args.command == "joint" else pipe.text_to_video
+    out = task(
         args.prompt,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance,
@@ -42,26 +44,10 @@ def cmd_t2v(args):
         seed=args.seed,
     )
     write_video(args.out, out.frames, fps=pipe.config.fps)
-    _emit(args, {"video": args.out, "frames": int(out.frames.shape[0]), "seed": args.seed}, f"wrote {args.out}")
-
-
-def cmd_joint(args):
-    pipe = _pipeline(args)
-    out = pipe.joint(
-        args.prompt,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance,
-        num_frames=args.frames,
-        height=args.height,
-        width=args.width,
-        seed=args.seed,
-    )
-    write_video(args.out, out.frames, fps=pipe.config.fps)
-    _emit(
-        args,
-        {"video": args.out, "caption": out.text, "frames": int(out.frames.shape[0]), "seed": args.seed},
-        f"wrote {args.out}\n{out.text}",
-    )
+    result = {"video": args.out, "frames": int(out.frames.shape[0]), "seed": args.seed}
+    if out.text is not None:
+        result["caption"] = out.text
+    _emit(args, result, f"wrote {args.out}" + (f"\n{out.text}" if out.text is not None else ""))
 
 
 def cmd_caption(args):
@@ -109,12 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("t2v", help="text to video")
     model_args(p)
     gen_args(p)
-    p.set_defaults(func=cmd_t2v)
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("joint", help="generate a clip and its caption together")
     model_args(p)
     gen_args(p)
-    p.set_defaults(func=cmd_joint)
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("caption", help="caption a video file")
     model_args(p)
