@@ -14,7 +14,15 @@ from typing import Any
 
 from .detect import DetectedObject, Detection, detect, palette_indices
 from .render import render, shape_mask
-from .sample import SPLIT_SEED_OFFSETS, SPLITS, clip_seed, iter_split, sample_scene, scene_for_seed, split_of_seed
+from .sample import (
+    SPLIT_SEED_OFFSETS,
+    SPLITS,
+    clip_seed,
+    iter_split,
+    sample_scene,
+    scene_for_seed,
+    split_of_seed,
+)
 from .score import (
     ALL_ATTRS,
     DETAIL_ATTRS,
@@ -51,8 +59,10 @@ from .text import (
     ParsedObject,
     ParsedPrompt,
     brief_prompt,
+    describe,
     detailed_caption,
     detokenize_words,
+    format_caption,
     parse_caption,
     parse_prompt,
     tokenize_words,
@@ -89,11 +99,13 @@ __all__ = [
     "brief_prompt",
     "cell_of_point",
     "clip_seed",
+    "describe",
     "detailed_caption",
     "detect",
     "detokenize_words",
     "exact_rate",
     "export_dataset",
+    "format_caption",
     "is_exact",
     "iter_split",
     "palette_indices",

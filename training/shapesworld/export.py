@@ -34,7 +34,8 @@ VIDEO_PARAMS = ["-qp", "0", "-preset", "veryfast"]
 def write_video(path: str | Path, frames: np.ndarray, fps: int = FPS) -> None:
     """Write uint8 [F, H, W, 3] RGB frames losslessly to `path` (.mp4), atomically."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")  # ffmpeg picks the container by suffix
+    # keep the real suffix last: ffmpeg picks the container from it
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
         iio.imwrite(
             tmp,

@@ -7,14 +7,14 @@ boundary, so the convention never decides a case).
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
 from .spec import BACKGROUNDS, COLORS, HEIGHT, NUM_FRAMES, SIZES, WIDTH, ObjectSpec, Scene
 
 
-@lru_cache(maxsize=None)
+@cache
 def shape_mask(shape: str, side: int) -> np.ndarray:
     """Boolean mask [side, side] of `shape` inside its side x side box (row = y, column = x).
 

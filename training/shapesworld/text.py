@@ -70,8 +70,27 @@ _CAPTION_RE = re.compile(f"{_OBJECT} on a {_BG} background(?:, and {_OBJECT})?\\
 _PROMPT_RE = re.compile(f"a {_COLOR} {_SHAPE} {_MOTION}")
 
 
-def _object_phrase(obj: ObjectSpec) -> str:
+def _object_phrase(obj: ParsedObject) -> str:
     return f"a {obj.size} {obj.color} {obj.shape} at the {obj.cell} {obj.motion}"
+
+
+def _parsed_object(obj: ObjectSpec) -> ParsedObject:
+    return ParsedObject(obj.color, obj.shape, obj.size, obj.cell, obj.motion)
+
+
+def describe(scene: Scene) -> ParsedCaption:
+    """The caption fields of a scene (what `parse_caption(detailed_caption(scene))` returns)."""
+    main = scene.main
+    second = None if scene.second is None else _parsed_object(scene.second)
+    return ParsedCaption(main.color, main.shape, main.motion, main.size, main.cell, scene.background, second)
+
+
+def format_caption(caption: ParsedCaption) -> str:
+    """Write caption fields as a detailed caption; inverse of `parse_caption`."""
+    text = f"{_object_phrase(caption.main)} on a {caption.background} background"
+    if caption.second is not None:
+        text += f", and {_object_phrase(caption.second)}"
+    return text + "."
 
 
 def brief_prompt(scene: Scene) -> str:
@@ -81,10 +100,7 @@ def brief_prompt(scene: Scene) -> str:
 
 def detailed_caption(scene: Scene) -> str:
     """The detailed caption of a scene (main object, background, then the second object)."""
-    text = f"{_object_phrase(scene.main)} on a {scene.background} background"
-    if scene.second is not None:
-        text += f", and {_object_phrase(scene.second)}"
-    return text + "."
+    return format_caption(describe(scene))
 
 
 def parse_caption(text: str) -> ParsedCaption | None:

@@ -1,0 +1,460 @@
+"""ShapesWorld v1 (training/shapesworld) against /work/shared/SHAPESWORLD.md."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+
+import numpy as np
+import pytest
+
+import training.shapesworld as sw
+from training.shapesworld import (
+    ObjectSpec,
+    ParsedCaption,
+    ParsedObject,
+    Scene,
+    clip_seed,
+    describe,
+    detailed_caption,
+    format_caption,
+    iter_split,
+    parse_caption,
+    render,
+    scene_for_seed,
+    score_caption,
+    score_detection,
+)
+
+detect_module = importlib.import_module("training.shapesworld.detect")
+
+SPEC_BACKGROUNDS = {"black": (20, 20, 20), "gray": (128, 128, 128), "white": (235, 235, 235)}
+SPEC_COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 180, 70),
+    "blue": (50, 90, 230),
+    "yellow": (235, 210, 50),
+    "purple": (150, 70, 200),
+    "cyan": (40, 200, 210),
+}
+HELD_OUT = {("purple", "triangle"), ("cyan", "circle"), ("yellow", "square")}
+EVAL_SPLITS = ("train", "val", "test")
+
+
+def _scenes(split: str, n: int) -> list[Scene]:
+    return [scene for _, scene in iter_split(split, n)]
+
+
+def _objects(scene: Scene) -> list[ObjectSpec]:
+    return [scene.main] if scene.second is None else [scene.main, scene.second]
+
+
+def _color_mask(clip: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
+    """bool [F, H, W]: pixels exactly of colour rgb."""
+    return (clip == np.array(rgb, dtype=np.uint8)).all(-1)
+
+
+def _example_scene() -> Scene:
+    """The spec's example: a large red circle at the left moves right ... small blue square top right."""
+    main = ObjectSpec("red", "circle", "large", "moves right", x0=5, y0=22)
+    second = ObjectSpec("blue", "square", "small", "stays still", x0=45, y0=2)
+    return Scene("gray", main, second)
+
+
+# ---------------------------------------------------------------- spec constants and renderer
+
+
+def test_constants_match_spec_table() -> None:
+    assert sw.BACKGROUNDS == SPEC_BACKGROUNDS
+    assert sw.COLORS == SPEC_COLORS
+    assert sw.SIZES == {"small": 12, "large": 20}
+    assert sw.SHAPES == ["circle", "square", "triangle"]
+    assert sw.MOTIONS == ["moves left", "moves right", "moves up", "moves down", "stays still"]
+    assert sw.CELLS[0] == "top left" and sw.CELLS[4] == "center" and sw.CELLS[8] == "bottom right"
+    assert (sw.NUM_FRAMES, sw.HEIGHT, sw.WIDTH, sw.FPS, sw.STEP_PX) == (17, 64, 64, 8, 2)
+    assert set(sw.HELD_OUT_PAIRS) == HELD_OUT
+
+
+def test_shape_masks_follow_pixel_centre_rule_on_hand_checked_cases() -> None:
+    # side 4, pixel centres at 0.5 .. 3.5: worked out by hand from the spec's definitions
+    triangle = [[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [1, 1, 1, 1]]
+    circle = [[0, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 1], [0, 1, 1, 0]]
+    np.testing.assert_array_equal(sw.shape_mask("triangle", 4), np.array(triangle, dtype=bool))
+    np.testing.assert_array_equal(sw.shape_mask("circle", 4), np.array(circle, dtype=bool))
+    assert sw.shape_mask("square", 4).all()
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_drawn_boxes_have_the_spec_sizes(size: str) -> None:
+    side = sw.SIZES[size]
+    for shape, area_range in [("circle", (0.75, 0.82)), ("square", (1.0, 1.0)), ("triangle", (0.45, 0.55))]:
+        obj = ObjectSpec("red", shape, size, "stays still", x0=10, y0=7)
+        mask = _color_mask(render(Scene("black", obj))[0], SPEC_COLORS["red"])
+        ys, xs = np.nonzero(mask)
+        assert (xs.min(), xs.max() + 1) == (10, 10 + side)  # full width in every shape
+        # the triangle's apex row holds no pixel centre; its base is the box's bottom row
+        top = 7 + (1 if shape == "triangle" else 0)
+        assert (ys.min(), ys.max() + 1) == (top, 7 + side)
+        assert area_range[0] <= mask.sum() / side**2 <= area_range[1]
+        if shape == "triangle":  # apex at the top centre: the two middle columns
+            assert set(xs[ys == top]) == {10 + side // 2 - 1, 10 + side // 2}
+
+
+def test_background_fills_and_only_palette_colours_appear() -> None:
+    for scene in _scenes("train", 40):
+        clip = render(scene)
+        assert clip.shape == (17, 64, 64, 3) and clip.dtype == np.uint8
+        background = SPEC_BACKGROUNDS[scene.background]
+        rgbs = [background, *(SPEC_COLORS[o.color] for o in _objects(scene))]
+        counts = [_color_mask(clip, rgb).sum() for rgb in rgbs]
+        assert min(counts) > 0 and sum(counts) == clip[..., 0].size  # these colours and no others
+        boxes = np.zeros(clip.shape[:3], dtype=bool)  # where each object's box is, frame by frame
+        for obj in _objects(scene):
+            for t in range(17):
+                x, y = obj.position(t)
+                boxes[t, y : y + obj.side, x : x + obj.side] = True
+        assert _color_mask(clip, background)[~boxes].all()  # the background fills the rest
+
+
+@pytest.mark.parametrize("motion", sw.MOTIONS)
+def test_motion_is_two_pixels_per_frame(motion: str) -> None:
+    (x_lo, _), (y_lo, _) = sw.sample.start_range(12, motion)
+    obj = ObjectSpec("green", "triangle", "small", motion, x0=x_lo, y0=y_lo)
+    clip = render(Scene("white", obj))
+    masks = _color_mask(clip, SPEC_COLORS["green"])
+    dx, dy = sw.spec.MOTION_VECTORS[motion]
+    for t in range(1, 17):
+        np.testing.assert_array_equal(np.roll(masks[t - 1], (2 * dy, 2 * dx), axis=(0, 1)), masks[t])
+    assert masks[0].sum() == masks[16].sum() == sw.shape_mask("triangle", 12).sum()
+
+
+def test_objects_stay_fully_inside_every_frame_and_start_ranges_are_tight() -> None:
+    touches_left = touches_right = 0
+    for split in ("train", "compositional"):
+        for scene in _scenes(split, 400):
+            for obj in _objects(scene):
+                for t in range(17):
+                    x, y = obj.position(t)
+                    assert 0 <= x <= 64 - obj.side and 0 <= y <= 64 - obj.side
+                touches_left += obj.x0 == 0
+                touches_right += obj.x0 == 64 - obj.side
+            # the main object is never occluded, so its full shape is visible in every frame
+            counts = _color_mask(render(scene), SPEC_COLORS[scene.main.color]).sum(axis=(1, 2))
+            assert (counts == sw.shape_mask(scene.main.shape, scene.main.side).sum()).all()
+    assert touches_left > 0 and touches_right > 0  # start positions use the whole frame
+
+
+def test_main_object_is_drawn_on_top() -> None:
+    main = ObjectSpec("red", "square", "large", "stays still", x0=22, y0=22)
+    second = ObjectSpec("blue", "square", "small", "moves right", x0=0, y0=26)
+    clip = render(Scene("black", main, second))
+    t = 9  # second box spans x 18..30, inside the main box from x 22
+    assert _color_mask(clip[t], SPEC_COLORS["red"])[22:42, 22:42].all()
+    assert _color_mask(clip[t], SPEC_COLORS["blue"]).sum() == 12 * 4  # only x 18..21 still visible
+
+
+def test_cells_use_box_centre_and_equal_thirds() -> None:
+    assert sw.cell_of_point(21, 5) == "top left" and sw.cell_of_point(22, 5) == "top"  # 64/3 = 21.33
+    assert sw.cell_of_point(42, 42) == "center" and sw.cell_of_point(43, 43) == "bottom right"
+    assert ObjectSpec("red", "circle", "large", "stays still", x0=11, y0=44).cell == "bottom left"
+    assert ObjectSpec("red", "circle", "large", "stays still", x0=12, y0=44).cell == "bottom"
+    assert {obj.cell for s in _scenes("train", 400) for obj in _objects(s)} == set(sw.CELLS)
+
+
+# ---------------------------------------------------------------- sampling and splits
+
+
+def test_scenes_are_deterministic_per_seed() -> None:
+    for seed in (0, 7, 20_000_003):
+        assert scene_for_seed(seed, "test") == scene_for_seed(seed, "test")
+        np.testing.assert_array_equal(
+            render(scene_for_seed(seed, "test")), render(scene_for_seed(seed, "test"))
+        )
+    assert len({scene_for_seed(s, "train") for s in range(50)}) == 50
+
+
+def test_split_seed_ranges_are_disjoint() -> None:
+    ranges = {s: set(range(clip_seed(s, 0), clip_seed(s, 0) + 1000)) for s in sw.SPLITS}
+    for a in sw.SPLITS:
+        for b in sw.SPLITS:
+            assert a == b or not ranges[a] & ranges[b]
+    assert (
+        clip_seed("val", 5) == 10_000_005
+        and sw.split_of_seed(clip_seed("compositional", 9)) == "compositional"
+    )
+    assert [seed for seed, _ in iter_split("test", 3, start=4)] == [20_000_004, 20_000_005, 20_000_006]
+    with pytest.raises(ValueError):
+        clip_seed("train", 10_000_000)
+    with pytest.raises(ValueError):
+        clip_seed("holdout", 0)
+
+
+def test_held_out_pairs_absent_from_train_val_test_and_main_in_compositional() -> None:
+    with_second = 0
+    for split in EVAL_SPLITS:
+        for scene in _scenes(split, 500):
+            assert all((o.color, o.shape) not in HELD_OUT for o in _objects(scene))
+            with_second += scene.second is not None
+    assert 0.42 < with_second / 1500 < 0.58  # second object with probability 1/2
+    compositional = _scenes("compositional", 300)
+    assert all((s.main.color, s.main.shape) in HELD_OUT for s in compositional)
+    assert {(s.main.color, s.main.shape) for s in compositional} == HELD_OUT
+    assert all(s.second is None or (s.second.color, s.second.shape) not in HELD_OUT for s in compositional)
+
+
+def test_second_object_differs_and_is_apart_in_frame_zero() -> None:
+    seconds = [s for s in _scenes("train", 600) + _scenes("compositional", 200) if s.second is not None]
+    assert len(seconds) > 300
+    for scene in seconds:
+        main, second = scene.main, scene.second
+        assert second is not None
+        assert main.color != second.color and main.shape != second.shape
+        gap_x = max(second.x0 - (main.x0 + main.side), main.x0 - (second.x0 + second.side))
+        gap_y = max(second.y0 - (main.y0 + main.side), main.y0 - (second.y0 + second.side))
+        assert max(gap_x, gap_y) >= 2
+    assert min(sw.sample.box_gap(s.main, s.second) for s in seconds if s.second) == 2  # tight, not padded
+
+
+# ---------------------------------------------------------------- sentences
+
+
+def test_sentences_match_the_spec_examples() -> None:
+    scene = _example_scene()
+    assert sw.brief_prompt(scene) == "a red circle moves right"
+    assert detailed_caption(scene) == (
+        "a large red circle at the left moves right on a gray background, "
+        "and a small blue square at the top right stays still."
+    )
+    single = Scene("white", scene.main)
+    assert detailed_caption(single) == "a large red circle at the left moves right on a white background."
+
+
+def test_every_generated_sentence_parses_and_round_trips() -> None:
+    vocab = set(sw.VOCABULARY)
+    seen: set[str] = set()
+    for split in sw.SPLITS:
+        for scene in _scenes(split, 150):
+            caption, prompt = detailed_caption(scene), sw.brief_prompt(scene)
+            parsed = parse_caption(caption)
+            assert parsed == describe(scene)
+            assert parsed.second is None or parsed.second.cell == scene.second.cell
+            assert format_caption(parsed) == caption
+            assert sw.parse_prompt(prompt) == sw.ParsedPrompt(
+                scene.main.color, scene.main.shape, scene.main.motion
+            )
+            for text in (caption, prompt):
+                tokens = sw.tokenize_words(text)
+                assert sw.detokenize_words(tokens) == text
+                assert set(tokens) <= vocab
+                seen |= set(tokens)
+    assert seen == vocab  # the vocabulary holds nothing the sentences never use
+    assert sw.VOCABULARY == sorted(sw.VOCABULARY) and {",", ".", "center", "stays"} <= vocab
+
+
+def test_tokenize_splits_punctuation() -> None:
+    text = "a large red circle at the left moves right on a gray background, and a small blue square."
+    tokens = sw.tokenize_words(text)
+    assert tokens[12:15] == ["background", ",", "and"] and tokens[-2:] == ["square", "."]
+    assert sw.detokenize_words(tokens) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a large red circle at the left moves right on a gray background",  # no final "."
+        "a large red circle at the left moves right on a gray background .",  # "." not glued
+        "a large red circle at the left  moves right on a gray background.",  # double space
+        "A large red circle at the left moves right on a gray background.",  # upper case
+        "a large pink circle at the left moves right on a gray background.",  # unknown colour
+        "a large red circle at the middle moves right on a gray background.",  # unknown cell
+        "a large red circle at the left moves right on a red background.",  # object colour as bg
+        "a red circle moves right",  # the brief form
+        "a large red circle at the left moves right on a gray background, and a small blue square.",
+        "",
+    ],
+)
+def test_parse_caption_rejects_anything_off_grammar(text: str) -> None:
+    assert parse_caption(text) is None
+
+
+def test_parse_prompt_rejects_detailed_and_malformed() -> None:
+    assert sw.parse_prompt("a red circle moves right") is not None
+    assert sw.parse_prompt(detailed_caption(_example_scene())) is None
+    assert sw.parse_prompt("a red circle moves sideways") is None
+    assert sw.parse_prompt("a large red circle moves right") is None
+
+
+# ---------------------------------------------------------------- detector
+
+
+def test_detector_reads_rendered_clips_per_attribute() -> None:
+    scenes = _scenes("test", 200) + _scenes("compositional", 100)
+    rows, ordered, ordered_right = [], 0, 0
+    for scene in scenes:
+        detection = sw.detect(render(scene))
+        rows.append(score_detection(detection, detailed_caption(scene)))
+        # independent of the scorer's assignment: every true object is read under its colour
+        by_color = {o.color: o for o in detection.objects}
+        assert len(detection.objects) == len(_objects(scene))
+        for obj in _objects(scene):
+            read = by_color.get(obj.color)
+            assert read is not None
+            assert (read.shape, read.size, read.cell, read.motion) == (
+                obj.shape,
+                obj.size,
+                obj.cell,
+                obj.motion,
+            )
+        if scene.second is not None and detection.order_known:
+            ordered += 1
+            ordered_right += detection.main.color == scene.main.color
+    accuracy = sw.aggregate(rows)
+    assert set(accuracy) == set(sw.ALL_ATTRS)
+    for attr, value in accuracy.items():
+        assert value >= 0.99, (attr, value)
+    assert ordered >= 20 and ordered_right == ordered  # occlusion names the main object when it occurs
+
+
+def test_detector_survives_speckle_and_pixel_noise() -> None:
+    rng = np.random.default_rng(0)
+    object_rgb = np.array(list(SPEC_COLORS.values()))
+    rows = []
+    for scene in _scenes("val", 60):
+        clip = render(scene).astype(np.int32)
+        speckle = rng.random(clip.shape[:3]) < 0.01  # 1 % of pixels turn into random object colours
+        clip[speckle] = object_rgb[rng.integers(0, 6, int(speckle.sum()))]
+        clip = np.clip(clip + rng.normal(0, 10, clip.shape), 0, 255).astype(np.uint8)
+        rows.append(score_detection(sw.detect(clip), detailed_caption(scene)))
+    for attr, value in sw.aggregate(rows).items():
+        assert value >= 0.95, (attr, value)
+
+
+def test_despeckle_keeps_every_rendered_shape_whole() -> None:
+    for shape in sw.SHAPES:
+        for side in (12, 20):
+            mask = np.zeros((1, 30, 30), dtype=bool)
+            mask[0, 3 : 3 + side, 5 : 5 + side] = sw.shape_mask(shape, side)
+            np.testing.assert_array_equal(detect_module.despeckle(mask), mask)
+    speck = np.zeros((1, 10, 10), dtype=bool)
+    speck[0, 2, 2:4] = True  # a two-pixel line of noise
+    assert not detect_module.despeckle(speck).any()
+
+
+def test_detector_uses_occlusion_to_name_the_main_object() -> None:
+    main = ObjectSpec("red", "square", "large", "stays still", x0=22, y0=22)
+    second = ObjectSpec("blue", "circle", "small", "moves right", x0=0, y0=26)
+    scene = Scene("gray", main, second)
+    detection = sw.detect(render(scene))
+    assert detection.order_known and detection.main.color == "red" and detection.second.color == "blue"
+    # a caption that swaps the roles is wrong about which object is on top
+    swapped = Scene("gray", second, main)
+    scores = score_detection(detection, detailed_caption(swapped))
+    assert scores["color"] == scores["second_color"] == 0 and scores["background"] == 1
+
+
+def test_detector_on_a_blank_clip_finds_no_object() -> None:
+    clip = np.full((17, 64, 64, 3), 128, dtype=np.uint8)
+    detection = sw.detect(clip)
+    assert detection.background == "gray" and detection.objects == ()
+    scores = score_detection(detection, detailed_caption(_example_scene()))
+    assert scores["background"] == 1 and scores["color"] == 0 and scores["second_present"] == 0
+
+
+# ---------------------------------------------------------------- scores
+
+
+def _changed(parsed: ParsedCaption, attr: str) -> ParsedCaption:
+    """The caption with one attribute's phrase swapped for another valid phrase."""
+    choices = {
+        "color": list(sw.COLORS),
+        "shape": sw.SHAPES,
+        "motion": sw.MOTIONS,
+        "size": list(sw.SIZES),
+        "cell": sw.CELLS,
+        "background": list(sw.BACKGROUNDS),
+    }
+    field = attr.removeprefix("second_")
+    current = getattr(parsed.second if attr.startswith("second_") else parsed, field)
+    new = next(v for v in choices[field] if v != current)
+    if attr.startswith("second_"):
+        return dataclasses.replace(parsed, second=dataclasses.replace(parsed.second, **{field: new}))
+    return dataclasses.replace(parsed, **{field: new})
+
+
+def test_score_caption_true_unparseable_and_one_word_changed() -> None:
+    scenes = [s for s in _scenes("test", 40) if s.second is not None][:5] + _scenes("compositional", 3)
+    for scene in scenes:
+        truth = describe(scene)
+        keys = sw.score_keys(scene.second is not None)
+        assert score_caption(detailed_caption(scene), scene) == dict.fromkeys(keys, 1)
+        assert score_caption(detailed_caption(scene)[:-1], scene) == dict.fromkeys(keys, 0)
+        for attr in keys:
+            if attr == "second_present":
+                continue
+            scores = score_caption(format_caption(_changed(truth, attr)), scene)
+            assert scores[attr] == 0 and sum(scores.values()) == len(keys) - 1, attr
+    two = next(s for s in scenes if s.second is not None)
+    dropped = score_caption(format_caption(dataclasses.replace(describe(two), second=None)), two)
+    assert dropped["second_present"] == 0 and dropped["second_color"] == 0 and dropped["color"] == 1
+    one = Scene(two.background, two.main)
+    extra = score_caption(detailed_caption(two), one)
+    assert extra["second_present"] == 0 and "second_color" not in extra and extra["cell"] == 1
+
+
+def test_score_detection_drops_exactly_the_changed_attribute() -> None:
+    scene = _example_scene()
+    detection = sw.detect(render(scene))
+    truth = describe(scene)
+    assert score_detection(detection, truth) == dict.fromkeys(sw.ALL_ATTRS, 1)
+    for attr in sw.ALL_ATTRS:
+        if attr == "second_present":
+            continue
+        scores = score_detection(detection, _changed(truth, attr))
+        assert scores[attr] == 0 and sum(scores.values()) == len(sw.ALL_ATTRS) - 1, attr
+    assert score_detection(detection, "not a caption") == dict.fromkeys(sw.score_keys(False), 0)
+
+
+def test_prompt_agreement_and_aggregation() -> None:
+    caption = detailed_caption(_example_scene())
+    agree = sw.score_prompt_agreement
+    assert agree(caption, "a red circle moves right") == {"color": 1, "shape": 1, "motion": 1}
+    assert agree(caption, "a red square moves right") == {"color": 1, "shape": 0, "motion": 1}
+    assert agree("a red circle", "a red circle moves right") == {"color": 0, "shape": 0, "motion": 0}
+    with pytest.raises(ValueError):
+        sw.score_prompt_agreement(caption, "red circle")
+    means = sw.aggregate([{"color": 1, "second_color": 0}, {"color": 0}, {"color": 1}])
+    assert means == {"color": pytest.approx(2 / 3), "second_color": 0.0}
+    scenes = _scenes("test", 4)
+    captions = [detailed_caption(s) for s in scenes]
+    captions[1] = captions[1].replace(" a ", " an ", 1)
+    assert sw.exact_rate(captions, scenes) == 0.75 and sw.is_exact(captions[0] + " ", scenes[0])
+
+
+# ---------------------------------------------------------------- export
+
+
+def test_export_writes_metadata_and_lossless_videos(tmp_path) -> None:
+    export = importlib.import_module("training.shapesworld.export")
+    metadata = export.export_dataset(tmp_path, "val", 3, start=2)
+    rows = [json.loads(line) for line in metadata.read_text().splitlines()]
+    assert [r["seed"] for r in rows] == [10_000_002, 10_000_003, 10_000_004]
+    for row in rows:
+        scene = scene_for_seed(row["seed"], "val")
+        assert row == {
+            "video": f"videos/{row['seed']}.mp4",
+            "prompt": sw.brief_prompt(scene),
+            "caption": detailed_caption(scene),
+            "seed": row["seed"],
+            "split": "val",
+        }
+        np.testing.assert_array_equal(export.read_video(tmp_path / row["video"]), render(scene))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
+        ["metadata.jsonl", "videos", *(f"{r['seed']}.mp4" for r in rows)]
+    )  # no temporary files left behind
+
+
+def test_parsed_types_are_plain_dataclasses() -> None:
+    parsed = parse_caption(detailed_caption(_example_scene()))
+    assert isinstance(parsed, ParsedCaption) and isinstance(parsed.second, ParsedObject)
+    assert parsed.main == ParsedObject("red", "circle", "large", "left", "moves right")
