@@ -67,7 +67,7 @@ def load_pipeline(model: str | None = None, torch_dtype: torch.dtype = torch.flo
             "build one from a Wan2.1 model with `univigu.loading.pipeline_from_wan`"
         )
     try:
-        return UniViGUPipeline.from_pretrained(path, torch_dtype=torch_dtype)
+        return UniViGUPipeline.from_pretrained(path, dtype=torch_dtype)
     except Exception as err:
         raise ModelLoadError(f"could not load {model}: {type(err).__name__}: {err}") from err
 

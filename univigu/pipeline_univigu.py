@@ -16,6 +16,7 @@ prompt, empty text stream) into one forward. A text position holding the pad tok
 key, so text columns masked in every row are trimmed before the loop: exact, and not computed.
 """
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -73,6 +74,8 @@ class UniViGUPipeline(DiffusionPipeline):
         self.register_to_config(
             default_num_frames=default_num_frames, default_height=default_height, default_width=default_width, fps=fps
         )
+        # The Wan VAE caches causal-conv state between calls: one clip at a time through it.
+        self._vae_lock = threading.Lock()
         self.vae_scale_factor_temporal = vae.config.scale_factor_temporal
         self.vae_scale_factor_spatial = vae.config.scale_factor_spatial
 
@@ -180,7 +183,8 @@ class UniViGUPipeline(DiffusionPipeline):
         """uint8 frames [F,H,W,3] -> normalised latents [1, C, f, h, w] (the transformer's space)."""
         x = torch.from_numpy(np.asarray(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
         x = x.to(self.vae.device, self.vae.dtype)
-        latents = self.vae.encode(x).latent_dist.mode()
+        with self._vae_lock:
+            latents = self.vae.encode(x).latent_dist.mode()
         mean, std = self._latent_stats(latents.device, latents.dtype)
         return (latents - mean) / std
 
@@ -191,7 +195,8 @@ class UniViGUPipeline(DiffusionPipeline):
             latents = latents[None]
         latents = latents.to(self.vae.device, self.vae.dtype)
         mean, std = self._latent_stats(latents.device, latents.dtype)
-        video = self.vae.decode(latents * std + mean).sample  # [1, 3, F, H, W] in [-1, 1]
+        with self._vae_lock:
+            video = self.vae.decode(latents * std + mean).sample  # [1, 3, F, H, W] in [-1, 1]
         video = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().byte()
         return video.permute(1, 2, 3, 0).cpu().numpy()
 

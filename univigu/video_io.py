@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 MAX_DECODE_FRAMES = 2000  # a longer clip is refused rather than decoded into memory
+MAX_FRAME_PIXELS = 4096 * 4096  # so is a frame larger than this
 
 
 class VideoError(ValueError):
@@ -26,6 +27,8 @@ def read_video(path: str | os.PathLike, max_frames: int = MAX_DECODE_FRAMES) -> 
     frames = []
     try:
         for frame in iio.imiter(path):
+            if frame.ndim < 2 or frame.shape[0] * frame.shape[1] > MAX_FRAME_PIXELS:
+                raise VideoError(f"the video's frames are {frame.shape[1]}x{frame.shape[0]}; resize it below 4096x4096")
             frames.append(_to_rgb(frame))
             if len(frames) > max_frames:
                 raise VideoError(f"the video has more than {max_frames} frames; trim it to a shorter clip")
@@ -37,7 +40,7 @@ def read_video(path: str | os.PathLike, max_frames: int = MAX_DECODE_FRAMES) -> 
             "use an mp4, webm, avi, mov or gif file"
         ) from err
     if not frames:
-        raise VideoError(f"{os.path.basename(path)} has no frames")
+        raise VideoError(f"{os.path.basename(path)} has no video frames; record or export a clip with at least one")
     shapes = {f.shape for f in frames}
     if len(shapes) != 1:
         raise VideoError("the video's frames change size; re-encode it to a constant size")
@@ -107,6 +110,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8) -> 
                 pixelformat="yuv420p",
                 output_params=["-crf", "12"],
             )
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a written clip is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

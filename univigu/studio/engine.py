@@ -31,7 +31,7 @@ from ..offload import (
 from ..pipeline_output import TrajectoryStep, UniViGUPipelineOutput
 from ..pipeline_univigu import Cancelled, PromptError
 from ..video_io import VideoError, fit_video, read_video, write_video
-from .preview import cached_projection, filmstrip, is_full_size, projection_for
+from .preview import LatentProjection, cached_projection, filmstrip, is_full_size, projection_for
 
 log = logging.getLogger("univigu.studio")
 
@@ -84,6 +84,7 @@ class RunRecord:
     video_path: str | None = None
     status: str = "running"
     previews: dict = field(default_factory=dict)  # (step, kind) -> png path
+    projection: LatentProjection | None = None  # latents -> RGB of the VAE that made it
     created: float = field(default_factory=time.time)
 
     @property
@@ -109,13 +110,15 @@ class RunStore:
             return self._next_id - 1
 
     def add(self, session: str, record: RunRecord) -> None:
+        gone = []
         with self._lock:
             self._runs[(session, record.run_id)] = record
             mine = [key for key in self._runs if key[0] == session]
             for key in mine[: max(0, len(mine) - self.per_session)]:
-                del self._runs[key]
+                gone.append(self._runs.pop(key))
             while len(self._runs) > self.total:
-                self._runs.popitem(last=False)
+                gone.append(self._runs.popitem(last=False)[1])
+        _delete_files(gone)
 
     def get(self, session: str, run_id) -> RunRecord | None:
         try:
@@ -131,10 +134,10 @@ class RunStore:
 
     def drop_session(self, session: str) -> None:
         with self._lock:
-            for key in [k for k in self._runs if k[0] == session]:
-                del self._runs[key]
+            gone = [self._runs.pop(k) for k in [k for k in self._runs if k[0] == session]]
             for switch in self._active.pop(session, {}):
                 switch.set()
+        _delete_files(gone)
 
     def register(self, session: str, switch: threading.Event, record: "RunRecord | None" = None) -> None:
         with self._lock:
@@ -163,8 +166,15 @@ class RunStore:
 class Studio:
     """The loaded model and everything the page asks of it."""
 
-    def __init__(self, model: str, settings: Settings, output_dir: str, limits: Limits | None = None,
-                 pipe=None, concurrency: int = 1):
+    def __init__(
+        self,
+        model: str,
+        settings: Settings,
+        output_dir: str,
+        limits: Limits | None = None,
+        pipe=None,
+        concurrency: int = 1,
+    ):
         self.model = model
         self.concurrency = concurrency  # runs at once (they share the model's lock: more only queue inside)
         self.settings = settings
@@ -179,19 +189,30 @@ class Studio:
     # Model and settings
     def _load(self, settings: Settings):
         self._check_settings(settings)
-        pipe = load_pipeline(self.model, torch_dtype=DTYPES[settings.dtype])
-        apply_offload(pipe, settings.offload, settings.device, DTYPES[settings.dtype], vae_tiling=settings.vae_tiling)
+        if self.model == "tiny":  # development: random weights (deterministic), nothing to load
+            from ..tiny import tiny_pipeline
+
+            pipe = tiny_pipeline().to(DTYPES[settings.dtype])
+        else:
+            pipe = load_pipeline(self.model, torch_dtype=DTYPES[settings.dtype])
+        apply_offload(
+            pipe, settings.offload, settings.device, DTYPES[settings.dtype], vae_tiling=settings.vae_tiling
+        )
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
     @staticmethod
     def _check_settings(settings: Settings) -> None:
-        problems = [p for p in (
-            device_requirements(settings.device),
-            dtype_requirements(settings.dtype, settings.device),
-            offload_requirements(settings.offload, settings.device),
-            None if settings.preview in PREVIEW_MODES else f"unknown preview mode {settings.preview!r}",
-        ) if p]
+        problems = [
+            p
+            for p in (
+                device_requirements(settings.device),
+                dtype_requirements(settings.dtype, settings.device),
+                offload_requirements(settings.offload, settings.device),
+                None if settings.preview in PREVIEW_MODES else f"unknown preview mode {settings.preview!r}",
+            )
+            if p
+        ]
         if problems:
             raise UserError("; ".join(problems))
 
@@ -216,8 +237,10 @@ class Studio:
             finally:
                 self.lock.release()
         self.settings = settings
-        return (f"device {settings.device}, {settings.dtype}, offload {settings.offload}"
-                f"{', VAE tiling' if settings.vae_tiling else ''}, previews {settings.preview}")
+        return (
+            f"device {settings.device}, {settings.dtype}, offload {settings.offload}"
+            f"{', VAE tiling' if settings.vae_tiling else ''}, previews {settings.preview}"
+        )
 
     @property
     def preview_kind(self) -> str:
@@ -260,18 +283,24 @@ class Studio:
         text = "" if prompt is None else str(prompt)
         if not text.strip():
             if required:
-                raise UserError("The prompt is empty: describe the clip you want, e.g. "
-                                f"'{self.example_prompt()}'.")
+                raise UserError(
+                    f"The prompt is empty: describe the clip you want, e.g. '{self.example_prompt()}'."
+                )
             return None
         if len(text) > self.limits.max_prompt_chars:
-            raise UserError(f"The prompt is {len(text)} characters long; keep it under "
-                            f"{self.limits.max_prompt_chars} (this model reads at most {self.pipe.max_text_len} tokens).")
+            raise UserError(
+                f"The prompt is {len(text)} characters long; keep it under "
+                f"{self.limits.max_prompt_chars} (this model reads at most {self.pipe.max_text_len} tokens)."
+            )
         unknown = self.pipe.unknown_words(text)
         if unknown:
             words = ", ".join(f"'{w}'" for w in dict.fromkeys(unknown))
-            known = self.vocabulary()
+            known = [w for w in self.vocabulary() or [] if any(c.isalnum() for c in w)]
             knows = f" It knows: {', '.join(known)}." if known else ""
-            raise UserError(f"The model does not know {words}; rephrase without {'it' if len(unknown) == 1 else 'them'}.{knows}")
+            raise UserError(
+                f"The model does not know {words}; rephrase without "
+                f"{'it' if len(unknown) == 1 else 'them'}.{knows}"
+            )
         try:
             self.pipe.text_ids(text)
         except PromptError as err:
@@ -297,7 +326,9 @@ class Studio:
         try:
             return self.pipe.check_size(f, h, w)
         except ValueError as err:
-            raise UserError(f"{err}. This model makes clips of up to {default_f} frames at {default_w}x{default_h}.") from err
+            raise UserError(
+                f"{err}. This model makes clips of up to {default_f} frames at {default_w}x{default_h}."
+            ) from err
 
     @staticmethod
     def _number(name: str, value, lo: float, hi: float, integer: bool = False) -> float:
@@ -330,18 +361,24 @@ class Studio:
             raise UserError(f"The uploaded file {name} is gone; upload it again.")
         size_mb = os.path.getsize(path) / 2**20
         if size_mb > self.limits.max_upload_mb:
-            raise UserError(f"{name} is {size_mb:.0f} MB; the studio takes clips up to {self.limits.max_upload_mb} MB. "
-                            "Trim or compress it.")
+            raise UserError(
+                f"{name} is {size_mb:.0f} MB; the studio takes clips up to {self.limits.max_upload_mb} MB. "
+                "Trim or compress it."
+            )
         if os.path.getsize(path) == 0:
             raise UserError(f"{name} is empty (0 bytes); upload a video file.")
         ext = os.path.splitext(name)[1].lower()
         if ext not in VIDEO_EXTENSIONS:
-            raise UserError(f"{name} is not a video file ({ext or 'no extension'}); use mp4, webm, avi, mov or gif.")
+            raise UserError(
+                f"{name} is not a video file ({ext or 'no extension'}); use mp4, webm, avi, mov or gif."
+            )
         width, height, est_frames = self._probe(path)
         if width * height > self.limits.max_video_pixels:
-            raise UserError(f"{name} is {width}x{height}; the studio reads frames of up to "
-                            f"{self.limits.max_video_pixels / 1e6:.1f} megapixels. Downscale it (the model works at "
-                            f"{self.default_size[2]}x{self.default_size[1]} anyway).")
+            raise UserError(
+                f"{name} is {width}x{height}; the studio reads frames of up to "
+                f"{self.limits.max_video_pixels / 1e6:.1f} megapixels. Downscale it (the model works at "
+                f"{self.default_size[2]}x{self.default_size[1]} anyway)."
+            )
         by_memory = self.limits.max_decoded_bytes // max(1, width * height * 3)
         max_frames = int(min(self.limits.max_video_frames, by_memory))
         if est_frames is not None and est_frames > max_frames * 1.05 + 2:
@@ -350,18 +387,24 @@ class Studio:
             frames, fps = read_video(path, max_frames=max_frames)
         except VideoError as err:
             if "more than" in str(err):
-                raise UserError(self._too_long(name, f"more than {max_frames} frames", max_frames, width, height)) from err
+                raise UserError(
+                    self._too_long(name, f"more than {max_frames} frames", max_frames, width, height)
+                ) from err
             raise UserError(f"{err}.") from err
         if len(frames) < 2:
-            raise UserError(f"{name} has only {len(frames)} frame; the model describes motion, so upload a clip with "
-                            f"at least 2 frames (it samples {self.default_size[0]}).")
+            raise UserError(
+                f"{name} has only {len(frames)} frame; the model describes motion, so upload a clip with "
+                f"at least 2 frames (it samples {self.default_size[0]})."
+            )
         h, w = frames.shape[1:3]
         rate = f" at {fps:g} fps" if fps else ""
         return frames, [f"decoded {len(frames)} frames of {w}x{h}{rate} from {name}"]
 
     def _too_long(self, name, what, max_frames, width, height) -> str:
-        return (f"{name} has {what}; at {width}x{height} the studio reads at most {max_frames}. "
-                "Trim it to a shorter clip (a few seconds is plenty).")
+        return (
+            f"{name} has {what}; at {width}x{height} the studio reads at most {max_frames}. "
+            "Trim it to a shorter clip (a few seconds is plenty)."
+        )
 
     @staticmethod
     def _probe(path: str) -> tuple[int, int, float | None]:
@@ -369,12 +412,16 @@ class Studio:
         meta = {}
         try:
             meta = iio.immeta(path) or {}
-        except Exception:  # noqa: BLE001 - no metadata: probe the first frame instead
+        except Exception:  # no metadata: probe the first frame instead
             meta = {}
         size = meta.get("size") if isinstance(meta, dict) else None
         est = None
         duration, fps = meta.get("duration"), meta.get("fps")
-        if isinstance(duration, (int, float)) and isinstance(fps, (int, float)) and math.isfinite(duration * fps):
+        if (
+            isinstance(duration, (int, float))
+            and isinstance(fps, (int, float))
+            and math.isfinite(duration * fps)
+        ):
             est = duration * fps
         if size and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
             return int(size[0]), int(size[1]), est
@@ -382,12 +429,25 @@ class Studio:
             first = next(iter(iio.imiter(path)))
         except StopIteration:
             raise UserError(f"{os.path.basename(path)} has no frames; upload a clip with some.") from None
-        except Exception as err:
-            raise UserError(f"Could not decode {os.path.basename(path)} as a video ({type(err).__name__}); "
-                            "upload an mp4, webm, avi, mov or gif file.") from err
+        except Exception as err:  # any decoder failure means "not a readable video"
+            name = os.path.basename(path)
+            if "does not contain any stream" in str(err):
+                raise UserError(
+                    f"{name} has no video frames (no video stream, or an empty one); upload a clip with some."
+                ) from err
+            if _looks_like_text(path):
+                raise UserError(
+                    f"{name} is a text file, not a video; upload an mp4, webm, avi, mov or gif file."
+                ) from err
+            raise UserError(
+                f"Could not decode {name} as a video ({type(err).__name__}): the file is corrupt or "
+                "not a video. Upload an mp4, webm, avi, mov or gif file."
+            ) from err
         first = np.asarray(first)
         if first.ndim < 2:
-            raise UserError(f"{os.path.basename(path)} is not a video; upload an mp4, webm, avi, mov or gif file.")
+            raise UserError(
+                f"{os.path.basename(path)} is not a video; upload an mp4, webm, avi, mov or gif file."
+            )
         return int(first.shape[1]), int(first.shape[0]), est
 
     def fit(self, frames: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -396,8 +456,9 @@ class Studio:
 
     # ---------------------------------------------------------------------------------------------
     # Runs
-    def stream(self, session: str, call: Callable[[Callable], UniViGUPipelineOutput],
-               record: RunRecord | None = None) -> Iterator[tuple[str, object]]:
+    def stream(
+        self, session: str, call: Callable[[Callable], UniViGUPipelineOutput], record: RunRecord | None = None
+    ) -> Iterator[tuple[str, object]]:
         """Run ``call(callback)`` in a worker thread; yield ("step", TrajectoryStep) ... ("done", output).
 
         Raises what the run raised (``Cancelled`` when :meth:`RunStore.cancel` or the consumer stopped it).
@@ -419,7 +480,7 @@ class Studio:
                     projection_for(self.pipe)  # fitted once per VAE; live previews use it
                     output = call(callback)
                 events.put(("done", output))
-            except BaseException as err:  # noqa: BLE001 - handed to the consumer, which decides what the user sees
+            except BaseException as err:  # handed to the consumer, which decides what the user sees
                 events.put(("error", err))
 
         self.store.register(session, switch, record)
@@ -438,7 +499,9 @@ class Studio:
             self.store.unregister(session, switch)
 
     def new_record(self, task: str, prompt: str | None, seed: int, steps: int) -> RunRecord:
-        return RunRecord(run_id=self.store.new_id(), task=task, prompt=prompt, seed=seed, num_steps=steps, fps=self.fps)
+        return RunRecord(
+            run_id=self.store.new_id(), task=task, prompt=prompt, seed=seed, num_steps=steps, fps=self.fps
+        )
 
     def save_video(self, record: RunRecord, frames: np.ndarray, suffix: str = "") -> str:
         path = os.path.join(self.output_dir, f"run{record.run_id:04d}-{record.task}{suffix}.mp4")
@@ -453,7 +516,9 @@ class Studio:
             return None
         return filmstrip(projection(step.video_x0), max_frames=6, height=64)
 
-    def step_preview(self, record: RunRecord, k: int, full: bool = False, wait: float = 0.5) -> tuple[str | None, str]:
+    def step_preview(
+        self, record: RunRecord, k: int, full: bool = False, wait: float = 0.5
+    ) -> tuple[str | None, str]:
         """PNG path of a filmstrip of the clip at step ``k`` and a line saying how it was made.
 
         ``decode`` previews wait ``wait`` seconds for the model (busy with a run?) and fall back to the
@@ -462,8 +527,13 @@ class Studio:
         if record.task == "caption":
             if record.input_frames is None:
                 return None, ""
-            return self._save_preview(record, 0, "input", record.input_frames,
-                                      "the clip the model was given, held clean while the caption is denoised")
+            return self._save_preview(
+                record,
+                0,
+                "input",
+                record.input_frames,
+                "the clip the model was given, held clean while the caption is denoised",
+            )
         want = "decode" if full else self.preview_kind
         if (k, want) in record.previews:
             return record.previews[(k, want)]
@@ -474,19 +544,33 @@ class Studio:
             if self.lock.acquire(timeout=60 if full else wait):
                 try:
                     frames = self.pipe.decode_latents(x0)
+                except Exception as err:  # e.g. no device outside a borrowed GPU: fall back to the projection
+                    log.warning("could not decode step %d of run #%d: %s", k, record.run_id, err)
+                    if full:
+                        raise UserError(
+                            f"Could not decode this step ({type(err).__name__}); try again."
+                        ) from err
+                    frames = None
                 finally:
                     self.lock.release()
-                return self._save_preview(record, k, "decode", frames, f"clip predicted at step {k}, decoded by the VAE")
-            if full:
+                if frames is not None:
+                    note = f"clip predicted at step {k}, decoded by the VAE"
+                    return self._save_preview(record, k, "decode", frames, note)
+            elif full:
                 raise UserError("The model is busy with another run; decode this step when it finishes.")
         if (k, "project") in record.previews:
             return record.previews[(k, "project")]
-        projection = cached_projection(self.pipe)
+        projection = record.projection or cached_projection(self.pipe)
         if projection is None:
-            return None, "no preview: the model has not run since its settings changed"
-        return self._save_preview(record, k, "project", projection(x0),
-                                  f"clip predicted at step {k}, fast latent-to-RGB preview "
-                                  "(press 'Decode this step' for the VAE's)")
+            return None, "no preview for this step"
+        return self._save_preview(
+            record,
+            k,
+            "project",
+            projection(x0),
+            f"clip predicted at step {k}, fast latent-to-RGB preview "
+            "(press 'Decode this step' for the VAE's)",
+        )
 
     def _save_preview(self, record: RunRecord, k: int, kind: str, frames: np.ndarray, note: str):
         if (k, kind) not in record.previews:
@@ -494,6 +578,28 @@ class Studio:
             Image.fromarray(filmstrip(frames)).save(path)
             record.previews[(k, kind)] = (path, note)
         return record.previews[(k, kind)]
+
+
+def _delete_files(records: list[RunRecord]) -> None:
+    """Remove a forgotten run's clip and previews (the page has its own copies in gradio's cache)."""
+    for record in records:
+        paths = [record.video_path] + [path for path, _ in record.previews.values()]
+        for path in paths:
+            if path:
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass
+
+
+def _looks_like_text(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\0" not in head
 
 
 def device_requirements(device: str) -> str | None:
@@ -522,6 +628,15 @@ def available_devices() -> list[str]:
 
 
 __all__ = [
-    "DTYPES", "OFFLOAD_MODES", "Limits", "RunRecord", "RunStore", "Settings", "Studio", "UserError",
-    "available_devices", "default_device", "device_requirements",
+    "DTYPES",
+    "OFFLOAD_MODES",
+    "Limits",
+    "RunRecord",
+    "RunStore",
+    "Settings",
+    "Studio",
+    "UserError",
+    "available_devices",
+    "default_device",
+    "device_requirements",
 ]

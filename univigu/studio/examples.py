@@ -25,15 +25,23 @@ def _shapesworld_examples(n: int) -> list[tuple[str, np.ndarray, str, str]]:
     out = []
     for index in range(n):
         scene = scene_for_seed(clip_seed("test", index), "test")
-        out.append((f"shapesworld-test-{index:03d}", render(scene), brief_prompt(scene), detailed_caption(scene)))
+        out.append(
+            (f"shapesworld-test-{index:03d}", render(scene), brief_prompt(scene), detailed_caption(scene))
+        )
     return out
 
 
-def synthetic_clip(color=(220, 40, 40), motion=(1, 0), shape="square", frames=17, size=64, side=16) -> np.ndarray:
+def synthetic_clip(
+    color=(220, 40, 40), motion=(1, 0), shape="square", frames=17, size=64, side=16
+) -> np.ndarray:
     """A coloured square or circle sliding over a gray background: uint8 [frames, size, size, 3]."""
     clip = np.full((frames, size, size, 3), 128, dtype=np.uint8)
     yy, xx = np.mgrid[:side, :side]
-    mask = (xx - side / 2 + 0.5) ** 2 + (yy - side / 2 + 0.5) ** 2 <= (side / 2) ** 2 if shape == "circle" else None
+    mask = (
+        (xx - side / 2 + 0.5) ** 2 + (yy - side / 2 + 0.5) ** 2 <= (side / 2) ** 2
+        if shape == "circle"
+        else None
+    )
     for t in range(frames):
         x = int(np.clip(size / 2 - side / 2 + 2 * motion[0] * (t - frames // 2), 0, size - side))
         y = int(np.clip(size / 2 - side / 2 + 2 * motion[1] * (t - frames // 2), 0, size - side))
@@ -46,7 +54,11 @@ def synthetic_clip(color=(220, 40, 40), motion=(1, 0), shape="square", frames=17
 
 
 def _synthetic_examples() -> list[tuple[str, np.ndarray, str, str]]:
-    specs = [((220, 40, 40), (1, 0), "circle"), ((50, 90, 230), (0, 1), "square"), ((40, 180, 70), (0, 0), "square")]
+    specs = [
+        ((220, 40, 40), (1, 0), "circle"),
+        ((50, 90, 230), (0, 1), "square"),
+        ((40, 180, 70), (0, 0), "square"),
+    ]
     out = []
     for k, ((color, motion, shape), prompt) in enumerate(zip(specs, FALLBACK_PROMPTS)):
         out.append((f"synthetic-{k:03d}", synthetic_clip(color, motion, shape), prompt, prompt + "."))

@@ -41,7 +41,9 @@ class LatentProjection:
         if upsample:
             # Wan's causal VAE: latent frame 0 is frame 0, each later latent frame covers `temporal` frames.
             rgb = torch.cat([rgb[:1], rgb[1:].repeat_interleave(self.temporal, dim=0)])
-            rgb = F.interpolate(rgb.permute(0, 3, 1, 2), scale_factor=self.spatial, mode="bilinear", align_corners=False)
+            rgb = F.interpolate(
+                rgb.permute(0, 3, 1, 2), scale_factor=self.spatial, mode="bilinear", align_corners=False
+            )
             rgb = rgb.permute(0, 2, 3, 1)
         return ((rgb + 1) * 127.5).round().clamp(0, 255).byte().numpy()
 
@@ -66,23 +68,36 @@ def _synthetic_clips(size: int, frames: int, seed: int = 0) -> np.ndarray:
 
 
 @torch.no_grad()
-def fit_projection(pipe, size: int | None = None) -> LatentProjection:
-    """Encode synthetic clips through ``pipe``'s VAE and fit latents -> RGB by least squares."""
-    t, s = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
-    size = size or 8 * s
-    xs, ys = [], []
-    for clip in _synthetic_clips(size, 1 + t):
-        latents = pipe.encode_video(clip)[0].float().cpu()  # [C, f, h, w]
-        c, f, h, w = latents.shape
-        target = torch.from_numpy(clip[:1]).float().permute(0, 3, 1, 2) / 127.5 - 1  # static: frame 0 is all
-        target = F.adaptive_avg_pool2d(target, (h, w))[0].permute(1, 2, 0).reshape(-1, 3)  # [h*w, 3]
-        for j in range(f):
-            xs.append(latents[:, j].permute(1, 2, 0).reshape(-1, c))
-            ys.append(target)
-    x, y = torch.cat(xs), torch.cat(ys)
+def encode_batch(pipe, clips: np.ndarray) -> torch.Tensor:
+    """uint8 clips [N, F, H, W, 3] -> normalised latents [N, C, f, h, w] (``pipe.encode_video``, batched)."""
+    vae = pipe.vae
+    x = torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+    latents = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mode().float().cpu()
+    z = vae.config.z_dim
+    mean = torch.tensor(vae.config.latents_mean, dtype=torch.float32).view(1, z, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, dtype=torch.float32).view(1, z, 1, 1, 1)
+    return (latents - mean) / std
+
+
+def fit_projection_from(
+    latents: torch.Tensor, clips: np.ndarray, temporal: int, spatial: int
+) -> LatentProjection:
+    """Least squares from latents [N, C, f, h, w] of static clips [N, F, H, W, 3] to their pooled colours."""
+    n, c, f, h, w = latents.shape
+    target = torch.from_numpy(np.ascontiguousarray(clips[:, 0])).float().permute(0, 3, 1, 2) / 127.5 - 1
+    target = F.adaptive_avg_pool2d(target, (h, w)).permute(0, 2, 3, 1)  # [N, h, w, 3]
+    x = latents.permute(0, 2, 3, 4, 1).reshape(-1, c)  # every latent frame of a static clip shows frame 0
+    y = target[:, None].expand(n, f, h, w, 3).reshape(-1, 3)
     x1 = torch.cat([x, torch.ones(len(x), 1)], dim=1)
     solution = torch.linalg.lstsq(x1, y, driver="gelsd").solution  # [C+1, 3]
-    return LatentProjection(solution[:-1].numpy(), solution[-1].numpy(), t, s)
+    return LatentProjection(solution[:-1].numpy(), solution[-1].numpy(), temporal, spatial)
+
+
+def fit_projection(pipe, size: int | None = None) -> LatentProjection:
+    """Encode synthetic static clips through ``pipe``'s VAE (one batch) and fit latents -> RGB."""
+    t, s = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
+    clips = _synthetic_clips(size or 8 * s, 1 + t)
+    return fit_projection_from(encode_batch(pipe, clips), clips, t, s)
 
 
 def projection_for(pipe) -> LatentProjection:

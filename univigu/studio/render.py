@@ -78,26 +78,33 @@ def text_panel_html(step: TrajectoryStep | None, held_prompt: str | None = None)
     if step.text_tokens is None:
         prompt = html.escape(held_prompt or "")
         return (
-            f'<div class="uv-tokens" data-step="{step.step}"><span class="uv-note">The prompt is held clean in '
+            f'<div class="uv-tokens" data-step="{step.step}">'
+            '<span class="uv-note">The prompt is held clean in '
             f"the text stream for text-to-video:</span><br><b>{prompt}</b></div>"
         )
     sentence = html.escape(step.text or "")
     return (
         f'<div class="uv-sentence" data-step="{step.step}"><b>Step {step.step}/{step.num_steps}:</b> '
-        f"<span class=\"uv-sentence-text\">{sentence or '(empty)'}</span></div>{tokens_html(step)}{LEGEND}"
+        f'<span class="uv-sentence-text">{sentence or "(empty)"}</span></div>{tokens_html(step)}{LEGEND}'
     )
 
 
 def _series(trajectory: list[TrajectoryStep]) -> list[tuple[str, str, list[float | None]]]:
     return [
-        ("tokens changed", "#1d4ed8", [float(s.num_changed) if s.changed is not None else None for s in trajectory]),
+        (
+            "tokens changed",
+            "#1d4ed8",
+            [float(s.num_changed) if s.changed is not None else None for s in trajectory],
+        ),
         ("mean confidence", "#16a34a", [s.mean_confidence for s in trajectory]),
         ("video latent moved (RMS)", "#dc2626", [s.video_delta for s in trajectory]),
     ]
 
 
-def stats_svg(trajectory: list[TrajectoryStep], current: int | None = None, width: int = 420, height: int = 130) -> str:
-    """A small plot per step: tokens changed, mean confidence and video latent movement, each on its own scale."""
+def stats_svg(
+    trajectory: list[TrajectoryStep], current: int | None = None, width: int = 420, height: int = 130
+) -> str:
+    """A small plot per step: tokens changed, mean confidence and video latent movement, each scaled alone."""
     if not trajectory:
         return ""
     n = len(trajectory)
@@ -108,8 +115,10 @@ def stats_svg(trajectory: list[TrajectoryStep], current: int | None = None, widt
         return left + (plot_w * (i / (n - 1)) if n > 1 else plot_w / 2)
 
     parts = [
-        (f'<svg class="uv-plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-         'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="per-step statistics">'),
+        (
+            f'<svg class="uv-plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="per-step statistics">'
+        ),
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ddd"/>',
     ]
     legend = []
@@ -119,17 +128,27 @@ def stats_svg(trajectory: list[TrajectoryStep], current: int | None = None, widt
             continue
         top_value = max(present) or 1.0
         points = " ".join(
-            f"{x_at(i):.1f},{top + plot_h * (1 - v / top_value):.1f}" for i, v in enumerate(values) if v is not None
+            f"{x_at(i):.1f},{top + plot_h * (1 - v / top_value):.1f}"
+            for i, v in enumerate(values)
+            if v is not None
         )
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
         now = values[current - 1] if current and 0 < current <= n else None
         shown = f"{now:.3g}" if now is not None else "–"
-        legend.append(f'<span style="color:{colour}">■</span> {html.escape(name)}: {shown} (max {top_value:.3g})')
+        legend.append(
+            f'<span style="color:{colour}">■</span> {html.escape(name)}: {shown} (max {top_value:.3g})'
+        )
     if current and 0 < current <= n:
         x = x_at(current - 1)
-        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#111" stroke-dasharray="3,2"/>')
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" '
+            'stroke="#111" stroke-dasharray="3,2"/>'
+        )
     parts.append(f'<text x="{left}" y="{height - 6}" font-size="11" fill="#555">step 1</text>')
-    parts.append(f'<text x="{width - right}" y="{height - 6}" font-size="11" fill="#555" text-anchor="end">step {n}</text>')
+    parts.append(
+        f'<text x="{width - right}" y="{height - 6}" font-size="11" fill="#555" '
+        f'text-anchor="end">step {n}</text>'
+    )
     parts.append("</svg>")
     return f'<div class="uv-stats">{"".join(parts)}<div class="uv-legend">{" · ".join(legend)}</div></div>'
 
@@ -139,17 +158,25 @@ def step_info(step: TrajectoryStep) -> str:
     if step.video_sigma is not None:
         bits.append(f"video σ {step.video_sigma:.3f}, latent moved {step.video_delta:.3g}")
     if step.text_sigma is not None:
-        bits.append(f"text σ {step.text_sigma:.3f}, {step.num_changed} tokens changed, mean confidence {step.mean_confidence:.2f}")
+        plural = "" if step.num_changed == 1 else "s"
+        bits.append(
+            f"text σ {step.text_sigma:.3f}, {step.num_changed} token{plural} changed, "
+            f"mean confidence {step.mean_confidence:.2f}"
+        )
     return " · ".join(bits)
 
 
-def progress_html(task: str, step: TrajectoryStep | None, num_steps: int, thumbnail_uri: str | None = None,
-                  note: str = "") -> str:
+def progress_html(
+    task: str, step: TrajectoryStep | None, num_steps: int, thumbnail_uri: str | None = None, note: str = ""
+) -> str:
     """What the page shows while a run streams."""
     done = step.step if step else 0
     parts = [
-        (f'<div class="uv-status" data-step="{done}"><b>{html.escape(task)}</b>: step {done} of {num_steps}'
-         f'<progress value="{done}" max="{num_steps}"></progress>'),
+        (
+            f'<div class="uv-status" data-step="{done}"><b>{html.escape(task)}</b>: '
+            f"step {done} of {num_steps}"
+            f'<progress value="{done}" max="{num_steps}"></progress>'
+        ),
     ]
     if note:
         parts.append(f'<div class="uv-note">{html.escape(note)}</div>')
@@ -173,18 +200,20 @@ def trajectory_json(trajectory: list[TrajectoryStep], extra: dict | None = None)
 
     steps = []
     for s in trajectory:
-        steps.append({
-            "step": s.step,
-            "video_sigma": s.video_sigma,
-            "video_delta": s.video_delta,
-            "text_sigma": s.text_sigma,
-            "text": s.text,
-            "tokens": s.text_tokens,
-            "confidence": rounded(s.text_confidence),
-            "changed": s.changed,
-            "num_changed": s.num_changed if s.changed is not None else None,
-            "mean_confidence": s.mean_confidence,
-        })
+        steps.append(
+            {
+                "step": s.step,
+                "video_sigma": s.video_sigma,
+                "video_delta": s.video_delta,
+                "text_sigma": s.text_sigma,
+                "text": s.text,
+                "tokens": s.text_tokens,
+                "confidence": rounded(s.text_confidence),
+                "changed": s.changed,
+                "num_changed": s.num_changed if s.changed is not None else None,
+                "mean_confidence": s.mean_confidence,
+            }
+        )
     return {**(extra or {}), "num_steps": len(trajectory), "steps": steps}
 
 

@@ -11,12 +11,11 @@ import random
 
 import gradio as gr
 
+from ..offload import DTYPES, OFFLOAD_MODES, dtype_requirements, offload_requirements
 from ..pipeline_univigu import Cancelled, PromptError
 from ..video_io import VideoError
 from . import render
-from .engine import (  # re-exported from univigu.offload
-    DTYPES,
-    OFFLOAD_MODES,
+from .engine import (
     PREVIEW_MODES,
     TASK_TITLES,
     RunRecord,
@@ -25,9 +24,8 @@ from .engine import (  # re-exported from univigu.offload
     UserError,
     available_devices,
     device_requirements,
-    dtype_requirements,
-    offload_requirements,
 )
+from .preview import cached_projection
 
 log = logging.getLogger("univigu.studio")
 
@@ -43,25 +41,35 @@ except ImportError:  # pragma: no cover - depends on the machine
 
 # ------------------------------------------------------------------------------------------------
 # Components whose range errors name the field (gradio's own say only "Value 5 is less than ...")
-def _named_preprocess(component, parent_preprocess, payload):
-    try:
-        return parent_preprocess(payload)
-    except gr.Error as err:
-        raise gr.Error(f"{component.label}: {err.message}", title="Out of range", print_exception=False) from None
+def named_range_errors(component, reason=None):
+    """Make ``component``'s input errors name it (gradio's say only "Value 5 is less than ...").
+
+    ``reason(value)`` may explain a refused choice (e.g. why an offload mode can't run here). Patched on
+    the instance: a subclass would make gradio write a ``.pyi`` stub next to this module.
+    """
+    parent = component.preprocess
+
+    def preprocess(payload):
+        try:
+            return parent(payload)
+        except gr.Error as err:
+            why = reason(payload) if reason is not None else None
+            raise gr.Error(
+                f"{component.label}: {why or err.message}",
+                title="Not available" if why else "Out of range",
+                print_exception=False,
+            ) from None
+
+    component.preprocess = preprocess
+    return component
 
 
-class Slider(gr.Slider):
-    is_template = True  # the frontend renders it as its parent, a slider
-
-    def preprocess(self, payload):
-        return _named_preprocess(self, super().preprocess, payload)
+def slider(**kwargs) -> gr.Slider:
+    return named_range_errors(gr.Slider(**kwargs))
 
 
-class Number(gr.Number):
-    is_template = True
-
-    def preprocess(self, payload):
-        return _named_preprocess(self, super().preprocess, payload)
+def number(**kwargs) -> gr.Number:
+    return named_range_errors(gr.Number(**kwargs))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -75,14 +83,19 @@ def user_message(err: BaseException) -> gr.Error:
     if isinstance(err, gr.Error):
         return err
     if isinstance(err, Cancelled):
-        return gr.Error(f"Cancelled ({err}). Press Run to start again.", title="Cancelled", print_exception=False)
+        return gr.Error(
+            f"Cancelled ({err}). Press Run to start again.", title="Cancelled", print_exception=False
+        )
     if isinstance(err, (UserError, PromptError, VideoError)):
         return gr.Error(str(err), title="Check the input", print_exception=False)
     log.error("run failed", exc_info=err)
     first = (str(err).strip().splitlines() or [""])[0][:200]
-    return gr.Error(f"The run failed ({type(err).__name__}{': ' + first if first else ''}). The server is fine; "
-                    "try again, or change the settings. Details are in the server log.",
-                    title="Something went wrong", print_exception=False)
+    return gr.Error(
+        f"The run failed ({type(err).__name__}{': ' + first if first else ''}). The server is fine; "
+        "try again, or change the settings. Details are in the server log.",
+        title="Something went wrong",
+        print_exception=False,
+    )
 
 
 def guarded(fn):
@@ -90,26 +103,40 @@ def guarded(fn):
     import inspect
 
     if inspect.isgeneratorfunction(fn):
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except Exception as err:  # noqa: BLE001 - every failure becomes a message
+            except Exception as err:  # every failure becomes a message
                 raise user_message(err) from None
     else:
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except Exception as err:  # noqa: BLE001 - every failure becomes a message
+            except Exception as err:  # every failure becomes a message
                 raise user_message(err) from None
+
     return wrapper
 
 
 # ------------------------------------------------------------------------------------------------
 # Runs
-def _stream_task(studio: Studio, session: str, task: str, prompt, seed, steps, guidance=None,
-                 num_frames=None, height=None, width=None, video=None):
+def _stream_task(
+    studio: Studio,
+    session: str,
+    task: str,
+    prompt,
+    seed,
+    steps,
+    guidance=None,
+    num_frames=None,
+    height=None,
+    width=None,
+    video=None,
+):
     """Check the inputs, run ``task`` streaming ("progress", html) and finally ("done", RunRecord).
 
     Stores nothing itself: under ZeroGPU this runs in a borrowed GPU's process, so records travel back.
@@ -135,7 +162,9 @@ def _stream_task(studio: Studio, session: str, task: str, prompt, seed, steps, g
         if task == "caption":
             return pipe.caption(input_frames, prompt=prompt, **common)
         method = pipe.text_to_video if task == "text_to_video" else pipe.joint
-        return method(prompt, guidance_scale=guidance, num_frames=size[0], height=size[1], width=size[2], **common)
+        return method(
+            prompt, guidance_scale=guidance, num_frames=size[0], height=size[1], width=size[2], **common
+        )
 
     yield "progress", render.progress_html(title, None, steps, note="waiting for the model…")
     output = None
@@ -149,10 +178,15 @@ def _stream_task(studio: Studio, session: str, task: str, prompt, seed, steps, g
             else:
                 output = payload
     except Cancelled:
+        record.projection = cached_projection(studio.pipe)
         record.status = f"cancelled at step {len(record.trajectory)}"
+        log.info(
+            "run #%d (%s) cancelled after step %d of %d", record.run_id, task, len(record.trajectory), steps
+        )
         if record.trajectory:
             yield "partial", record  # kept for scrubbing; the caller stores it
         raise
+    record.projection = cached_projection(studio.pipe)  # travels with the record (ZeroGPU: across processes)
     record.frames, record.text = output.frames, output.text
     if output.frames is not None:
         record.video_path = studio.save_video(record, output.frames)
@@ -170,10 +204,17 @@ def _summary(record: RunRecord) -> str:
 
 
 def _trajectory(record: RunRecord) -> dict:
-    return render.trajectory_json(record.trajectory, {
-        "run_id": record.run_id, "task": record.task, "seed": record.seed, "prompt": record.prompt,
-        "text": record.text, "notes": record.notes,
-    })
+    return render.trajectory_json(
+        record.trajectory,
+        {
+            "run_id": record.run_id,
+            "task": record.task,
+            "seed": record.seed,
+            "prompt": record.prompt,
+            "text": record.text,
+            "notes": record.notes,
+        },
+    )
 
 
 def make_handlers(studio: Studio) -> dict:
@@ -193,11 +234,17 @@ def make_handlers(studio: Studio) -> dict:
 
     @guarded
     def text_to_video(prompt, seed, steps, guidance, num_frames, height, width, request: gr.Request):
-        for kind, value in stream(request, "text_to_video", prompt, seed, steps, guidance, num_frames, height, width):
+        for kind, value in stream(
+            request, "text_to_video", prompt, seed, steps, guidance, num_frames, height, width
+        ):
             if kind == "progress":
                 yield gr.skip(), gr.skip(), value
             else:
-                yield value.video_path, _trajectory(value), render.done_html(TASK_TITLES["text_to_video"], _summary(value))
+                yield (
+                    value.video_path,
+                    _trajectory(value),
+                    render.done_html(TASK_TITLES["text_to_video"], _summary(value)),
+                )
 
     @guarded
     def caption(video, seed, steps, prompt, request: gr.Request):
@@ -206,8 +253,13 @@ def make_handlers(studio: Studio) -> dict:
                 yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), value
             else:
                 notes = "**What was done to fit the model:** " + "; ".join(value.notes) if value.notes else ""
-                yield (value.text or "", notes, value.video_path, _trajectory(value),
-                       render.done_html(TASK_TITLES["caption"], _summary(value)))
+                yield (
+                    value.text or "",
+                    notes,
+                    value.video_path,
+                    _trajectory(value),
+                    render.done_html(TASK_TITLES["caption"], _summary(value)),
+                )
 
     @guarded
     def joint(prompt, seed, steps, guidance, num_frames, height, width, request: gr.Request):
@@ -215,8 +267,12 @@ def make_handlers(studio: Studio) -> dict:
             if kind == "progress":
                 yield gr.skip(), gr.skip(), gr.skip(), value
             else:
-                yield (value.video_path, value.text or "", _trajectory(value),
-                       render.done_html(TASK_TITLES["joint"], _summary(value)))
+                yield (
+                    value.video_path,
+                    value.text or "",
+                    _trajectory(value),
+                    render.done_html(TASK_TITLES["joint"], _summary(value)),
+                )
 
     @guarded
     def cancel(request: gr.Request):
@@ -225,7 +281,10 @@ def make_handlers(studio: Studio) -> dict:
         if not stopped:
             return '<div class="uv-status">Nothing is running.</div>'
         where = ", ".join(f"run #{r.run_id} after step {len(r.trajectory)} of {r.num_steps}" for r in records)
-        return f'<div class="uv-status" data-cancelled="1">Cancelled {where or "the run"}. Press Run to start again.</div>'
+        return (
+            f'<div class="uv-status" data-cancelled="1">Cancelled {where or "the run"}. '
+            "Press Run to start again.</div>"
+        )
 
     return {"text_to_video": text_to_video, "caption": caption, "joint": joint, "cancel": cancel}
 
@@ -243,13 +302,21 @@ def _views(studio: Studio, record: RunRecord | None, k: int | None, full: bool =
     text = render.text_panel_html(step, held_prompt=record.prompt)
     stats = render.stats_svg(record.trajectory, k)
     projected = record.task != "caption" and path is not None and path.endswith("-project.png")
-    return [path, note, text, stats, render.step_info(step), gr.Button(visible=projected)]
+    label = "The input clip (held clean)" if record.task == "caption" else f"Clip predicted at step {k}"
+    image = gr.Image(value=path, label=f"{label}: frames left to right")
+    return [image, note, text, stats, render.step_info(step), gr.Button(visible=projected)]
 
 
 def _slider(record: RunRecord | None, k: int | None = None) -> gr.Slider:
     n = len(record.trajectory) if record else 1  # gradio wants minimum < maximum: a 1-step run gets 0..1
-    return gr.Slider(minimum=1 if n > 1 else 0, maximum=n, step=1, value=min(k or n, n) if record else 1,
-                     interactive=bool(record and n > 1), label=f"Denoising step (1–{n})" if record else "Denoising step")
+    return gr.Slider(
+        minimum=1 if n > 1 else 0,
+        maximum=n,
+        step=1,
+        value=min(k or n, n) if record else 1,
+        interactive=bool(record and n > 1),
+        label=f"Denoising step (1–{n})" if record else "Denoising step",
+    )
 
 
 def make_scrubber_handlers(studio: Studio) -> dict:
@@ -270,7 +337,6 @@ def make_scrubber_handlers(studio: Studio) -> dict:
         return [_slider(record), *_views(studio, record, None), gr.Timer(active=False)]
 
     @guarded
-    @gpu
     def show_step(run_id, k, request: gr.Request):
         return _views(studio, record_of(run_id, request), k)
 
@@ -296,8 +362,14 @@ def make_scrubber_handlers(studio: Studio) -> dict:
         k = min(int(k or 0) + 1, n)
         return [gr.Slider(value=k), *_views(studio, record, k), gr.Timer(active=k < n)]
 
-    return {"show_latest": show_latest, "select_run": select_run, "show_step": show_step,
-            "decode_step": decode_step, "play": play, "tick": tick}
+    return {
+        "show_latest": show_latest,
+        "select_run": select_run,
+        "show_step": show_step,
+        "decode_step": decode_step,
+        "play": play,
+        "tick": tick,
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,13 +400,17 @@ def make_settings_handlers(studio: Studio) -> dict:
     def on_device(device):
         dtypes, modes = _choices(device)
         current = studio.settings
-        return (gr.Dropdown(choices=dtypes, value=current.dtype if current.dtype in dtypes else dtypes[0]),
-                gr.Dropdown(choices=modes, value=current.offload if current.offload in modes else "none"),
-                _reasons_md(device))
+        return (
+            gr.Dropdown(choices=dtypes, value=current.dtype if current.dtype in dtypes else dtypes[0]),
+            gr.Dropdown(choices=modes, value=current.offload if current.offload in modes else "none"),
+            _reasons_md(device),
+        )
 
     @guarded
     def apply(device, dtype, offload, vae_tiling, preview):
-        settings = Settings(device=device, dtype=dtype, offload=offload, vae_tiling=bool(vae_tiling), preview=preview)
+        settings = Settings(
+            device=device, dtype=dtype, offload=offload, vae_tiling=bool(vae_tiling), preview=preview
+        )
         return f"Applied: {studio.apply_settings(settings)}."
 
     return {"on_device": on_device, "apply": apply}
@@ -343,7 +419,9 @@ def make_settings_handlers(studio: Studio) -> dict:
 # ------------------------------------------------------------------------------------------------
 # The page
 def _prompt_examples(studio: Studio, examples: list[dict]) -> list[str]:
-    prompts = [e["prompt"] for e in examples if e.get("prompt") and not studio.pipe.unknown_words(e["prompt"])]
+    prompts = [
+        e["prompt"] for e in examples if e.get("prompt") and not studio.pipe.unknown_words(e["prompt"])
+    ]
     return list(dict.fromkeys(prompts)) or [studio.example_prompt()]
 
 
@@ -355,29 +433,56 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
     scrub = make_scrubber_handlers(studio)
     settings_fns = make_settings_handlers(studio)
     prompts = _prompt_examples(studio, examples)
-    run_group = {"concurrency_id": "pipeline", "concurrency_limit": studio.concurrency, "show_progress": "minimal"}
+    run_group = {
+        "concurrency_id": "pipeline",
+        "concurrency_limit": studio.concurrency,
+        "show_progress": "minimal",
+    }
     private = {"api_visibility": "private"}
 
-    with gr.Blocks(title="Uni-ViGU Studio", analytics_enabled=False) as demo:
+    # delete_cache: gradio's copies of clips and previews older than 2 h go, hourly (a long-running Space).
+    with gr.Blocks(title="Uni-ViGU Studio", analytics_enabled=False, delete_cache=(3600, 7200)) as demo:
         gr.Markdown(
-            f"# Uni-ViGU Studio\nOne diffusion transformer for text-to-video, video captioning and both at once. "
+            "# Uni-ViGU Studio\nOne diffusion transformer for text-to-video, video captioning "
+            "and both at once. "
             f"Model `{studio.model}`: clips of {f0} frames at {w0}x{h0}."
             + (f"\n\n> {banner}" if banner else "")
         )
 
         def generation_inputs(prefix: str):
-            prompt = gr.Textbox(label="Prompt", lines=2, placeholder=prompts[0], elem_id=f"uv-{prefix}-prompt")
+            prompt = gr.Textbox(
+                label="Prompt", lines=2, placeholder=prompts[0], elem_id=f"uv-{prefix}-prompt"
+            )
             with gr.Row():
-                seed = Number(label="Seed", value=0, precision=0, minimum=0, maximum=lim.max_seed,
-                              elem_id=f"uv-{prefix}-seed", scale=4)
-                dice = gr.Button("🎲 Random seed", scale=1, size="sm")
-            steps = Slider(label="Steps", minimum=1, maximum=lim.max_steps, step=1, value=min(20, lim.max_steps),
-                           elem_id=f"uv-{prefix}-steps")
-            guidance = Slider(label="Guidance", minimum=lim.min_guidance, maximum=lim.max_guidance, step=0.5, value=5.0)
+                seed = number(
+                    label="Seed",
+                    value=0,
+                    precision=0,
+                    minimum=0,
+                    maximum=lim.max_seed,
+                    elem_id=f"uv-{prefix}-seed",
+                    scale=4,
+                )
+                dice = gr.Button("Random seed", scale=1, size="sm")
+            steps = slider(
+                label="Steps",
+                minimum=1,
+                maximum=lim.max_steps,
+                step=1,
+                value=min(20, lim.max_steps),
+                elem_id=f"uv-{prefix}-steps",
+            )
+            guidance = slider(
+                label="Guidance", minimum=lim.min_guidance, maximum=lim.max_guidance, step=0.5, value=5.0
+            )
             with gr.Accordion("Clip size (what this model supports)", open=False):
-                frames = Slider(label="Frames", minimum=1, maximum=f0, step=studio.frames_step, value=f0)
-                height = Slider(label="Height", minimum=studio.size_step, maximum=h0, step=studio.size_step, value=h0)
-                width = Slider(label="Width", minimum=studio.size_step, maximum=w0, step=studio.size_step, value=w0)
+                frames = slider(label="Frames", minimum=1, maximum=f0, step=studio.frames_step, value=f0)
+                height = slider(
+                    label="Height", minimum=studio.size_step, maximum=h0, step=studio.size_step, value=h0
+                )
+                width = slider(
+                    label="Width", minimum=studio.size_step, maximum=w0, step=studio.size_step, value=w0
+                )
             dice.click(lambda: random.randint(0, 2**31 - 1), None, seed, **private)
             gr.Examples([[p] for p in prompts], inputs=[prompt], label="Example prompts", **private)
             return prompt, seed, steps, guidance, frames, height, width
@@ -394,31 +499,53 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                     t2v_in = generation_inputs("t2v")
                     t2v_run, t2v_stop = run_buttons("t2v")
                 with gr.Column():
-                    t2v_video = gr.Video(label="Clip", interactive=False, loop=True, buttons=["download"],
-                                         elem_id="uv-t2v-video")
+                    t2v_video = gr.Video(
+                        label="Clip",
+                        height=320,
+                        interactive=False,
+                        loop=True,
+                        buttons=["download"],
+                        elem_id="uv-t2v-video",
+                    )
                     t2v_status = gr.HTML(elem_id="uv-t2v-status")
                     with gr.Accordion("Trajectory data (JSON)", open=False):
                         t2v_traj = gr.JSON(label="Trajectory")
             with gr.Tab("Video captioning", id="caption"), gr.Row():
                 with gr.Column():
-                    cap_video = gr.Video(label="Clip to describe (mp4, webm, avi, mov, gif)", sources=["upload"],
-                                         elem_id="uv-cap-input")
+                    cap_video = gr.Video(
+                        label="Clip to describe (mp4, webm, avi, mov, gif)",
+                        height=320,
+                        sources=["upload"],
+                        elem_id="uv-cap-input",
+                    )
                     if examples:
-                        gr.Examples([[e["path"]] for e in examples], inputs=[cap_video], label="Example clips",
-                                    **private)
+                        gr.Examples(
+                            [[e["path"]] for e in examples],
+                            inputs=[cap_video],
+                            label="Example clips",
+                            **private,
+                        )
                     cap_prompt = gr.Textbox(value="", label="Hint (optional prompt)", lines=1)
                     with gr.Row():
-                        cap_seed = Number(label="Seed", value=0, precision=0, minimum=0, maximum=lim.max_seed, scale=4)
-                        cap_dice = gr.Button("🎲 Random seed", scale=1, size="sm")
-                    cap_steps = Slider(label="Steps", minimum=1, maximum=lim.max_steps, step=1,
-                                       value=min(20, lim.max_steps))
+                        cap_seed = number(
+                            label="Seed", value=0, precision=0, minimum=0, maximum=lim.max_seed, scale=4
+                        )
+                        cap_dice = gr.Button("Random seed", scale=1, size="sm")
+                    cap_steps = slider(
+                        label="Steps", minimum=1, maximum=lim.max_steps, step=1, value=min(20, lim.max_steps)
+                    )
                     cap_run, cap_stop = run_buttons("cap")
                     cap_dice.click(lambda: random.randint(0, 2**31 - 1), None, cap_seed, **private)
                 with gr.Column():
                     cap_text = gr.Textbox(label="Caption", lines=3, interactive=False, elem_id="uv-cap-text")
                     cap_notes = gr.Markdown()
-                    cap_view = gr.Video(label="What the model saw", interactive=False, loop=True,
-                                        buttons=["download"])
+                    cap_view = gr.Video(
+                        label="What the model saw",
+                        interactive=False,
+                        loop=True,
+                        buttons=["download"],
+                        height=240,
+                    )
                     cap_status = gr.HTML(elem_id="uv-cap-status")
                     with gr.Accordion("Trajectory data (JSON)", open=False):
                         cap_traj = gr.JSON(label="Trajectory")
@@ -427,28 +554,52 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                     joint_in = generation_inputs("joint")
                     joint_run, joint_stop = run_buttons("joint")
                 with gr.Column():
-                    joint_video = gr.Video(label="Clip", interactive=False, loop=True, buttons=["download"],
-                                           elem_id="uv-joint-video")
-                    joint_text = gr.Textbox(label="Caption", lines=2, interactive=False, elem_id="uv-joint-text")
+                    joint_video = gr.Video(
+                        label="Clip",
+                        height=320,
+                        interactive=False,
+                        loop=True,
+                        buttons=["download"],
+                        elem_id="uv-joint-video",
+                    )
+                    joint_text = gr.Textbox(
+                        label="Caption", lines=2, interactive=False, elem_id="uv-joint-text"
+                    )
                     joint_status = gr.HTML(elem_id="uv-joint-status")
                     with gr.Accordion("Trajectory data (JSON)", open=False):
                         joint_traj = gr.JSON(label="Trajectory")
 
-        with gr.Group():
-            gr.Markdown("## Denoising\nEvery run keeps its trajectory: pick a run and a step to see the clip and "
-                        "the text predicted there.")
+        with gr.Column():
+            gr.Markdown(
+                "## Denoising\nEvery run keeps its trajectory: pick a run and a step to see the clip and "
+                "the text predicted there."
+            )
             with gr.Row():
-                run_select = gr.Dropdown(label="Run", choices=[], interactive=True, scale=4, elem_id="uv-run-select")
+                run_select = gr.Dropdown(
+                    label="Run", choices=[], interactive=True, scale=4, elem_id="uv-run-select"
+                )
                 play_btn = gr.Button("▶ Play", scale=1, elem_id="uv-play")
-                pause_btn = gr.Button("⏸ Pause", scale=1, elem_id="uv-pause")
-            step = gr.Slider(label="Denoising step", minimum=0, maximum=1, step=1, value=1, interactive=False,
-                             elem_id="uv-step")
+                pause_btn = gr.Button("Pause", scale=1, elem_id="uv-pause")
+            step = gr.Slider(
+                label="Denoising step",
+                minimum=0,
+                maximum=1,
+                step=1,
+                value=1,
+                interactive=False,
+                elem_id="uv-step",
+            )
             step_info = gr.Markdown(elem_id="uv-step-info")
             with gr.Row(equal_height=False):
                 with gr.Column():
-                    frame_view = gr.Image(label="Predicted clip (frames left to right)", type="filepath",
-                                          interactive=False, format="png", elem_id="uv-frame",
-                                          buttons=["download", "fullscreen"])
+                    frame_view = gr.Image(
+                        label="Predicted clip (frames left to right)",
+                        type="filepath",
+                        interactive=False,
+                        format="png",
+                        elem_id="uv-frame",
+                        buttons=["download", "fullscreen"],
+                    )
                     frame_note = gr.Markdown(elem_id="uv-frame-note")
                     decode_btn = gr.Button("Decode this step", visible=False, size="sm", elem_id="uv-decode")
                 with gr.Column():
@@ -456,47 +607,110 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                     stats_view = gr.HTML(elem_id="uv-stats")
             timer = gr.Timer(0.6, active=False)
 
-        with gr.Accordion("Settings", open=False):
+        with gr.Accordion("Settings", open=False, elem_id="uv-settings"):
             s = studio.settings
             dtypes, modes = _choices(s.device)
             with gr.Row():
-                device = gr.Dropdown(label="Device", choices=available_devices(), value=s.device)
-                dtype = gr.Dropdown(label="Dtype", choices=dtypes, value=s.dtype)
-                offload = gr.Dropdown(label="Offload", choices=modes, value=s.offload)
+                device = named_range_errors(
+                    gr.Dropdown(label="Device", choices=available_devices(), value=s.device),
+                    reason=device_requirements,
+                )
+                dtype = named_range_errors(
+                    gr.Dropdown(label="Dtype", choices=dtypes, value=s.dtype),
+                    reason=lambda d: dtype_requirements(str(d), studio.settings.device),
+                )
+                offload = named_range_errors(
+                    gr.Dropdown(label="Offload", choices=modes, value=s.offload, elem_id="uv-offload"),
+                    reason=lambda m: offload_requirements(str(m), studio.settings.device),
+                )
             with gr.Row():
                 vae_tiling = gr.Checkbox(label="VAE tiling (less memory for big clips)", value=s.vae_tiling)
-                preview = gr.Radio(label="Step previews", choices=list(PREVIEW_MODES), value=s.preview,
-                                   info="auto: VAE decode for small models, a fast projection for full-size ones")
+                preview = gr.Radio(
+                    label="Step previews",
+                    choices=list(PREVIEW_MODES),
+                    value=s.preview,
+                    info="auto: VAE decode for small models, a fast projection for full-size ones",
+                )
             reasons = gr.Markdown(_reasons_md(s.device), elem_id="uv-settings-reasons")
             apply_btn = gr.Button("Apply settings")
-            settings_status = gr.Markdown()
+            settings_status = gr.Markdown(elem_id="uv-settings-status")
 
         # ---- events
         views = [frame_view, frame_note, text_view, stats_view, step_info, decode_btn]
-        latest = dict(fn=scrub["show_latest"], inputs=None, outputs=[run_select, step, *views, timer],
-                      show_progress="hidden", **private)
+        latest = dict(
+            fn=scrub["show_latest"],
+            inputs=None,
+            outputs=[run_select, step, *views, timer],
+            show_progress="hidden",
+            **private,
+        )
         tasks = [
             ("text_to_video", t2v_run, t2v_stop, list(t2v_in), [t2v_video, t2v_traj, t2v_status], t2v_status),
-            ("caption", cap_run, cap_stop, [cap_video, cap_seed, cap_steps, cap_prompt],
-             [cap_text, cap_notes, cap_view, cap_traj, cap_status], cap_status),
-            ("joint", joint_run, joint_stop, list(joint_in), [joint_video, joint_text, joint_traj, joint_status],
-             joint_status),
+            (
+                "caption",
+                cap_run,
+                cap_stop,
+                [cap_video, cap_seed, cap_steps, cap_prompt],
+                [cap_text, cap_notes, cap_view, cap_traj, cap_status],
+                cap_status,
+            ),
+            (
+                "joint",
+                joint_run,
+                joint_stop,
+                list(joint_in),
+                [joint_video, joint_text, joint_traj, joint_status],
+                joint_status,
+            ),
         ]
         for k, (name, run, stop, inputs, outputs, status) in enumerate(tasks):
-            run.click(handlers[name], inputs, outputs, api_name=name, **run_group).then(**latest)
-            stop.click(handlers["cancel"], None, status, concurrency_id="control", concurrency_limit=None,
-                       show_progress="hidden", **({"api_name": "cancel"} if k == 0 else private))
-        run_select.input(scrub["select_run"], run_select, [step, *views, timer], show_progress="hidden", **private)
-        step.input(scrub["show_step"], [run_select, step], views, show_progress="hidden", trigger_mode="always_last",
-                   concurrency_id="scrub", concurrency_limit=4, **private)
-        play_btn.click(scrub["play"], [run_select, step], [timer, step, *views], show_progress="hidden", **private)
+            event = run.click(handlers[name], inputs, outputs, api_name=name, **run_group)
+            event.then(**latest)  # on success; gradio's frontend skips .then() after an error, so also:
+            event.failure(**latest)  # a cancelled run keeps its steps for scrubbing
+            stop.click(
+                handlers["cancel"],
+                None,
+                status,
+                concurrency_id="control",
+                concurrency_limit=None,
+                show_progress="hidden",
+                **({"api_name": "cancel"} if k == 0 else private),
+            )
+        run_select.input(
+            scrub["select_run"], run_select, [step, *views, timer], show_progress="hidden", **private
+        )
+        step.input(
+            scrub["show_step"],
+            [run_select, step],
+            views,
+            show_progress="hidden",
+            trigger_mode="always_last",
+            concurrency_id="scrub",
+            concurrency_limit=4,
+            **private,
+        )
+        play_btn.click(
+            scrub["play"], [run_select, step], [timer, step, *views], show_progress="hidden", **private
+        )
         pause_btn.click(lambda: gr.Timer(active=False), None, timer, **private)
-        timer.tick(scrub["tick"], [run_select, step], [step, *views, timer], show_progress="hidden",
-                   concurrency_id="scrub", **private)
+        timer.tick(
+            scrub["tick"],
+            [run_select, step],
+            [step, *views, timer],
+            show_progress="hidden",
+            concurrency_id="scrub",
+            **private,
+        )
         decode_btn.click(scrub["decode_step"], [run_select, step], [frame_view, frame_note], **private)
         device.change(settings_fns["on_device"], device, [dtype, offload, reasons], **private)
-        apply_btn.click(settings_fns["apply"], [device, dtype, offload, vae_tiling, preview], settings_status,
-                        concurrency_id="pipeline", api_name="apply_settings", api_visibility="undocumented")
+        apply_btn.click(
+            settings_fns["apply"],
+            [device, dtype, offload, vae_tiling, preview],
+            settings_status,
+            concurrency_id="pipeline",
+            api_name="apply_settings",
+            api_visibility="undocumented",
+        )
 
         def forget_session(request: gr.Request):  # a closed tab stops its runs and frees its history
             studio.store.drop_session(_session(request))

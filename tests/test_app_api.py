@@ -1,0 +1,585 @@
+"""The studio (app.py) end to end over its API: a real `python app.py` process driven by gradio_client.
+
+The app runs on a tiny random pipeline built into a temp folder (deterministic, seconds per run); one
+test loads the bundled ShapesWorld model and is skipped, saying why, when that model is absent.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED = REPO / "assets" / "univigu-shapesworld"
+EXAMPLES = REPO / "assets" / "examples"
+TINY_SIZE = (5, 16, 16)  # frames, height, width of the test model
+
+
+# ------------------------------------------------------------------------------------------------
+# Harness (also used by test_app_browser.py)
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppServer:
+    """`python app.py ARGS` on a free port; `.url`, `.alive`, `.log()`; stop() ends it."""
+
+    def __init__(self, args: list[str], workdir: Path, env: dict | None = None, timeout: float = 180):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = workdir / f"app-{self.port}.log"
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
+        cmd = [
+            sys.executable,
+            str(REPO / "app.py"),
+            *args,
+            "--port",
+            str(self.port),
+            "--output-dir",
+            str(workdir / f"out-{self.port}"),
+        ]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"app.py did not serve within {timeout}s:\n{self.log()[-3000:]}")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def build_tiny_model(directory: Path) -> Path:
+    from univigu.tiny import tiny_pipeline
+
+    tiny_pipeline(size=TINY_SIZE).save_pretrained(directory)
+    return directory
+
+
+def make_client(url: str, download_dir: Path) -> Client:
+    return Client(url, verbose=False, analytics_enabled=False, download_files=str(download_dir))
+
+
+# ------------------------------------------------------------------------------------------------
+# Fixtures
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("studio-api")
+
+
+@pytest.fixture(scope="module")
+def app(workdir):
+    model = build_tiny_model(workdir / "tiny-model")
+    server = AppServer(["--model", str(model)], workdir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(app, workdir):
+    return make_client(app.url, workdir / "downloads")
+
+
+@pytest.fixture(scope="module")
+def clips(workdir) -> dict[str, Path]:
+    """Test clips: one per container, and the bad ones."""
+    from univigu.video_io import write_video
+
+    d = workdir / "clips"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(8, 24, 32, 3), dtype=np.uint8)
+    out = {}
+    for ext, kwargs in [
+        ("webm", {"codec": "libvpx-vp9"}),
+        ("avi", {"codec": "mpeg4"}),
+        ("mov", {"codec": "libx264"}),
+    ]:
+        out[ext] = d / f"clip.{ext}"
+        iio.imwrite(out[ext], frames, fps=8, macro_block_size=1, **kwargs)
+    out["mp4"] = Path(write_video(d / "clip.mp4", frames, fps=8))
+    out["gif"] = Path(write_video(d / "clip.gif", frames, fps=8))
+    out["one_frame"] = Path(write_video(d / "one.mp4", frames[:1], fps=8))
+    out["corrupt"] = d / "corrupt.mp4"
+    out["corrupt"].write_bytes(rng.bytes(4096))
+    out["text"] = d / "notes.mp4"
+    out["text"].write_text("meeting notes, not a video\n" * 20)
+    out["long"] = d / "long.mp4"
+    iio.imwrite(
+        out["long"], np.zeros((1500, 16, 16, 3), np.uint8), fps=30, codec="libx264", macro_block_size=1
+    )
+    out["huge"] = d / "huge.mp4"
+    iio.imwrite(
+        out["huge"], np.zeros((2, 2400, 4000, 3), np.uint8), fps=8, codec="libx264", macro_block_size=1
+    )
+    import imageio_ffmpeg
+
+    out["zero_frames"] = d / "zero.mp4"  # a video stream with no frames in it
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:s=16x16:r=8",
+            "-frames:v",
+            "0",
+            "-c:v",
+            "libx264",
+            str(out["zero_frames"]),
+        ],
+        check=True,
+    )
+    out["audio_only"] = d / "audio.mp4"
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=8000:cl=mono",
+            "-t",
+            "0.5",
+            "-c:a",
+            "aac",
+            str(out["audio_only"]),
+        ],
+        check=True,
+    )
+    return out
+
+
+def good_request(client) -> None:
+    """A request that must still succeed after whatever came before."""
+    video, trajectory, _ = client.predict(
+        prompt="a red circle moves left", seed=1, steps=2, api_name="/text_to_video"
+    )
+    assert Path(video).is_file() and trajectory["num_steps"] == 2
+
+
+def decoded(path) -> np.ndarray:
+    return iio.imread(path, plugin="FFMPEG")
+
+
+# ------------------------------------------------------------------------------------------------
+# The API end to end
+def test_api_names_and_parameters(client):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    params = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in endpoints.items()}
+    assert {"/text_to_video", "/caption", "/joint", "/cancel"} <= set(params)
+    for name, needed in [("/text_to_video", "prompt"), ("/joint", "prompt"), ("/caption", "video")]:
+        assert needed in params[name] and "seed" in params[name], params[name]
+    assert not any("scrub" in n or "load_example" in n for n in params), "UI-only events leak into the API"
+
+
+def test_served_offline_without_analytics(app):
+    with urllib.request.urlopen(app.url + "config", timeout=10) as response:
+        config = json.load(response)
+    assert config["analytics_enabled"] is False
+    assert "gradio.live" not in app.log() and "public URL" not in app.log()
+
+
+def test_text_to_video(client):
+    video, trajectory, status = client.predict(
+        prompt="a red circle moves left", seed=7, steps=4, guidance=3.0, api_name="/text_to_video"
+    )
+    frames = decoded(video)
+    assert frames.shape == (TINY_SIZE[0], TINY_SIZE[1], TINY_SIZE[2], 3)
+    assert trajectory["task"] == "text_to_video" and trajectory["seed"] == 7 and trajectory["num_steps"] == 4
+    steps = trajectory["steps"]
+    assert [s["step"] for s in steps] == [1, 2, 3, 4]
+    assert all(s["video_delta"] > 0 for s in steps) and all(s["tokens"] is None for s in steps)
+    assert "done" in status
+    # The same seed gives the same clip; another seed another one.
+    again, _, _ = client.predict(
+        prompt="a red circle moves left", seed=7, steps=4, guidance=3.0, api_name="/text_to_video"
+    )
+    other, _, _ = client.predict(
+        prompt="a red circle moves left", seed=8, steps=4, guidance=3.0, api_name="/text_to_video"
+    )
+    assert np.array_equal(decoded(again), frames)
+    assert not np.array_equal(decoded(other), frames)
+
+
+def test_text_to_video_smaller_size(client):
+    video, trajectory, _ = client.predict(
+        prompt="a blue square moves up",
+        seed=0,
+        steps=2,
+        num_frames=1,
+        height=8,
+        width=16,
+        api_name="/text_to_video",
+    )
+    assert decoded(video).shape == (1, 8, 16, 3)
+
+
+def test_joint(client):
+    video, caption, trajectory, status = client.predict(
+        prompt="a green triangle moves right", seed=3, steps=5, api_name="/joint"
+    )
+    assert decoded(video).shape[0] == TINY_SIZE[0]
+    assert isinstance(caption, str)
+    steps = trajectory["steps"]
+    assert len(steps) == 5 and trajectory["text"] == caption == steps[-1]["text"]
+    for s in steps:
+        n = len(s["tokens"])
+        assert n == len(s["confidence"]) == len(s["changed"]) > 0
+        assert s["num_changed"] == sum(s["changed"])
+        assert all(0.0 <= c <= 1.0 for c in s["confidence"]) and s["video_delta"] is not None
+    assert steps[0]["num_changed"] == len(steps[0]["tokens"])  # the first step changes every position
+    assert "<mask>" in steps[0]["tokens"] or steps[0]["tokens"] != steps[-1]["tokens"]
+
+
+@pytest.mark.parametrize("ext", ["mp4", "webm", "avi", "mov", "gif"])
+def test_caption_any_container(client, clips, ext):
+    caption, notes, seen, trajectory, status = client.predict(
+        video=handle_file(str(clips[ext])), seed=0, steps=3, api_name="/caption"
+    )
+    assert isinstance(caption, str) and trajectory["text"] == caption
+    assert "decoded 8 frames of 32x24" in notes
+    assert "sampled 5 of 8 frames evenly" in notes and "resized 32x24 to 16x16 after a centre crop" in notes
+    assert decoded(seen).shape == (5, 16, 16, 3)  # what the model saw, as a clip
+    assert len(trajectory["steps"]) == 3 and trajectory["steps"][0]["tokens"] is not None
+
+
+def test_caption_example_clip_with_hint(client):
+    examples = json.loads((EXAMPLES / "examples.json").read_text())
+    clip = EXAMPLES / examples[0]["file"]
+    caption, notes, _, trajectory, _ = client.predict(
+        video=handle_file(str(clip)), seed=2, steps=3, prompt="a red circle", api_name="/caption"
+    )
+    assert isinstance(caption, str) and trajectory["prompt"] == "a red circle"
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input: a short message each, and the next request works
+LONG_PROMPT_WORDS = " ".join(
+    ["a red circle moves left ,"] * 4
+)  # 24 known words: more tokens than the model holds
+
+BAD_TEXT = [
+    ("empty prompt", {"prompt": ""}, "prompt is empty"),
+    ("blank prompt", {"prompt": "   \n "}, "prompt is empty"),
+    ("overlong prompt", {"prompt": "red " * 600}, "characters long"),
+    ("too many tokens", {"prompt": LONG_PROMPT_WORDS}, "too long"),
+    ("unknown words", {"prompt": "a purple blob moves left"}, "does not know 'purple', 'blob'"),
+    ("steps 0", {"steps": 0}, "Steps"),
+    ("steps too many", {"steps": 101}, "Steps: Value 101 is greater than maximum value 100"),
+    ("guidance low", {"guidance": 0.5}, "Guidance"),
+    ("guidance high", {"guidance": 16}, "Guidance"),
+    ("seed negative", {"seed": -1}, "Seed"),
+    ("seed huge", {"seed": 2**32}, "Seed"),
+    ("frames not 1+4k", {"num_frames": 3}, "num_frames must be 1 + 4k"),
+    ("frames too many", {"num_frames": 9}, "Frames"),
+    ("height not a multiple", {"height": 12}, "height must be a positive multiple of 8"),
+    ("width too big", {"width": 64}, "Width"),
+]
+
+
+@pytest.mark.parametrize("api", ["/text_to_video", "/joint"])
+@pytest.mark.parametrize(("case", "override", "message"), BAD_TEXT, ids=[c[0] for c in BAD_TEXT])
+def test_bad_generation_input(client, app, api, case, override, message):
+    kwargs = {"prompt": "a red circle moves left", "seed": 0, "steps": 2, **override}
+    with pytest.raises(AppError) as info:
+        client.predict(api_name=api, **kwargs)
+    text = str(info.value)
+    assert message in text, text
+    assert "Traceback" not in text and len(text) < 600
+    if case == "unknown words":
+        assert "It knows:" in text and "circle" in text
+    good_request(client)
+    assert app.alive
+
+
+BAD_VIDEOS = [
+    ("corrupt", "corrupt or not a video"),
+    ("text", "is a text file, not a video"),
+    ("zero_frames", "has no video frames"),
+    ("audio_only", "has no video frames"),
+    ("one_frame", "has only 1 frame"),
+    ("long", "Trim it to a shorter clip"),
+    ("huge", "is 4000x2400"),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), BAD_VIDEOS, ids=[c[0] for c in BAD_VIDEOS])
+def test_bad_video(client, app, clips, name, message):
+    start = time.monotonic()
+    with pytest.raises(AppError) as info:
+        client.predict(video=handle_file(str(clips[name])), seed=0, steps=2, api_name="/caption")
+    text = str(info.value)
+    assert message in text, text
+    assert "Traceback" not in text
+    assert time.monotonic() - start < 30  # refused fast, not decoded into memory
+    good_request(client)
+    assert app.alive
+
+
+def test_caption_without_video(client):
+    with pytest.raises(AppError, match="No video"):
+        client.predict(video=None, seed=0, steps=2, api_name="/caption")
+    good_request(client)
+
+
+def test_caption_out_of_range_steps(client, clips):
+    with pytest.raises(AppError, match="Steps"):
+        client.predict(video=handle_file(str(clips["mp4"])), seed=0, steps=1000, api_name="/caption")
+    good_request(client)
+
+
+def test_cancel_mid_run(client, app):
+    job = client.submit(prompt="a red circle moves left", seed=0, steps=100, api_name="/joint")
+    deadline = time.monotonic() + 60
+    while len(job.outputs()) < 2 and time.monotonic() < deadline:  # progress is streaming
+        time.sleep(0.02)
+    assert len(job.outputs()) >= 2, "no progress streamed"
+    status = client.predict(api_name="/cancel")
+    assert "Cancelled run #" in status and "of 100" in status
+    with pytest.raises(AppError) as info:
+        job.result(timeout=60)
+    text = str(info.value)
+    assert text.startswith("Cancelled") and "Press Run to start again" in text
+    stopped_at = int(text.split("after step ")[1].split(" ")[0])
+    assert 1 <= stopped_at < 100
+    good_request(client)
+    assert app.alive
+
+
+def test_cancel_when_idle(client):
+    assert "Nothing is running" in client.predict(api_name="/cancel")
+
+
+def test_client_side_cancel_leaves_server_usable(client, app):
+    job = client.submit(prompt="a red circle moves left", seed=0, steps=100, api_name="/joint")
+    deadline = time.monotonic() + 60
+    while len(job.outputs()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    job.cancel()
+    good_request(client)
+    assert app.alive
+
+
+def test_settings(client):
+    # An undocumented endpoint (positional: device, dtype, offload, vae_tiling, preview).
+    with pytest.raises(
+        AppError, match="Offload: .sequential. offload .*no GPU"
+    ):  # not offered on a CPU machine
+        client.predict("cpu", "float32", "sequential", False, "auto", api_name="/apply_settings")
+    applied = client.predict("cpu", "float32", "none", True, "project", api_name="/apply_settings")
+    assert "VAE tiling" in applied and "previews project" in applied
+    try:
+        good_request(client)
+    finally:
+        client.predict("cpu", "float32", "none", False, "auto", api_name="/apply_settings")
+    good_request(client)
+
+
+def test_missing_model_is_one_line(workdir):
+    env = {**os.environ, "UNIVIGU_MODEL": str(workdir / "no-such-model"), "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "app.py"), "--port", str(free_port())],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 2
+    assert "no-such-model" in result.stderr and "error:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# The engine in-process: previews and the projection
+def test_projection_recovers_a_linear_latent_space():
+    import torch
+
+    from univigu.studio.preview import _synthetic_clips, fit_projection_from
+
+    rng = np.random.default_rng(0)
+    mix = torch.from_numpy(rng.normal(size=(3, 6))).float()  # a fake VAE: 6 latent channels, linear in RGB
+    clips = _synthetic_clips(32, 5)
+    pooled = torch.nn.functional.avg_pool2d(
+        torch.from_numpy(clips[:, 0]).float().permute(0, 3, 1, 2) / 127.5 - 1, 8
+    )  # [N, 3, 4, 4]
+    latents = torch.einsum("nchw,cd->ndhw", pooled, mix)[:, :, None].expand(-1, -1, 2, -1, -1)
+    projection = fit_projection_from(latents, clips, temporal=4, spatial=8)
+    frames = projection(latents[0])
+    assert frames.shape == (5, 32, 32, 3)
+    assert np.abs(frames.astype(int) - clips[0].astype(int)).mean() < 3  # solid colour: exact up to rounding
+
+
+def test_step_previews_decode_and_project(tmp_path):
+    from univigu.studio.engine import Settings, Studio
+    from univigu.tiny import tiny_pipeline
+
+    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    record = studio.new_record("joint", "a red circle", 0, 3)
+    for kind, value in studio.stream(
+        "s",
+        lambda cb: studio.pipe.joint(
+            "a red circle", num_inference_steps=3, callback=cb, return_trajectory=True
+        ),
+    ):
+        if kind == "step":
+            record.trajectory.append(value)
+    assert studio.preview_kind == "decode"  # a small VAE: decode every step
+    path1, note1 = studio.step_preview(record, 1)
+    path3, _ = studio.step_preview(record, 3)
+    assert path1.endswith("-decode.png") and "decoded by the VAE" in note1
+    assert not np.array_equal(iio.imread(path1), iio.imread(path3))
+    assert (
+        studio.live_preview(record.trajectory[0]) is not None
+    )  # the projection was fitted for live previews
+    studio.settings.preview = "project"
+    path, note = studio.step_preview(record, 2)
+    assert path.endswith("-project.png") and "fast latent-to-RGB preview" in note
+    full, note = studio.step_preview(record, 2, full=True)
+    assert full.endswith("-decode.png")
+    record.previews.clear()
+    studio.settings.preview = "decode"
+    with studio.lock:  # a busy model: decode previews fall back to the projection instead of waiting
+        path, _ = studio.step_preview(record, 1, wait=0.05)
+    assert path.endswith("-project.png")
+
+
+def test_run_history_is_capped_and_forgotten_files_go(tmp_path):
+    from univigu.studio.engine import RunRecord, RunStore
+
+    store = RunStore(per_session=2, total=3)
+    records = []
+    for k in range(4):
+        video = tmp_path / f"run{k}.mp4"
+        video.write_bytes(b"x")
+        record = RunRecord(
+            run_id=k, task="joint", prompt="p", seed=0, num_steps=1, fps=8, video_path=str(video)
+        )
+        store.add("a" if k < 3 else "b", record)
+        records.append(record)
+    assert [r.run_id for r in store.runs("a")] == [1, 2] and [r.run_id for r in store.runs("b")] == [3]
+    assert not Path(records[0].video_path).exists() and Path(records[1].video_path).exists()
+    store.drop_session("a")
+    assert store.runs("a") == [] and not Path(records[2].video_path).exists()
+    assert store.get("b", "3") is records[3] and store.get("b", "not a number") is None
+
+
+def test_unexpected_errors_are_one_line_and_logged(caplog):
+    import gradio as gr
+
+    from univigu.studio.ui import guarded
+
+    @guarded
+    def broken_run(prompt):
+        yield "step 1"
+        raise RuntimeError("tensor went sideways\n  File x.py, line 3")
+
+    run = broken_run("a red circle")
+    assert next(run) == "step 1"
+    with caplog.at_level("ERROR", logger="univigu.studio"), pytest.raises(gr.Error) as info:
+        next(run)
+    message = info.value.message
+    assert "RuntimeError: tensor went sideways" in message and "File x.py" not in message
+    assert "server log" in message
+    assert any(r.exc_info and "tensor went sideways" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_spaces_gpu_is_a_no_op_without_spaces():
+    import importlib.util
+
+    from univigu.studio.ui import gpu
+
+    def fn():
+        return 1
+
+    if importlib.util.find_spec("spaces") is None:
+        assert gpu(fn) is fn
+    else:  # pragma: no cover - on a Space
+        assert gpu(fn)() == 1
+
+
+def test_token_html_marks_changes_and_masks():
+    from univigu.pipeline_output import TrajectoryStep
+    from univigu.studio.render import stats_svg, tokens_html
+
+    step = TrajectoryStep(
+        step=2,
+        num_steps=3,
+        text_tokens=["a", "<mask>", "red", "</s>", "<pad>"],
+        text_confidence=[0.9, 0.1, 0.5, 0.99, 0.2],
+        changed=[False, False, True, False, False],
+        text="a _ red",
+        video_delta=0.5,
+    )
+    html = tokens_html(step)
+    assert html.count('data-changed="1"') == 1 and 'uv-chg" data-changed="1"' in html
+    assert ">_<" in html and "hsl(108," in html and "hsl(12," in html  # confidence colours
+    svg = stats_svg([step, step, step], current=2)
+    assert svg.count("<polyline") == 3 and svg.count("<line") == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# The bundled model
+@pytest.mark.skipif(
+    not (BUNDLED / "model_index.json").is_file(),
+    reason=f"the bundled model is not in the checkout yet ({BUNDLED.relative_to(REPO)})",
+)
+def test_bundled_model(tmp_path):
+    server = AppServer([], tmp_path, env={"UNIVIGU_MODEL": ""})  # no --model: the bundled one
+    try:
+        client = make_client(server.url, tmp_path / "downloads")
+        examples = json.loads((EXAMPLES / "examples.json").read_text())
+        video, caption, trajectory, _ = client.predict(
+            prompt=examples[0]["prompt"], seed=0, steps=8, api_name="/joint"
+        )
+        assert decoded(video).shape[0] > 1 and isinstance(caption, str) and len(trajectory["steps"]) == 8
+        caption, notes, _, _, _ = client.predict(
+            video=handle_file(str(EXAMPLES / examples[0]["file"])), seed=0, steps=8, api_name="/caption"
+        )
+        assert isinstance(caption, str) and caption
+        with pytest.raises(AppError, match="does not know 'zebra'"):
+            client.predict(prompt="a zebra moves left", seed=0, steps=2, api_name="/joint")
+    finally:
+        server.stop()
