@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     try:
-        torch.set_grad_enabled(False)
-        args.func(args)
+        with torch.no_grad():  # scoped: main() is also called in-process (tests, scripts)
+            args.func(args)
     except (ModelLoadError, CheckpointError, VideoError, PromptError, ValueError, FileNotFoundError) as err:
         message = str(err)
         if getattr(args, "json", False):
