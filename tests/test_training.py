@@ -1,0 +1,234 @@
+"""Training: the cache, one step per stage, exact resume, two processes, evaluation, the shipped model."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training import train as train_mod
+from training.shapesworld import detailed_caption, iter_split, parse_caption, render
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "assets" / "univigu-shapesworld"
+TINY_MODEL = [
+    "--model.num_layers=1",
+    "--model.num_attention_heads=2",
+    "--model.attention_head_dim=16",
+    "--model.ffn_dim=32",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 12-clip dataset, tiny components (a few optimiser steps) and the latent cache."""
+    from training.components import build
+    from training.data import precompute
+    from training.shapesworld import export_dataset
+
+    root = tmp_path_factory.mktemp("train")
+    export_dataset(root / "data", "train", 12)
+    build(
+        str(root / "data"),
+        str(root / "components"),
+        num_vae_clips=12,
+        vae_steps=1,
+        vae_batch=2,
+        vae_base_dim=4,
+        vae_z_dim=4,
+        text_steps=2,
+    )
+    precompute(str(root / "data"), str(root / "components"), str(root / "cache.safetensors"))
+    return root
+
+
+def _args(root: Path, stage: str, out: str, *extra: str) -> list[str]:
+    return [
+        f"--config={ROOT / 'training' / 'configs' / f'{stage}.yaml'}",
+        f"--cache={root / 'cache.safetensors'}",
+        f"--components={root / 'components'}",
+        f"--out_dir={root / out}",
+        "--batch_size=2",
+        "--val_every=0",
+        "--warmup_steps=2",
+        *extra,
+    ]
+
+
+def _losses(out_dir: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_cache_layout(tiny_run):
+    from training.data import LatentCache
+
+    cache = LatentCache(tiny_run / "cache.safetensors")
+    assert cache.buckets == ["17x64x64"] and len(cache) == 12
+    assert tuple(cache.latents["17x64x64"].shape) == (12, 4, 5, 8, 8)
+    batch = cache.batch(3, seed=0, step=5)
+    again = cache.batch(3, seed=0, step=5)
+    assert torch.equal(batch["rows"], again["rows"])  # a function of (seed, step)
+    ids = batch["caption_ids"][0].tolist()
+    assert ids[ids.index(1) + 1 :] == [0] * (len(ids) - ids.index(1) - 1)  # </s> then pads
+
+
+def test_one_step_of_each_stage(tiny_run):
+    train_mod.train(train_mod.load_config(_args(tiny_run, "base", "base", "--max_steps=1", *TINY_MODEL)))
+    train_mod.train(
+        train_mod.load_config(
+            _args(tiny_run, "recall", "recall", "--max_steps=1", f"--init={tiny_run / 'base' / 'final'}")
+        )
+    )
+    last = train_mod.train(
+        train_mod.load_config(
+            _args(tiny_run, "refine", "refine", "--max_steps=1", f"--init={tiny_run / 'recall' / 'final'}")
+        )
+    )
+    assert np.isfinite(last["loss"]) and last["text_loss"] > 0
+    assert last["lambda_text"] == pytest.approx(80 / 32)  # |video tokens| / |text tokens|: 5*4*4 / 32
+    for stage in ("base", "recall", "refine"):
+        ckpt = tiny_run / stage / "checkpoint-1"
+        assert (ckpt / "model" / "config.json").exists() and (ckpt / "config.yaml").exists()
+        assert (tiny_run / stage / "final" / "config.json").exists()
+    config = json.loads((tiny_run / "refine" / "final" / "config.json").read_text())
+    assert config["_class_name"] == "UniViGUTransformer"
+
+
+def test_resume_is_exact(tiny_run):
+    common = _args(tiny_run, "base", "", "--max_steps=4", "--ckpt_every=2", "--lr=3e-3", *TINY_MODEL)
+    train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'full'}"]))
+    train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'cut'}", "--stop_at=2"]))
+    assert len(_losses(tiny_run / "cut")) == 2
+    train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'cut'}"]))
+    np.testing.assert_allclose(_losses(tiny_run / "cut"), _losses(tiny_run / "full"), rtol=1e-6, atol=0)
+
+
+def test_nan_loss_is_a_clear_error(tiny_run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(tiny_run / "cache.safetensors"))
+    tensors["latents/17x64x64"] = torch.full_like(tensors["latents/17x64x64"], float("nan"))
+    save_file(tensors, str(tmp_path / "nan.safetensors"))
+    args = _args(
+        tiny_run, "base", "nan", "--max_steps=1", f"--cache={tmp_path / 'nan.safetensors'}", *TINY_MODEL
+    )
+    with pytest.raises(FloatingPointError, match="loss is nan at step 0"):
+        train_mod.train(train_mod.load_config(args))
+
+
+def test_config_overrides(tmp_path):
+    cfg = train_mod.load_config(
+        [
+            f"--config={ROOT / 'training/configs/refine.yaml'}",
+            "--lr=1e-4",
+            "--model.num_layers=3",
+            "--p_drop_prompt",
+            "0.25",
+        ]
+    )
+    assert cfg.stage == "refine" and cfg.text_target == "caption" and cfg.lr == 1e-4
+    assert cfg.p_drop_prompt == 0.25 and cfg.model["num_layers"] == 3 and cfg.model["ffn_dim"] == 384
+    with pytest.raises(SystemExit, match="unknown config key"):
+        train_mod.load_config(["--learning_rate=1"])
+
+
+def test_two_process_launch(tiny_run):
+    accelerate = Path(sys.executable).with_name("accelerate")
+    # accelerate's --cpu launcher starts one process (multi-CPU needs mpirun); torchrun's does start two,
+    # and train.py asks for CPU (gloo) when there is no CUDA.
+    cmd = [
+        str(accelerate),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "training.train",
+        *_args(tiny_run, "recall", "ddp", "--max_steps=2", f"--init={tiny_run / 'base' / 'final'}"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tiny_run / "ddp" / "checkpoint-2" / "model" / "config.json").exists()
+    assert json.loads((tiny_run / "ddp" / "timing.json").read_text())["processes"] == 2
+    assert len(_losses(tiny_run / "ddp")) == 2  # only the main process writes metrics
+
+
+def test_batched_sampler_matches_the_pipeline():
+    from training.sampling import decode_ids, uni_sample
+    from univigu.tiny import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    clip = np.random.default_rng(0).integers(0, 255, (5, 16, 16, 3), dtype=np.uint8)
+    want = pipe.caption(clip, num_inference_steps=4, seed=3).text
+    empty = pipe.encode_prompt([""], "cpu", torch.float32)
+    _, ids = uni_sample(
+        pipe.transformer,
+        pipe.scheduler,
+        empty,
+        empty,
+        (4, 2, 4, 4),
+        video_latents=pipe.encode_video(clip),
+        steps=4,
+        generator=torch.Generator().manual_seed(3),
+    )
+    got = decode_ids(pipe.tokenizer, ids, 0, pipe.transformer.mask_token_id)[0]
+    assert got == want
+    want_frames = pipe.text_to_video("a red circle moves left", num_inference_steps=3, seed=1).frames
+    cond = pipe.encode_prompt(["a red circle moves left"], "cpu", torch.float32)
+    ids = torch.zeros(1, pipe.max_text_len, dtype=torch.long)
+    row = pipe.text_ids("a red circle moves left")
+    ids[0, : len(row)] = torch.tensor(row)
+    latents, _ = uni_sample(
+        pipe.transformer,
+        pipe.scheduler,
+        cond,
+        empty,
+        (4, 2, 4, 4),
+        text_ids=ids,
+        steps=3,
+        generator=torch.Generator().manual_seed(1),
+    )
+    got_frames = pipe.decode_latents(latents)
+    assert np.abs(got_frames.astype(int) - want_frames.astype(int)).max() <= 1
+
+
+def test_evaluate_runs_and_tabulates(tiny_run, tmp_path):
+    from training.components import assemble
+    from training.evaluate import Evaluator, markdown_table
+
+    assemble(
+        str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "pipe"), shift=3.0
+    )
+    result = {
+        "name": "tiny",
+        "split": "test",
+        **Evaluator(str(tmp_path / "pipe"), steps=2, batch=2).run("test", 2),
+    }
+    assert set(result) >= {"captioning", "text_to_video", "joint"}
+    assert 0.0 <= result["joint"]["caption_vs_prompt"] <= 1.0
+    table = markdown_table([result])
+    assert "| captioning: main colour |" in table and "joint: detector agrees with caption" in table
+
+
+@pytest.mark.skipif(not (SHIPPED / "model_index.json").exists(), reason="the bundled model is not built yet")
+def test_shipped_model_loads_and_captions_a_rendered_clip():
+    from univigu.pipeline_univigu import UniViGUPipeline
+
+    size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
+    assert size <= 25 * 2**20, f"assets/univigu-shapesworld is {size / 2**20:.1f} MB"
+    pipe = UniViGUPipeline.from_pretrained(str(SHIPPED))
+    _, scene = next(iter_split("test", 1))
+    text = pipe.caption(render(scene), num_inference_steps=20, seed=0).text
+    parsed = parse_caption(text)
+    assert parsed is not None, f"caption does not parse: {text!r} (truth: {detailed_caption(scene)!r})"

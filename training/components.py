@@ -1,0 +1,449 @@
+"""The frozen parts of the bundled model (word tokenizer, small UMT5, Wan VAE) and the pipeline folder.
+
+    python -m training.components build --data runs/data/train --out runs/components [--vae-steps N ...]
+    python -m training.components assemble --components runs/components --transformer runs/refine/final \
+        --out assets/univigu-shapesworld --shift 3.0
+
+``build`` writes ``tokenizer/``, ``text_encoder/`` and ``vae/`` in the diffusers pipeline layout:
+
+- tokenizer: :func:`univigu.tokenization.build_word_tokenizer` over the ShapesWorld vocabulary, shared by
+  the text encoder and the transformer's text stream.
+- text encoder: a 2-layer UMT5 (d_model 64) pretrained for a minute with masked-word prediction on the
+  dataset's prompts and captions, so its outputs carry each word's context (which colour goes with which
+  shape) rather than random features. Frozen afterwards, as Wan freezes its UMT5.
+- VAE: an ``AutoencoderKLWan`` (4x temporal, 8x spatial; base_dim 12, z_dim 8) trained on the dataset's
+  clips with an L1 + MSE
+  reconstruction loss and a small KL term; ``latents_mean/std`` in its config come from the data, so the
+  transformer sees unit-scale latents.
+"""
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
+from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
+
+from univigu.models import UniViGUTransformer
+from univigu.pipeline_univigu import UniViGUPipeline
+from univigu.tokenization import build_word_tokenizer
+
+from .shapesworld import FPS, HEIGHT, NUM_FRAMES, VOCABULARY, WIDTH
+
+MAX_TEXT_LEN = 32  # the longest ShapesWorld caption is 27 words + </s>
+
+
+def build_tokenizer(max_len: int = MAX_TEXT_LEN):
+    return build_word_tokenizer(VOCABULARY, model_max_length=max_len)
+
+
+def build_text_encoder(
+    vocab_size: int, d_model: int = 64, num_layers: int = 2, num_heads: int = 4
+) -> UMT5EncoderModel:
+    config = UMT5Config(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_kv=d_model // num_heads,
+        d_ff=2 * d_model,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        relative_attention_num_buckets=16,
+        relative_attention_max_distance=32,
+        dropout_rate=0.0,
+    )
+    return UMT5EncoderModel(config)
+
+
+def build_vae(base_dim: int = 12, z_dim: int = 8) -> AutoencoderKLWan:
+    """Wan VAE with 4x temporal and 8x spatial compression: 17x64x64 clips -> [z_dim, 5, 8, 8] latents."""
+    return AutoencoderKLWan(
+        base_dim=base_dim,
+        z_dim=z_dim,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.0] * z_dim,
+        latents_std=[1.0] * z_dim,
+        scale_factor_temporal=4,
+        scale_factor_spatial=8,
+    )
+
+
+# -------------------------------------------------------------------------------------------------
+# Text encoder pretraining: masked-word prediction
+def pretrain_text_encoder(
+    encoder: UMT5EncoderModel,
+    tokenizer,
+    texts: list[str],
+    steps: int = 400,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    mask_prob: float = 0.3,
+    seed: int = 0,
+) -> list[float]:
+    """Train ``encoder`` in place to predict masked words (``<unk>`` is the mask); returns the losses."""
+    gen = torch.Generator().manual_seed(seed)
+    enc = tokenizer(
+        texts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    ids, attn = enc.input_ids, enc.attention_mask
+    head = torch.nn.Linear(encoder.config.d_model, len(tokenizer))
+    params = list(encoder.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    losses = []
+    encoder.train()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        idx = torch.randint(0, len(ids), (batch_size,), generator=gen)
+        x, a = ids[idx], attn[idx]
+        masked = (torch.rand(x.shape, generator=gen) < mask_prob) & a.bool()
+        inputs = torch.where(masked, torch.full_like(x, tokenizer.unk_token_id), x)
+        logits = head(encoder(inputs, attention_mask=a).last_hidden_state)
+        loss = F.cross_entropy(logits[masked], x[masked])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    encoder.eval().requires_grad_(False)
+    return losses
+
+
+# -------------------------------------------------------------------------------------------------
+# VAE
+def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 [..., F, H, W, 3] -> float [..., 3, F, H, W] in [-1, 1]."""
+    x = torch.as_tensor(np.asarray(frames)).float() / 127.5 - 1.0
+    return x.movedim(-1, -4)
+
+
+def _decode_unclamped(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
+    # AutoencoderKLWan._decode without its final clamp to [-1, 1]: a clamped pixel has no gradient, and
+    # once a spike pushes the decoder past the range, training stalls there. Same frame loop otherwise.
+    vae.clear_cache()
+    x = vae.post_quant_conv(z)
+    frames = []
+    for i in range(z.shape[2]):
+        vae._conv_idx = [0]
+        frames.append(
+            vae.decoder(
+                x[:, :, i : i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=i == 0
+            )
+        )
+    vae.clear_cache()
+    return torch.cat(frames, 2)
+
+
+def train_vae(
+    vae: AutoencoderKLWan,
+    clips: torch.Tensor,
+    steps: int = 450,
+    batch_size: int = 6,
+    window: int = 17,
+    crop: int = 32,
+    lr: float = 3e-4,
+    kl_weight: float = 1e-5,
+    fg_weight: float = 0.0,
+    warmup: int = 50,
+    seed: int = 0,
+    log=print,
+) -> list[float]:
+    """Train ``vae`` in place on uint8 clips [N, F, H, W, 3] with random ``window``-frame, ``crop``-px crops.
+
+    The VAE is convolutional, so 32x32 crops (a quarter of the cost of whole frames) teach it the same
+    colours and edges; crops start on the 8-pixel latent grid. Windows cover the whole 17-frame clip: trained
+    on 5-frame windows, the causal cache drifts on later latent frames. Above ~3e-4 it spikes.
+    ``fg_weight`` > 0 weighs pixels unlike the clip's background (its per-channel median) by 1 + fg_weight:
+    objects cover a few percent of a ShapesWorld frame, and an unweighted loss learns the background first.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    losses, start = [], time.time()
+    vae.train()
+    num_frames = clips.shape[1]
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = (
+                lr
+                * min(1.0, (step + 1) / warmup)
+                * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+            )
+        idx = torch.randint(0, len(clips), (batch_size,), generator=gen)
+        t0 = int(torch.randint(0, num_frames - window + 1, (1,), generator=gen))
+        _, _, height, width, _ = clips.shape
+        y0, x0 = (
+            8 * int(torch.randint(0, (s - crop) // 8 + 1, (1,), generator=gen)) for s in (height, width)
+        )
+        x = frames_to_tensor(clips[idx, t0 : t0 + window, y0 : y0 + crop, x0 : x0 + crop])
+        posterior = vae.encode(x).latent_dist
+        # Decode the mean, not a sample: with a tiny KL weight the posterior's unit-variance noise at
+        # initialisation would drown the latents and leave the decoder predicting blur.
+        recon = _decode_unclamped(vae, posterior.mean)
+        err = (recon - x).abs() + (recon - x).pow(2)
+        if fg_weight > 0:
+            background = x.flatten(2).median(dim=2).values[:, :, None, None, None]
+            foreground = ((x - background).abs().sum(1, keepdim=True) > 0.1).float()
+            weight = 1 + fg_weight * foreground
+            rec = (err * weight).sum() / (weight.sum() * x.shape[1])
+        else:
+            rec = err.mean()
+        kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1 - posterior.logvar).mean()
+        loss = rec + kl_weight * kl
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"VAE loss is {float(loss)} at step {step}; lower --vae-lr")
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 0.5)
+        opt.step()
+        losses.append(float(rec.detach()))
+        if step % 50 == 0 or step == steps - 1:
+            log(
+                f"vae step {step}/{steps} recon {float(rec.detach()):.4f} kl {float(kl.detach()):.3f} "
+                f"({time.time() - start:.0f}s)"
+            )
+    vae.eval().requires_grad_(False)
+    return losses
+
+
+@torch.no_grad()
+def encode_clips(
+    vae: AutoencoderKLWan, clips: torch.Tensor | np.ndarray, batch_size: int = 16
+) -> torch.Tensor:
+    """Raw (unnormalised) latent means [N, z, f, h, w] of uint8 clips [N, F, H, W, 3]."""
+    out = [
+        vae.encode(frames_to_tensor(clips[i : i + batch_size])).latent_dist.mode()
+        for i in range(0, len(clips), batch_size)
+    ]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def set_latent_stats(vae: AutoencoderKLWan, clips) -> tuple[list[float], list[float]]:
+    """Measure per-channel latent mean/std on ``clips`` and store them in the VAE's config."""
+    z = encode_clips(vae, clips)
+    mean = z.mean(dim=(0, 2, 3, 4)).tolist()
+    std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3).tolist()
+    vae.register_to_config(latents_mean=mean, latents_std=std)
+    return mean, std
+
+
+@torch.no_grad()
+def palette_accuracy(vae: AutoencoderKLWan, clips) -> float:
+    """Fraction of pixels whose nearest ShapesWorld palette colour survives encode -> decode."""
+    from .shapesworld import palette_indices
+
+    z = encode_clips(vae, clips)
+    hits = total = 0
+    for i in range(len(clips)):
+        recon = (
+            ((vae.decode(z[i : i + 1]).sample[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0)
+        )
+        a, b = palette_indices(np.asarray(clips[i])), palette_indices(recon.numpy())
+        hits += int((a == b).sum())
+        total += a.size
+    return hits / total
+
+
+# -------------------------------------------------------------------------------------------------
+def finetune_vae(
+    data_dir: str,
+    components_dir: str,
+    num_clips: int = 600,
+    steps: int = 500,
+    batch_size: int = 6,
+    lr: float = 3e-4,
+    fg_weight: float = 10.0,
+    seed: int = 1,
+) -> dict:
+    """Continue training ``components_dir/vae`` with the foreground-weighted loss; refresh its stats."""
+    from .data import load_clips, read_metadata
+
+    start = time.time()
+    path = Path(components_dir)
+    rows = read_metadata(data_dir)
+    clips = torch.from_numpy(load_clips(data_dir, rows[:num_clips], (NUM_FRAMES, HEIGHT, WIDTH)))
+    vae = AutoencoderKLWan.from_pretrained(path / "vae")
+    vae.register_to_config(latents_mean=[0.0] * vae.config.z_dim, latents_std=[1.0] * vae.config.z_dim)
+    losses = train_vae(
+        vae, clips, steps=steps, batch_size=batch_size, lr=lr, fg_weight=fg_weight, warmup=20, seed=seed
+    )
+    mean, std = set_latent_stats(vae, clips[:256])
+    report = json.loads((path / "report.json").read_text())
+    report["vae_finetune"] = {
+        "steps": steps,
+        "fg_weight": fg_weight,
+        "recon_last": float(np.mean(losses[-20:])),
+        "palette_accuracy": palette_accuracy(vae, clips[-32:]),
+        "detector_on_reconstructions": detector_accuracy(vae),
+        "latents_mean": mean,
+        "latents_std": std,
+        "seconds": round(time.time() - start, 1),
+    }
+    vae.save_pretrained(path / "vae")
+    (path / "report.json").write_text(json.dumps(report, indent=2))
+    (path / "vae_finetune.json").write_text(json.dumps(report["vae_finetune"], indent=2))  # marks it done
+    print(f"vae finetune: {report['vae_finetune']}")
+    return report
+
+
+@torch.no_grad()
+def detector_accuracy(vae: AutoencoderKLWan, n: int = 24) -> dict:
+    """Detector accuracy on encode -> decode of ``n`` val clips: a ceiling for text-to-video."""
+    from .shapesworld import aggregate, detailed_caption, detect, iter_split, render, score_detection
+
+    scenes = [s for _, s in iter_split("val", n)]
+    clips = np.stack([render(s) for s in scenes])
+    z = encode_clips(vae, clips)
+    rows = []
+    for i in range(n):
+        recon = (
+            ((vae.decode(z[i : i + 1]).sample[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0)
+        )
+        rows.append(score_detection(detect(recon.numpy()), detailed_caption(scenes[i])))
+    return {k: round(v, 3) for k, v in aggregate(rows).items()}
+
+
+def build(
+    data_dir: str,
+    out_dir: str,
+    num_vae_clips: int = 600,
+    vae_steps: int = 450,
+    vae_batch: int = 6,
+    vae_lr: float = 3e-4,
+    vae_base_dim: int = 12,
+    vae_z_dim: int = 8,
+    text_steps: int = 400,
+    seed: int = 0,
+) -> dict:
+    """Build tokenizer, text encoder and VAE from the dataset at ``data_dir`` into ``out_dir``; report."""
+    from .data import load_clips, read_metadata
+
+    torch.manual_seed(seed)
+    out = Path(out_dir)
+    rows = read_metadata(data_dir)
+    report = {}
+
+    # 1. Tokenizer + text encoder
+    start = time.time()
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(out / "tokenizer")
+    encoder = build_text_encoder(len(tokenizer))
+    texts = [r["prompt"] for r in rows] + [r["caption"] for r in rows]
+    losses = pretrain_text_encoder(encoder, tokenizer, texts, steps=text_steps, seed=seed)
+    encoder.save_pretrained(out / "text_encoder")
+    report["text_encoder"] = {
+        "mlm_loss_first": losses[0],
+        "mlm_loss_last": float(np.mean(losses[-20:])),
+        "seconds": round(time.time() - start, 1),
+    }
+    print(f"text encoder: masked-word loss {losses[0]:.3f} -> {report['text_encoder']['mlm_loss_last']:.3f}")
+
+    # 2. VAE
+    start = time.time()
+    clips = torch.from_numpy(load_clips(data_dir, rows[:num_vae_clips], (NUM_FRAMES, HEIGHT, WIDTH)))
+    print(f"loaded {len(clips)} clips for the VAE ({time.time() - start:.0f}s)")
+    vae = build_vae(vae_base_dim, vae_z_dim)
+    losses = train_vae(vae, clips, steps=vae_steps, batch_size=vae_batch, lr=vae_lr, seed=seed)
+    held = clips[-32:]
+    mean, std = set_latent_stats(vae, clips[:256])
+    acc = palette_accuracy(vae, held)
+    vae.save_pretrained(out / "vae")
+    report["vae"] = {
+        "recon_last": float(np.mean(losses[-20:])),
+        "palette_accuracy": acc,
+        "latents_mean": mean,
+        "latents_std": std,
+        "seconds": round(time.time() - start, 1),
+    }
+    print(f"vae: palette accuracy of reconstructions {acc:.4f}")
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def load_components(components_dir: str):
+    """(tokenizer, text_encoder, vae) from a folder written by :func:`build` (or a pipeline folder)."""
+    path = Path(components_dir)
+    tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
+    text_encoder = UMT5EncoderModel.from_pretrained(path / "text_encoder").eval()
+    vae = AutoencoderKLWan.from_pretrained(path / "vae").eval()
+    return tokenizer, text_encoder, vae
+
+
+def assemble(components_dir: str, transformer_dir: str, out_dir: str, shift: float) -> UniViGUPipeline:
+    """Write a ``UniViGUPipeline`` folder from the components and a trained UniViGU transformer."""
+    tokenizer, text_encoder, vae = load_components(components_dir)
+    transformer = UniViGUTransformer.from_pretrained(transformer_dir).eval()
+    pipe = UniViGUPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=shift),
+        default_num_frames=NUM_FRAMES,
+        default_height=HEIGHT,
+        default_width=WIDTH,
+        fps=FPS,
+    )
+    pipe.save_pretrained(out_dir)
+    return pipe
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--data", required=True)
+    b.add_argument("--out", required=True)
+    b.add_argument("--vae-clips", type=int, default=600)
+    b.add_argument("--vae-steps", type=int, default=450)
+    b.add_argument("--vae-batch", type=int, default=6)
+    b.add_argument("--vae-lr", type=float, default=3e-4)
+    b.add_argument("--vae-base-dim", type=int, default=12)
+    b.add_argument("--vae-z-dim", type=int, default=8)
+    b.add_argument("--text-steps", type=int, default=400)
+    b.add_argument("--seed", type=int, default=0)
+    f = sub.add_parser("finetune-vae")
+    f.add_argument("--data", required=True)
+    f.add_argument("--components", required=True)
+    f.add_argument("--steps", type=int, default=500)
+    f.add_argument("--fg-weight", type=float, default=10.0)
+    a = sub.add_parser("assemble")
+    a.add_argument("--components", required=True)
+    a.add_argument("--transformer", required=True)
+    a.add_argument("--out", required=True)
+    a.add_argument(
+        "--shift", type=float, required=True, help="the video time shift the transformer was trained with"
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    if args.cmd == "build":
+        build(
+            args.data,
+            args.out,
+            args.vae_clips,
+            args.vae_steps,
+            args.vae_batch,
+            args.vae_lr,
+            args.vae_base_dim,
+            args.vae_z_dim,
+            args.text_steps,
+            args.seed,
+        )
+    elif args.cmd == "finetune-vae":
+        finetune_vae(args.data, args.components, steps=args.steps, fg_weight=args.fg_weight)
+    else:
+        assemble(args.components, args.transformer, args.out, args.shift)
+        print(f"wrote the pipeline to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

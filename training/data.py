@@ -1,0 +1,229 @@
+"""Training data: the general folder format, the precomputed cache, and (seed, step)-determined batches.
+
+A dataset is a folder holding ``metadata.jsonl`` with one row per clip::
+
+    {"video": "videos/0.mp4", "prompt": "a red circle moves right", "caption": "a large red circle at ..."}
+
+``precompute`` reads every clip once, fits it to the nearest fixed ``[frames, height, width]`` bucket, and
+caches what training needs so that the loop never runs the VAE or the text encoder:
+
+    latents/{F}x{H}x{W}     [N_b, C, f, h, w]  normalised VAE latents (the transformer's space)
+    index/{F}x{H}x{W}       [N_b]              row of each clip in the metadata
+    prompt_embeds           [N, L_c, D]        UMT5 embeddings of the prompt (zero past its length)
+    caption_embeds          [N, L_c, D]        ... of the detailed caption
+    empty_embed             [1, L_c, D]        ... of the empty prompt (the dropped / unconditional slot)
+    prompt_ids, caption_ids [N, L]             text-stream ids (ending with </s>), padded with the pad id
+
+    python -m training.data --data runs/data/train --components runs/components \
+        --out runs/cache/train.safetensors
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from univigu.video_io import fit_video, read_video
+
+from .components import encode_clips, load_components
+
+DEFAULT_BUCKETS = ((17, 64, 64),)
+
+
+def read_metadata(data_dir: str | os.PathLike) -> list[dict]:
+    """Rows of ``data_dir/metadata.jsonl``; each must have ``video``, ``prompt`` and ``caption``."""
+    rows = []
+    with open(Path(data_dir) / "metadata.jsonl") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            missing = {"video", "prompt", "caption"} - set(row)
+            if missing:
+                raise ValueError(f"metadata.jsonl line {n} lacks {sorted(missing)}")
+            rows.append(row)
+    return rows
+
+
+def bucket_for(frames: np.ndarray, buckets) -> tuple[int, int, int]:
+    """The bucket nearest the clip's aspect ratio, preferring ones it has enough frames for."""
+    f, h, w = frames.shape[:3]
+    return min(buckets, key=lambda b: (b[0] > f, abs(np.log((b[2] / b[1]) / (w / h))), -b[0]))
+
+
+def read_frames(path) -> np.ndarray:
+    """uint8 [F, H, W, 3] with one ffmpeg call (faster than probing first); else univigu's reader."""
+    try:
+        frames = iio.imread(path, plugin="FFMPEG")
+        if frames.ndim == 4 and frames.shape[-1] == 3 and frames.dtype == np.uint8:
+            return frames
+    except Exception:
+        pass
+    return read_video(path)[0]
+
+
+def load_clips(data_dir, rows, size: tuple[int, int, int]) -> np.ndarray:
+    """uint8 [N, F, H, W, 3]: the clips of ``rows`` fitted to one size."""
+    return np.stack([fit_video(read_frames(Path(data_dir) / r["video"]), *size)[0] for r in rows])
+
+
+def _text_ids(tokenizer, texts: list[str], length: int, pad_id: int) -> torch.Tensor:
+    ids = torch.full((len(texts), length), pad_id, dtype=torch.long)
+    for i, text in enumerate(texts):
+        row = tokenizer(text, add_special_tokens=True).input_ids
+        if len(row) > length:
+            raise ValueError(f"text of {len(row)} tokens exceeds the text stream ({length}): {text!r}")
+        ids[i, : len(row)] = torch.tensor(row)
+    return ids
+
+
+@torch.no_grad()
+def _embed(tokenizer, text_encoder, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer(
+            texts[i : i + batch_size],
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        hidden = text_encoder(enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+        out.append(hidden * enc.attention_mask[..., None])  # Wan's convention: zero past the prompt
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def precompute(
+    data_dir: str,
+    components_dir: str,
+    out_path: str,
+    buckets=DEFAULT_BUCKETS,
+    max_text_len: int | None = None,
+    batch_size: int = 16,
+) -> Path:
+    """Encode the dataset at ``data_dir`` with the components; write the cache atomically to ``out_path``."""
+    tokenizer, text_encoder, vae = load_components(components_dir)
+    max_text_len = max_text_len or tokenizer.model_max_length
+    rows = read_metadata(data_dir)
+    buckets = [tuple(int(v) for v in b) for b in buckets]
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+
+    # 1. Clips -> buckets -> latents, a chunk at a time to bound memory
+    start = time.time()
+    per_bucket: dict[tuple, list] = {b: [] for b in buckets}
+    index: dict[tuple, list] = {b: [] for b in buckets}
+    pending: dict[tuple, list] = {b: [] for b in buckets}
+
+    def flush(b):
+        if pending[b]:
+            z = encode_clips(vae, np.stack(pending[b]), batch_size)
+            per_bucket[b].append((z - mean) / std)
+            pending[b] = []
+
+    for n, row in enumerate(rows):
+        frames = read_frames(Path(data_dir) / row["video"])
+        b = bucket_for(frames, buckets)
+        pending[b].append(fit_video(frames, *b)[0])
+        index[b].append(n)
+        if len(pending[b]) == batch_size:
+            flush(b)
+        if (n + 1) % 500 == 0:
+            print(f"precompute: {n + 1}/{len(rows)} clips ({time.time() - start:.0f}s)", flush=True)
+    for b in buckets:
+        flush(b)
+
+    # 2. Texts
+    tensors = {}
+    for b in buckets:
+        if index[b]:
+            key = "x".join(map(str, b))
+            tensors[f"latents/{key}"] = torch.cat(per_bucket[b]).contiguous()
+            tensors[f"index/{key}"] = torch.tensor(index[b], dtype=torch.long)
+    prompts, captions = [r["prompt"] for r in rows], [r["caption"] for r in rows]
+    tensors["prompt_embeds"] = _embed(tokenizer, text_encoder, prompts)
+    tensors["caption_embeds"] = _embed(tokenizer, text_encoder, captions)
+    tensors["empty_embed"] = _embed(tokenizer, text_encoder, [""])
+    tensors["prompt_ids"] = _text_ids(tokenizer, prompts, max_text_len, tokenizer.pad_token_id)
+    tensors["caption_ids"] = _text_ids(tokenizer, captions, max_text_len, tokenizer.pad_token_id)
+
+    # 3. Atomic write
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    meta = {"data_dir": str(data_dir), "components": str(components_dir), "num_clips": str(len(rows))}
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, out)
+    print(f"precompute: cached {len(rows)} clips in {time.time() - start:.0f}s -> {out}")
+    return out
+
+
+def _mix(*values: int) -> int:
+    """A seed from integers: the same inputs give the same stream on every machine and run."""
+    h = 0x9E3779B97F4A7C15
+    for v in values:
+        h = (h ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) * 0x100000001B3 & 0xFFFFFFFFFFFFFFFF
+    return h >> 1
+
+
+def step_generator(seed: int, step: int, micro: int, rank: int, stream: int) -> torch.Generator:
+    """An RNG that depends only on (seed, step, micro-batch, rank, stream): resuming replays it exactly."""
+    return torch.Generator().manual_seed(_mix(seed, step, micro, rank, stream))
+
+
+class LatentCache:
+    """The precomputed cache, served as batches that are a function of (seed, step, micro-batch, rank)."""
+
+    def __init__(self, path: str | os.PathLike):
+        t = load_file(str(path))
+        self.buckets = sorted(k.split("/", 1)[1] for k in t if k.startswith("latents/"))
+        self.latents = {b: t[f"latents/{b}"] for b in self.buckets}
+        self.index = {b: t[f"index/{b}"] for b in self.buckets}
+        self.prompt_embeds, self.caption_embeds = t["prompt_embeds"], t["caption_embeds"]
+        self.empty_embed = t["empty_embed"]
+        self.prompt_ids, self.caption_ids = t["prompt_ids"], t["caption_ids"]
+        sizes = torch.tensor([len(self.index[b]) for b in self.buckets], dtype=torch.float)
+        self.bucket_probs = sizes / sizes.sum()
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+    def batch(self, batch_size: int, seed: int, step: int, micro: int = 0, rank: int = 0) -> dict:
+        """A batch from one bucket: latents [B,C,f,h,w], embeds [B,L_c,D] x2, ids [B,L] x2."""
+        gen = step_generator(seed, step, micro, rank, stream=0)
+        b = self.buckets[int(torch.multinomial(self.bucket_probs, 1, generator=gen))]
+        pick = torch.randint(0, len(self.index[b]), (batch_size,), generator=gen)
+        rows = self.index[b][pick]
+        return {
+            "latents": self.latents[b][pick],
+            "prompt_embeds": self.prompt_embeds[rows],
+            "caption_embeds": self.caption_embeds[rows],
+            "prompt_ids": self.prompt_ids[rows],
+            "caption_ids": self.caption_ids[rows],
+            "rows": rows,
+        }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Cache VAE latents, prompt embeddings and token ids.")
+    parser.add_argument("--data", required=True, help="folder with metadata.jsonl")
+    parser.add_argument("--components", required=True, help="folder with tokenizer/, text_encoder/, vae/")
+    parser.add_argument("--out", required=True, help="cache file (.safetensors)")
+    parser.add_argument(
+        "--bucket", action="append", default=None, help="FxHxW, repeatable (default 17x64x64)"
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    buckets = [tuple(int(v) for v in b.split("x")) for b in args.bucket] if args.bucket else DEFAULT_BUCKETS
+    precompute(args.data, args.components, args.out, buckets)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+"""The ShapesWorld benchmark for a trained pipeline: captioning, text-to-video and joint generation.
+
+    python -m training.evaluate --model assets/univigu-shapesworld --split test --n 200 [--out results.json]
+    python -m training.evaluate --model DIR --base-transformer runs/shapesworld/base/final --name base ...
+    python -m training.evaluate --table a.json b.json ... > table.md
+
+Clips are rendered from the split's scenes (``training.shapesworld``) and scored with its scorer:
+
+- captioning: the clip held clean, the text stream denoised from the mask source with an empty prompt;
+  per-attribute accuracy against the scene and the exact-sentence rate.
+- text-to-video: generate from the scene's detailed caption (prompt slot and text stream), read the clip
+  with the detector, score the reading against the caption.
+- joint: generate clip and caption together from the brief prompt; score the caption's main object
+  against the prompt, and the detector's reading of the clip against the generated caption.
+
+With ``--base-transformer`` the plain Wan generator is evaluated on text-to-video only (it has no text
+stream); the pipeline folder then only supplies its tokenizer, text encoder, VAE and scheduler.
+Sampling is batched (``training.sampling``), seeded per batch, greedy for text.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .sampling import decode_ids, decode_latents, uni_sample, wan_sample
+from .shapesworld import (
+    DETAIL_ATTRS,
+    PROMPT_ATTRS,
+    aggregate,
+    brief_prompt,
+    detailed_caption,
+    detect,
+    exact_rate,
+    iter_split,
+    parse_prompt,
+    render,
+    score_caption,
+    score_detection,
+    score_prompt_agreement,
+)
+
+# Quality bars on the test split (see the issue); None: reported without a bar
+BARS = {
+    ("captioning", "color"): 0.90,
+    ("captioning", "shape"): 0.90,
+    ("captioning", "motion"): 0.90,
+    ("captioning", "size"): 0.75,
+    ("captioning", "cell"): 0.75,
+    ("captioning", "background"): 0.75,
+    ("captioning", "second_present"): 0.75,
+    ("captioning", "second_color"): 0.75,
+    ("captioning", "second_shape"): 0.75,
+    ("captioning", "second_size"): 0.75,
+    ("captioning", "second_cell"): 0.75,
+    ("captioning", "second_motion"): 0.75,
+    ("text_to_video", "color"): 0.80,
+    ("text_to_video", "motion"): 0.80,
+    ("text_to_video", "background"): 0.80,
+    ("joint", "caption_vs_prompt"): 0.80,
+    ("joint", "detector_vs_caption"): 0.70,
+}
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _brief_grammar(text: str, scene) -> dict[str, int]:
+    """Prompt attributes of a text read with the brief-prompt grammar (Stage 1 writes prompts)."""
+    parsed = parse_prompt(text)
+    want = parse_prompt(brief_prompt(scene))
+    return {a: int(parsed is not None and getattr(parsed, a) == getattr(want, a)) for a in PROMPT_ATTRS}
+
+
+class Evaluator:
+    def __init__(
+        self,
+        model_dir: str,
+        base_transformer: str | None = None,
+        steps: int = 20,
+        guidance: float = 5.0,
+        batch: int = 50,
+        seed: int = 0,
+    ):
+        from univigu.pipeline_univigu import UniViGUPipeline
+
+        self.pipe = UniViGUPipeline.from_pretrained(model_dir)
+        self.tokenizer, self.text_encoder, self.vae = (
+            self.pipe.tokenizer,
+            self.pipe.text_encoder,
+            self.pipe.vae,
+        )
+        self.transformer = self.pipe.transformer.eval()
+        self.wan = None
+        if base_transformer:
+            from diffusers import WanTransformer3DModel
+
+            self.wan = WanTransformer3DModel.from_pretrained(base_transformer).eval()
+        self.steps, self.guidance, self.batch, self.seed = steps, guidance, batch, seed
+        cfg = self.pipe.config
+        self.latent_shape = self.pipe._latent_shape(
+            cfg.default_num_frames, cfg.default_height, cfg.default_width
+        )[1:]
+        self.empty = self.embed([""])
+
+    @torch.no_grad()
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        return self.pipe.encode_prompt(texts, "cpu", torch.float32)
+
+    def ids(self, texts: list[str]) -> torch.Tensor:
+        cfg = self.transformer.config
+        out = torch.full((len(texts), cfg.max_text_len), cfg.pad_token_id, dtype=torch.long)
+        for i, text in enumerate(texts):
+            row = self.pipe.text_ids(text)
+            out[i, : len(row)] = torch.tensor(row)
+        return out
+
+    def texts(self, ids: torch.Tensor) -> list[str]:
+        return decode_ids(
+            self.tokenizer, ids, self.transformer.config.pad_token_id, self.transformer.mask_token_id
+        )
+
+    def _gen(self, chunk: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 100_003 + chunk)
+
+    @torch.no_grad()
+    def encode(self, clips: list[np.ndarray]) -> torch.Tensor:
+        from .components import encode_clips
+
+        z = encode_clips(self.vae, np.stack(clips))
+        mean, std = self.pipe._latent_stats("cpu", torch.float32)
+        return (z - mean) / std
+
+    # ---------------------------------------------------------------------------------------------
+    def captioning(self, scenes, clips) -> dict:
+        captions = []
+        for k in range(0, len(scenes), self.batch):
+            latents = self.encode(clips[k : k + self.batch])
+            cond = self.empty.expand(len(latents), -1, -1)
+            _, ids = uni_sample(
+                self.transformer,
+                self.pipe.scheduler,
+                cond,
+                self.empty,
+                self.latent_shape,
+                video_latents=latents,
+                steps=self.steps,
+                generator=self._gen(k),
+            )
+            captions += self.texts(ids)
+        scores = [score_caption(c, s) for c, s in zip(captions, scenes)]
+        brief = aggregate(_brief_grammar(c, s) for c, s in zip(captions, scenes))
+        attrs = aggregate(scores)
+        return {
+            "attrs": attrs,
+            "exact": exact_rate(captions, scenes),
+            "prompt_attrs": _mean(attrs[a] for a in PROMPT_ATTRS),
+            "detail_attrs": _mean(attrs[a] for a in DETAIL_ATTRS if a in attrs),
+            "brief_grammar": brief,
+            "examples": captions[:8],
+        }
+
+    def text_to_video(self, scenes) -> dict:
+        captions = [detailed_caption(s) for s in scenes]
+        scores = []
+        for k in range(0, len(scenes), self.batch):
+            chunk = captions[k : k + self.batch]
+            cond = self.embed(chunk)
+            if self.wan is not None:
+                latents = wan_sample(
+                    self.wan,
+                    self.pipe.scheduler,
+                    cond,
+                    self.empty,
+                    self.latent_shape,
+                    self.steps,
+                    self.guidance,
+                    self._gen(k),
+                )
+            else:
+                latents, _ = uni_sample(
+                    self.transformer,
+                    self.pipe.scheduler,
+                    cond,
+                    self.empty,
+                    self.latent_shape,
+                    text_ids=self.ids(chunk),
+                    steps=self.steps,
+                    guidance_scale=self.guidance,
+                    generator=self._gen(k),
+                )
+            clips = decode_latents(self.vae, latents).numpy()
+            scores += [score_detection(detect(clip), cap) for clip, cap in zip(clips, chunk)]
+        attrs = aggregate(scores)
+        return {
+            "attrs": attrs,
+            "prompt_attrs": _mean(attrs[a] for a in PROMPT_ATTRS),
+            "detail_attrs": _mean(attrs[a] for a in DETAIL_ATTRS if a in attrs),
+        }
+
+    def joint(self, scenes) -> dict:
+        prompts = [brief_prompt(s) for s in scenes]
+        agree, agree_brief, detector, captions = [], [], [], []
+        for k in range(0, len(scenes), self.batch):
+            chunk = prompts[k : k + self.batch]
+            latents, ids = uni_sample(
+                self.transformer,
+                self.pipe.scheduler,
+                self.embed(chunk),
+                self.empty,
+                self.latent_shape,
+                steps=self.steps,
+                guidance_scale=self.guidance,
+                generator=self._gen(k),
+            )
+            texts = self.texts(ids)
+            clips = decode_latents(self.vae, latents).numpy()
+            for prompt, text, clip in zip(chunk, texts, clips):
+                agree.append(score_prompt_agreement(text, prompt))
+                parsed = parse_prompt(text)
+                want = parse_prompt(prompt)
+                agree_brief.append(
+                    {
+                        a: int(parsed is not None and getattr(parsed, a) == getattr(want, a))
+                        for a in PROMPT_ATTRS
+                    }
+                )
+                detector.append(score_detection(detect(clip), text))
+            captions += texts
+        agree_attrs, det_attrs = aggregate(agree), aggregate(detector)
+        return {
+            "caption_vs_prompt": _mean(agree_attrs.values()),
+            "caption_vs_prompt_attrs": agree_attrs,
+            "caption_vs_prompt_all3": _mean(all(r.values()) for r in agree),
+            "detector_vs_caption": _mean(_mean(r.values()) for r in detector),
+            "detector_attrs": det_attrs,
+            "brief_grammar": aggregate(agree_brief),
+            "examples": list(zip(prompts[:8], captions[:8])),
+        }
+
+    def run(self, split: str, n: int) -> dict:
+        scenes = [s for _, s in iter_split(split, n)]
+        out = {}
+        start = time.time()
+        if self.wan is not None:
+            out["text_to_video"] = self.text_to_video(scenes)
+        else:
+            out["captioning"] = self.captioning(scenes, [render(s) for s in scenes])
+            print(f"captioning done ({time.time() - start:.0f}s)", flush=True)
+            out["text_to_video"] = self.text_to_video(scenes)
+            print(f"text-to-video done ({time.time() - start:.0f}s)", flush=True)
+            out["joint"] = self.joint(scenes)
+        out["seconds"] = round(time.time() - start, 1)
+        return out
+
+
+# -------------------------------------------------------------------------------------------------
+# Tables
+ROWS = [
+    ("captioning", "color", "captioning: main colour"),
+    ("captioning", "shape", "captioning: main shape"),
+    ("captioning", "motion", "captioning: main motion"),
+    ("captioning", "size", "captioning: size"),
+    ("captioning", "cell", "captioning: cell"),
+    ("captioning", "background", "captioning: background"),
+    ("captioning", "second_present", "captioning: second object present"),
+    ("captioning", "second_color", "captioning: second colour"),
+    ("captioning", "second_shape", "captioning: second shape"),
+    ("captioning", "second_size", "captioning: second size"),
+    ("captioning", "second_cell", "captioning: second cell"),
+    ("captioning", "second_motion", "captioning: second motion"),
+    ("captioning", "prompt_attrs", "captioning: prompt attributes (mean)"),
+    ("captioning", "detail_attrs", "captioning: detail attributes (mean)"),
+    ("captioning", "exact", "captioning: exact sentence"),
+    ("captioning", "brief_prompt_attrs", "captioning: prompt attributes, brief-prompt grammar (info)"),
+    ("text_to_video", "color", "text-to-video: colour"),
+    ("text_to_video", "shape", "text-to-video: shape"),
+    ("text_to_video", "motion", "text-to-video: motion"),
+    ("text_to_video", "size", "text-to-video: size"),
+    ("text_to_video", "cell", "text-to-video: cell"),
+    ("text_to_video", "background", "text-to-video: background"),
+    ("text_to_video", "second_present", "text-to-video: second object present"),
+    ("text_to_video", "detail_attrs", "text-to-video: detail attributes (mean)"),
+    ("joint", "caption_vs_prompt", "joint: caption agrees with prompt"),
+    ("joint", "detector_vs_caption", "joint: detector agrees with caption"),
+]
+
+
+def _value(result: dict, task: str, key: str):
+    section = result.get(task)
+    if section is None:
+        return None
+    if key == "brief_prompt_attrs":
+        return _mean(section["brief_grammar"].values())
+    if key in section and not isinstance(section[key], dict):
+        return section[key]
+    return section.get("attrs", {}).get(key)
+
+
+def markdown_table(results: list[dict]) -> str:
+    """One column per result (``name (split)``), one row per metric; the test-split bar in the last column."""
+    head = "| metric | " + " | ".join(f"{r['name']} ({r['split']})" for r in results) + " | bar (test) |"
+    lines = [head, "|" + "---|" * (len(results) + 2)]
+    for task, key, label in ROWS:
+        values = [_value(r, task, key) for r in results]
+        if all(v is None for v in values):
+            continue
+        cells = ["–" if v is None else f"{100 * v:.1f}" for v in values]
+        bar = BARS.get((task, key))
+        bar_text = f"≥ {round(100 * bar)}" if bar else ""
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {bar_text} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Evaluate a pipeline on the ShapesWorld benchmark.")
+    parser.add_argument("--model", help="pipeline folder")
+    parser.add_argument(
+        "--base-transformer", default=None, help="evaluate this WanTransformer3DModel (t2v only)"
+    )
+    parser.add_argument("--split", default="test", choices=["train", "val", "test", "compositional"])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--out", default=None, help="results .json (a .md table is written beside it)")
+    parser.add_argument(
+        "--table", nargs="+", default=None, help="print a markdown table of these result files"
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    if args.table:
+        print(markdown_table([json.loads(Path(p).read_text()) for p in args.table]), end="")
+        return
+    if not args.model:
+        parser.error("--model is required")
+    evaluator = Evaluator(args.model, args.base_transformer, args.steps, args.guidance, args.batch, args.seed)
+    result = {
+        "name": args.name or Path(args.model).name,
+        "model": args.model,
+        "base_transformer": args.base_transformer,
+        "split": args.split,
+        "n": args.n,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "seed": args.seed,
+        **evaluator.run(args.split, args.n),
+    }
+    table = markdown_table([result])
+    print(table, end="")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        out.with_suffix(".md").write_text(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The whole Uni-ViGU recipe on ShapesWorld, from nothing to assets/univigu-shapesworld/:
+#   data -> tokenizer + UMT5 + VAE -> latent cache -> base generator -> Stage 1 (recall) -> Stage 2 (refine)
+#   -> pipeline folder -> evaluation (base, Stage 1, Stage 1+2 on test and compositional) -> model card table.
+# Budgeted for a 2-core CPU (within 2 hours). Each finished stage is skipped on a re-run (delete RUN to redo).
+#   bash training/recipes/shapesworld.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+ACCEL=${ACCEL:-.venv/bin/accelerate}
+RUN=${RUN:-runs/shapesworld}
+OUT=${OUT:-assets/univigu-shapesworld}
+N_TRAIN=${N_TRAIN:-3000}
+VAE_STEPS=${VAE_STEPS:-500}        # plain reconstruction loss: learns the backgrounds
+VAE_FT_STEPS=${VAE_FT_STEPS:-500}  # then objects weighted x11 (they cover a few percent of the frame)
+BASE_STEPS=${BASE_STEPS:-1600}
+RECALL_STEPS=${RECALL_STEPS:-600}
+REFINE_STEPS=${REFINE_STEPS:-1200}
+EVAL_N=${EVAL_N:-200}
+SHIFT=3.0
+export OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+mkdir -p "$RUN"
+TIMES="$RUN/timings.tsv"
+stage() {  # stage NAME DONE_FILE COMMAND...: run unless DONE_FILE exists; log the wall time
+  local name=$1 done_file=$2; shift 2
+  if [ -e "$done_file" ]; then echo "== $name: done already ($done_file)"; return; fi
+  echo "== $name: $*"
+  local t0=$(date +%s)
+  "$@"
+  echo -e "$name\t$(( $(date +%s) - t0 ))" >> "$TIMES"
+}
+launch() { "$ACCEL" launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no "$@"; }
+
+stage data "$RUN/data/train/metadata.jsonl" \
+  $PY -m training.shapesworld.export --out "$RUN/data/train" --split train --n "$N_TRAIN"
+stage components "$RUN/components/report.json" \
+  $PY -m training.components build --data "$RUN/data/train" --out "$RUN/components" --vae-steps "$VAE_STEPS"
+stage vae_finetune "$RUN/components/vae_finetune.json" \
+  $PY -m training.components finetune-vae --data "$RUN/data/train" --components "$RUN/components" --steps "$VAE_FT_STEPS"
+stage precompute "$RUN/cache/train.safetensors" \
+  $PY -m training.data --data "$RUN/data/train" --components "$RUN/components" --out "$RUN/cache/train.safetensors"
+COMMON=(--cache="$RUN/cache/train.safetensors" --components="$RUN/components" --video_shift=$SHIFT)
+stage base "$RUN/base/final/config.json" \
+  launch -m training.train --config training/configs/base.yaml "${COMMON[@]}" --out_dir="$RUN/base" --max_steps="$BASE_STEPS"
+stage recall "$RUN/recall/final/config.json" \
+  launch -m training.train --config training/configs/recall.yaml "${COMMON[@]}" --out_dir="$RUN/recall" \
+  --init="$RUN/base/final" --max_steps="$RECALL_STEPS"
+stage refine "$RUN/refine/final/config.json" \
+  launch -m training.train --config training/configs/refine.yaml "${COMMON[@]}" --out_dir="$RUN/refine" \
+  --init="$RUN/recall/final" --max_steps="$REFINE_STEPS"
+
+# The shipped pipeline (Stage 1+2), and a Stage-1-only pipeline for the comparison
+stage assemble "$OUT/model_index.json" \
+  $PY -m training.components assemble --components "$RUN/components" --transformer "$RUN/refine/final" --out "$OUT" --shift $SHIFT
+stage assemble_recall "$RUN/pipe-recall/model_index.json" \
+  $PY -m training.components assemble --components "$RUN/components" --transformer "$RUN/recall/final" \
+  --out "$RUN/pipe-recall" --shift $SHIFT
+
+for split in test compositional; do
+  stage "eval_base_$split" "$RUN/eval/base-$split.json" $PY -m training.evaluate --model "$RUN/pipe-recall" \
+    --base-transformer "$RUN/base/final" --name base --split $split --n "$EVAL_N" --out "$RUN/eval/base-$split.json"
+  stage "eval_recall_$split" "$RUN/eval/recall-$split.json" $PY -m training.evaluate --model "$RUN/pipe-recall" \
+    --name "stage1" --split $split --n "$EVAL_N" --out "$RUN/eval/recall-$split.json"
+  stage "eval_refine_$split" "$RUN/eval/refine-$split.json" $PY -m training.evaluate --model "$OUT" \
+    --name "stage1+2" --split $split --n "$EVAL_N" --out "$RUN/eval/refine-$split.json"
+done
+$PY -m training.evaluate --table "$RUN"/eval/{base,recall,refine}-{test,compositional}.json > "$RUN/eval/table.md"
+cp "$RUN/eval/table.md" "$TIMES" "$RUN/components/report.json" "$OUT/" 2>/dev/null || true
+cat "$RUN/eval/table.md"
+echo "recipe finished; stage wall times (s):"; cat "$TIMES"

@@ -1,0 +1,485 @@
+"""One training loop for the three stages of the Uni-ViGU recipe; the stages differ by configuration only.
+
+    accelerate launch -m training.train --config training/configs/base.yaml [--key=value ...]
+
+- ``base``: text-to-video flow matching of a plain diffusers ``WanTransformer3DModel``.
+- ``recall`` (Stage 1, Knowledge Recall): ``UniViGUTransformer.from_wan(base)``; text target = the prompt.
+- ``refine`` (Stage 2, Capability Refinement): from the recall model; text target = the detailed caption.
+
+Conditioning per sample, drawn from the step's RNG: with ``p_uncond`` the prompt slot is empty AND the
+text stream is dropped (the unconditional row of classifier-free guidance); otherwise the cross-attention
+slot holds the detailed caption with ``cond_caption_prob`` or the brief prompt, and that slot is emptied
+with ``p_drop_prompt`` while the text target stays (Stage 1's "prompt dropped with probability p").
+
+Exact resume: every random draw (batch rows, noise levels, noise, dropping) comes from a generator seeded
+by (seed, step, micro-batch, rank), the learning rate is a function of the step, and the checkpoint holds
+the weights and the optimizer state; so a killed-and-resumed run logs the same losses as an unbroken one.
+Checkpoints are written to a temporary folder and renamed into place.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers import WanTransformer3DModel
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from univigu.flows import UniFlowLoss, VideoFlow, sample_sigmas, to_timestep
+from univigu.models import UniViGUTransformer
+
+from .data import LatentCache, step_generator
+
+STAGES = ("base", "recall", "refine")
+
+
+@dataclass
+class Config:
+    stage: str = "base"  # base | recall | refine
+    out_dir: str = "runs/base"
+    cache: str = "runs/cache/train.safetensors"  # from training.data
+    components: str = "runs/components"  # tokenizer/, text_encoder/, vae/ (validation samples)
+    init: str = ""  # recall: the base model folder; refine: the recall model folder
+    # the generator (base stage only; later stages inherit the architecture)
+    model: dict = field(
+        default_factory=lambda: dict(
+            patch_size=[1, 2, 2],
+            num_attention_heads=4,
+            attention_head_dim=32,
+            ffn_dim=384,
+            num_layers=4,
+            freq_dim=256,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            eps=1e-6,
+            rope_max_seq_len=1024,
+        )
+    )
+    ffn_t_init: str = "copy"  # recall: FFN_t from FFN_v ("copy", the release) or fresh ("random", the paper)
+    # objective
+    text_target: str = "prompt"  # prompt | caption
+    cond_caption_prob: float = 0.0
+    p_drop_prompt: float = 0.0
+    p_uncond: float = 0.1
+    video_shift: float = 3.0
+    text_shift: float = 1.0
+    lambda_text: str | float = "auto"
+    # optimisation
+    batch_size: int = 16  # per process and micro-batch
+    grad_accum: int = 1
+    max_steps: int = 1000
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    num_threads: int = 2
+    # bookkeeping
+    log_every: int = 10
+    val_every: int = 0  # 0: never
+    val_steps: int = 20
+    val_prompts: list = field(
+        default_factory=lambda: ["a red circle moves right", "a blue square stays still"]
+    )
+    ckpt_every: int = 200
+    keep_checkpoints: int = 2
+    resume: bool = True  # continue from the newest checkpoint in out_dir if there is one
+    stop_at: int = 0  # stop after this step as if killed (the schedule still ends at max_steps); 0: never
+
+
+# -------------------------------------------------------------------------------------------------
+# Config: dataclass defaults < YAML < --key=value
+def load_config(argv: list[str]) -> Config:
+    values, overrides = {}, {}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if not arg.startswith("--"):
+            raise SystemExit(f"unexpected argument {arg!r}; use --key=value")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if not args:
+                raise SystemExit(f"--{key} needs a value")
+            value = args.pop(0)
+        if key == "config":
+            values.update(yaml.safe_load(Path(value).read_text()) or {})
+        else:
+            overrides[key] = yaml.safe_load(value)
+    names = {f.name for f in dataclasses.fields(Config)}
+    for key, value in overrides.items():
+        top, _, sub = key.partition(".")
+        if top not in names:
+            raise SystemExit(f"unknown config key {key!r}; known: {sorted(names)}")
+        if sub:  # --model.num_layers=2
+            values[top] = {**(values.get(top) or getattr(Config(), top)), sub: value}
+        else:
+            values[top] = value
+    unknown = set(values) - names
+    if unknown:
+        raise SystemExit(f"unknown config keys {sorted(unknown)}")
+    defaults = Config()
+    for key, value in values.items():  # YAML reads "1e-3" as a string
+        if isinstance(getattr(defaults, key), float) and isinstance(value, (int, str)):
+            values[key] = float(value)
+    cfg = Config(**values)
+    if cfg.stage not in STAGES:
+        raise SystemExit(f"stage must be one of {STAGES}, got {cfg.stage!r}")
+    if cfg.stage != "base" and not cfg.init:
+        raise SystemExit(f"stage {cfg.stage!r} starts from a trained model: set --init=DIR")
+    return cfg
+
+
+def lr_at(cfg: Config, step: int) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return cfg.lr * (
+        cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    )
+
+
+# -------------------------------------------------------------------------------------------------
+# Models
+def build_model(cfg: Config, data: LatentCache):
+    """The stage's starting model: a fresh Wan (base), Wan -> UniViGU (recall), or UniViGU (refine)."""
+    if cfg.stage == "base":
+        latents = data.latents[data.buckets[0]]
+        channels, text_dim = latents.shape[1], data.prompt_embeds.shape[-1]
+        return WanTransformer3DModel(
+            in_channels=channels, out_channels=channels, text_dim=text_dim, **cfg.model
+        )
+    if cfg.stage == "recall":
+        wan = WanTransformer3DModel.from_pretrained(cfg.init)
+        vocab = len(AutoTokenizer.from_pretrained(Path(cfg.components) / "tokenizer"))
+        return UniViGUTransformer.from_wan(
+            wan,
+            ffn_t_init=cfg.ffn_t_init,
+            text_formulation="discrete",
+            text_source="mask",
+            vocab_size=vocab,
+            pad_token_id=0,
+            max_text_len=data.prompt_ids.shape[1],
+        )
+    return UniViGUTransformer.from_pretrained(cfg.init)
+
+
+class _Forward:
+    """Calls go to the (possibly DDP-wrapped) model, attribute reads to the module: what UniFlowLoss needs."""
+
+    def __init__(self, wrapped, module):
+        self.wrapped, self.module = wrapped, module
+
+    def __call__(self, *args, **kwargs):
+        return self.wrapped(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.module, name)
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    video_loss: torch.Tensor
+    text_loss: torch.Tensor
+    lambda_text: float
+
+
+def compute_loss(
+    cfg: Config,
+    model,
+    unwrapped,
+    batch: dict,
+    empty: torch.Tensor,
+    gen: torch.Generator,
+    uni_loss: UniFlowLoss,
+) -> StepOutput:
+    """The stage's loss on one micro-batch; every random draw comes from ``gen``."""
+    latents = batch["latents"]
+    size = latents.shape[0]
+    # 1. Conditioning: which text sits in the cross-attention slot, and which rows are unconditional
+    use_caption = torch.rand(size, generator=gen) < cfg.cond_caption_prob
+    cond = torch.where(use_caption[:, None, None], batch["caption_embeds"], batch["prompt_embeds"])
+    uncond = torch.rand(size, generator=gen) < cfg.p_uncond
+    drop_prompt = (torch.rand(size, generator=gen) < cfg.p_drop_prompt) | uncond
+    cond = torch.where(drop_prompt[:, None, None], empty.expand_as(cond), cond)
+
+    # 2. Base: plain video flow matching
+    if cfg.stage == "base":
+        sigma = sample_sigmas(size, cfg.video_shift, gen)
+        noise = torch.randn(latents.shape, generator=gen)
+        x_t = VideoFlow.add_noise(latents, noise, sigma)
+        velocity = model(
+            hidden_states=x_t, timestep=to_timestep(sigma), encoder_hidden_states=cond, return_dict=False
+        )[0]
+        loss = VideoFlow.loss(velocity, VideoFlow.target(latents, noise)).mean()
+        return StepOutput(loss, loss.detach(), torch.zeros(()), 0.0)
+
+    # 3. Recall / refine: the uni-flow loss; the text target is the prompt or the detailed caption
+    text_ids = batch["prompt_ids"] if cfg.text_target == "prompt" else batch["caption_ids"]
+    out = uni_loss(_Forward(model, unwrapped), latents, text_ids, cond, drop_text=uncond, generator=gen)
+    return StepOutput(out.loss, out.video_loss.detach(), out.text_loss.detach(), out.lambda_text)
+
+
+# -------------------------------------------------------------------------------------------------
+# Checkpoints
+def checkpoints(out_dir: Path) -> list[Path]:
+    found = [p for p in out_dir.glob("checkpoint-*") if p.is_dir() and (p / "trainer_state.json").exists()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_checkpoint(accelerator: Accelerator, cfg: Config, model, step: int, out_dir: Path) -> Path:
+    """model/ (save_pretrained) + state/ (weights, optimizer, RNG) + config.yaml, written then renamed."""
+    final = out_dir / f"checkpoint-{step}"
+    tmp = out_dir / f".tmp-checkpoint-{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp / "state"))
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(tmp / "model")
+        (tmp / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))  # written last: marks it complete
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in checkpoints(out_dir)[: -cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    if path.exists():
+        rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(f"{r}\n" for r in rows))
+
+
+# -------------------------------------------------------------------------------------------------
+# Validation samples
+@torch.no_grad()
+def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
+    """Text-to-video for ``val_prompts`` (and, for UniViGU, captions of two training clips) -> files + TB."""
+    import numpy as np
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from univigu.video_io import write_video
+
+    from .components import load_components
+    from .sampling import decode_ids, decode_latents, uni_sample, wan_sample
+
+    tokenizer, text_encoder, vae = load_components(cfg.components)
+    enc = tokenizer(
+        cfg.val_prompts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
+    )
+    cond = text_encoder(enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+    cond = cond * enc.attention_mask[..., None]
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=cfg.video_shift)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    shape = tuple(data.latents[data.buckets[0]].shape[1:])
+    model.eval()
+    if cfg.stage == "base":
+        latents = wan_sample(model, scheduler, cond, data.empty_embed, shape, cfg.val_steps, 5.0, gen)
+        lines = []
+    else:
+        ids = torch.zeros(len(cfg.val_prompts), model.config.max_text_len, dtype=torch.long)
+        for i, p in enumerate(cfg.val_prompts):
+            row = tokenizer(p).input_ids
+            ids[i, : len(row)] = torch.tensor(row)
+        latents, _ = uni_sample(
+            model, scheduler, cond, data.empty_embed, shape, text_ids=ids, steps=cfg.val_steps, generator=gen
+        )
+        batch = data.batch(2, cfg.seed + 1, 0)
+        _, text = uni_sample(
+            model,
+            scheduler,
+            data.empty_embed.expand(2, -1, -1),
+            data.empty_embed,
+            shape,
+            video_latents=batch["latents"],
+            steps=cfg.val_steps,
+            generator=gen,
+        )
+        got = decode_ids(tokenizer, text, model.config.pad_token_id, model.mask_token_id)
+        want = decode_ids(tokenizer, batch[f"{cfg.text_target}_ids"], 0, None)
+        lines = [f"caption: {g!r}  (truth: {w!r})" for g, w in zip(got, want)]
+    model.train()
+    clips = decode_latents(vae, latents).numpy()
+    out = Path(cfg.out_dir) / "samples" / f"step-{step}"
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (prompt, clip) in enumerate(zip(cfg.val_prompts, clips)):
+        write_video(out / f"{i}.mp4", clip, fps=8)
+        if writer is not None:
+            strip = np.concatenate(list(clip[::4]), axis=1)  # 5 frames side by side [H, 5W, 3]
+            writer.add_image(f"val/{prompt}", strip, step, dataformats="HWC")
+    (out / "samples.txt").write_text(
+        "\n".join([*(f"{i}.mp4: {p}" for i, p in enumerate(cfg.val_prompts)), *lines])
+    )
+    if writer is not None and lines:
+        writer.add_text("val/captions", "\n\n".join(lines), step)
+
+
+# -------------------------------------------------------------------------------------------------
+def train(cfg: Config) -> dict:
+    torch.set_num_threads(cfg.num_threads)
+    out_dir = Path(cfg.out_dir)
+    # cpu=True without CUDA: under torchrun (`accelerate launch --multi_gpu --num_processes N`) that makes a
+    # gloo process group (MULTI_CPU); accelerate's `--cpu` launcher itself starts a single process.
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        cpu=not torch.cuda.is_available(),
+    )
+    set_seed(cfg.seed)  # model initialisation only; the loop draws from step generators
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+    # 1. Data and model
+    data = LatentCache(cfg.cache)
+    model = build_model(cfg, data)
+    if cfg.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.99),
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped = accelerator.unwrap_model(model)
+    uni_loss = UniFlowLoss(
+        lambda_text=cfg.lambda_text, video_shift=cfg.video_shift, text_shift=cfg.text_shift
+    )
+    empty = data.empty_embed
+
+    # 2. Resume
+    start_step = 0
+    found = checkpoints(out_dir) if cfg.resume else []
+    if found:
+        accelerator.load_state(str(found[-1] / "state"))
+        start_step = json.loads((found[-1] / "trainer_state.json").read_text())["step"]
+        accelerator.print(f"resumed from {found[-1]} at step {start_step}")
+    metrics_path = out_dir / "metrics.jsonl"
+    writer = None
+    if accelerator.is_main_process:
+        _truncate_metrics(metrics_path, start_step)
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out_dir / "tb"), purge_step=start_step)
+
+    # 3. Loop
+    bar = tqdm(
+        range(start_step, cfg.max_steps),
+        initial=start_step,
+        total=cfg.max_steps,
+        disable=not accelerator.is_main_process,
+        desc=cfg.stage,
+        dynamic_ncols=True,
+    )
+    started, last = time.time(), {}
+    for step in bar:
+        lr = lr_at(cfg, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        sums = torch.zeros(3)
+        for micro in range(cfg.grad_accum):
+            batch = data.batch(cfg.batch_size, cfg.seed, step, micro, rank)
+            gen = step_generator(cfg.seed, step, micro, rank, stream=1)
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    out = compute_loss(cfg, model, unwrapped, batch, empty, gen, uni_loss)
+                if not torch.isfinite(out.loss):
+                    raise FloatingPointError(
+                        f"{cfg.stage}: the loss is {float(out.loss)} at step {step} "
+                        f"(video {float(out.video_loss)}, "
+                        f"text {float(out.text_loss)}); lower --lr or use --mixed_precision=no"
+                    )
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and cfg.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            sums += torch.stack([out.loss.detach().float(), out.video_loss.float(), out.text_loss.float()])
+        # the mean over micro-batches and processes (a sync point across processes)
+        sums = accelerator.reduce(sums / cfg.grad_accum, reduction="mean")
+        row = {
+            "step": step + 1,
+            "loss": float(sums[0]),
+            "video_loss": float(sums[1]),
+            "text_loss": float(sums[2]),
+            "lambda_text": out.lambda_text,
+            "lr": lr,
+        }
+        last = row
+        if accelerator.is_main_process:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
+                for key in ("loss", "video_loss", "text_loss", "lambda_text", "lr"):
+                    writer.add_scalar(f"train/{key}", row[key], step + 1)
+                bar.set_postfix(
+                    loss=f"{row['loss']:.4f}",
+                    video=f"{row['video_loss']:.4f}",
+                    text=f"{row['text_loss']:.3f}",
+                )
+        if cfg.val_every and (step + 1) % cfg.val_every == 0:
+            if accelerator.is_main_process:
+                validate(cfg, unwrapped, data, step + 1, writer)
+            accelerator.wait_for_everyone()
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.max_steps:
+            save_checkpoint(accelerator, cfg, model, step + 1, out_dir)
+        if cfg.stop_at and step + 1 >= cfg.stop_at and step + 1 < cfg.max_steps:
+            accelerator.print(f"stopping at step {step + 1} (stop_at)")
+            accelerator.end_training()
+            return last
+
+    # 4. The final model folder (what the next stage's --init and the pipeline take)
+    if accelerator.is_main_process:
+        final = out_dir / "final"
+        tmp = out_dir / ".tmp-final"
+        shutil.rmtree(tmp, ignore_errors=True)
+        unwrapped.save_pretrained(tmp)
+        (tmp / "config_train.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        seconds = time.time() - started
+        (out_dir / "timing.json").write_text(
+            json.dumps(
+                {
+                    "steps": cfg.max_steps - start_step,
+                    "seconds": round(seconds, 1),
+                    "processes": world,
+                    "seconds_per_step": round(seconds / max(1, cfg.max_steps - start_step), 3),
+                }
+            )
+        )
+        writer.close()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return last
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = load_config(sys.argv[1:] if argv is None else argv)
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
