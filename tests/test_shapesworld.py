@@ -1,4 +1,4 @@
-"""ShapesWorld v1 (training/shapesworld) against /work/shared/SHAPESWORLD.md."""
+"""ShapesWorld v1 (training/shapesworld) against shared/SHAPESWORLD.md (beside this repository)."""
 
 from __future__ import annotations
 

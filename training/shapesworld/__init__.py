@@ -1,4 +1,4 @@
-"""ShapesWorld v1: the procedurally generated world and benchmark of /work/shared/SHAPESWORLD.md.
+"""ShapesWorld v1: the procedurally generated world and benchmark of shared/SHAPESWORLD.md (beside this repository).
 
 spec (constants, dataclasses) -> sample (seeded scenes, splits) -> render (clips) ->
 text (sentences, parsers) -> detect (clip -> attributes) -> score (benchmark) -> export (dataset).

@@ -1,4 +1,4 @@
-"""ShapesWorld v1 constants and scene dataclasses (see /work/shared/SHAPESWORLD.md).
+"""ShapesWorld v1 constants and scene dataclasses (see shared/SHAPESWORLD.md (beside this repository)).
 
 Coordinates: x grows to the right, y grows downwards, both in pixels; pixel (x, y) covers the
 square [x, x+1) x [y, y+1), so its centre is (x + 0.5, y + 0.5).
