@@ -97,7 +97,7 @@ def main():
         if size == "1.3b" and not cuda:
             raise SystemExit("the 1.3B size needs a GPU")
         dtype = getattr(torch, args.dtype or ("bfloat16" if cuda else "float32"))
-        repeats = args.repeats or (20 if device.type == "cuda" else 7)
+        repeats = args.repeats or (20 if device.type == "cuda" else 15)
         print(json.dumps(measure(size, device, dtype, repeats)), flush=True)
 
 
