@@ -402,23 +402,19 @@ class UniViGUPipeline(DiffusionPipeline):
 
         Returns ``.frames`` uint8 [F, H, W, 3] (and ``.trajectory`` if asked).
         """
-        prompt = self._validate_prompt(prompt, required=True)
-        size = self.check_size(num_frames, height, width)
-        generator = self._prepare(generator, seed, num_inference_steps)
-        latents, _, trajectory = self._run(
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            video_latents=None,
-            text=prompt,
-            size=size,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            text_temperature=0.0,
-            generator=generator,
-            callback=callback,
-            return_trajectory=return_trajectory,
+        return self._generate(
+            prompt,
+            False,
+            negative_prompt,
+            num_inference_steps,
+            guidance_scale,
+            0.0,
+            (num_frames, height, width),
+            generator,
+            seed,
+            callback,
+            return_trajectory,
         )
-        return UniViGUPipelineOutput(frames=self.decode_latents(latents), trajectory=trajectory)
 
     def caption(
         self,
@@ -472,16 +468,45 @@ class UniViGUPipeline(DiffusionPipeline):
         return_trajectory: bool = False,
     ) -> UniViGUPipelineOutput:
         """Generate a clip and its caption together from ``prompt``, both denoised step by step."""
+        return self._generate(
+            prompt,
+            True,
+            negative_prompt,
+            num_inference_steps,
+            guidance_scale,
+            text_temperature,
+            (num_frames, height, width),
+            generator,
+            seed,
+            callback,
+            return_trajectory,
+        )
+
+    def _generate(
+        self,
+        prompt,
+        joint,
+        negative_prompt,
+        steps,
+        guidance_scale,
+        text_temperature,
+        size,
+        generator,
+        seed,
+        callback,
+        return_trajectory,
+    ) -> UniViGUPipelineOutput:
+        """text_to_video and joint: video from noise; the text stream clean (the prompt) or from its source."""
         prompt = self._validate_prompt(prompt, required=True)
-        size = self.check_size(num_frames, height, width)
-        generator = self._prepare(generator, seed, num_inference_steps)
+        size = self.check_size(*size)
+        generator = self._prepare(generator, seed, steps)
         latents, text, trajectory = self._run(
             prompt=prompt,
             negative_prompt=negative_prompt,
             video_latents=None,
-            text=None,
+            text=None if joint else prompt,
             size=size,
-            num_inference_steps=num_inference_steps,
+            num_inference_steps=steps,
             guidance_scale=guidance_scale,
             text_temperature=text_temperature,
             generator=generator,
