@@ -403,17 +403,9 @@ class UniViGUPipeline(DiffusionPipeline):
         Returns ``.frames`` uint8 [F, H, W, 3] (and ``.trajectory`` if asked).
         """
         return self._generate(
-            prompt,
-            False,
-            negative_prompt,
-            num_inference_steps,
-            guidance_scale,
-            0.0,
-            (num_frames, height, width),
-            generator,
-            seed,
-            callback,
-            return_trajectory,
+            prompt, joint=False, negative_prompt=negative_prompt, steps=num_inference_steps,
+            guidance_scale=guidance_scale, text_temperature=0.0, size=(num_frames, height, width),
+            generator=generator, seed=seed, callback=callback, return_trajectory=return_trajectory,
         )
 
     def caption(
@@ -469,17 +461,9 @@ class UniViGUPipeline(DiffusionPipeline):
     ) -> UniViGUPipelineOutput:
         """Generate a clip and its caption together from ``prompt``, both denoised step by step."""
         return self._generate(
-            prompt,
-            True,
-            negative_prompt,
-            num_inference_steps,
-            guidance_scale,
-            text_temperature,
-            (num_frames, height, width),
-            generator,
-            seed,
-            callback,
-            return_trajectory,
+            prompt, joint=True, negative_prompt=negative_prompt, steps=num_inference_steps,
+            guidance_scale=guidance_scale, text_temperature=text_temperature, size=(num_frames, height, width),
+            generator=generator, seed=seed, callback=callback, return_trajectory=return_trajectory,
         )
 
     def _generate(
