@@ -150,44 +150,14 @@ def clips(workdir) -> dict[str, Path]:
     )
     import imageio_ffmpeg
 
+    def ffmpeg(*args: str) -> None:
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *args], check=True)
+
     out["zero_frames"] = d / "zero.mp4"  # a video stream with no frames in it
-    subprocess.run(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=red:s=16x16:r=8",
-            "-frames:v",
-            "0",
-            "-c:v",
-            "libx264",
-            str(out["zero_frames"]),
-        ],
-        check=True,
-    )
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=16x16:r=8", "-frames:v", "0", "-c:v", "libx264",
+           str(out["zero_frames"]))
     out["audio_only"] = d / "audio.mp4"
-    subprocess.run(
-        [
-            imageio_ffmpeg.get_ffmpeg_exe(),
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "anullsrc=r=8000:cl=mono",
-            "-t",
-            "0.5",
-            "-c:a",
-            "aac",
-            str(out["audio_only"]),
-        ],
-        check=True,
-    )
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "0.5", "-c:a", "aac", str(out["audio_only"]))
     return out
 
 

@@ -126,58 +126,23 @@ def test_pickled_code_is_refused(fixture, tmp_path):
 
 def test_cli_convert_writes_a_loadable_folder(fixture, tmp_path, capsys):
     path, cases, _ = fixture
+    wan_config = os.path.join(path, "wan_transformer_config.json")
+
+    def convert(checkpoint: str, out, *extra: str) -> int:
+        args = ["convert-official", "--checkpoint", os.path.join(path, checkpoint), "--wan", wan_config]
+        return cli_main([*args, "--out", str(out), *extra])
+
     out = tmp_path / "converted"
-    code = cli_main(
-        [
-            "convert-official",
-            "--checkpoint",
-            os.path.join(path, "checkpoint.pth"),
-            "--wan",
-            os.path.join(path, "wan_transformer_config.json"),
-            "--out",
-            str(out),
-            "--vocab-size",
-            "50",
-            "--json",
-        ]
-    )
-    assert code == 0 and json.loads(capsys.readouterr().out)["out"] == str(out)
+    assert convert("checkpoint.pth", out, "--vocab-size", "50", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["out"] == str(out)
     model = UniViGUTransformer.from_pretrained(out).eval()
     case = cases["d_batch2_mask_othergrid"]
     torch.testing.assert_close(
         _run(model, case["inputs"]).video_velocity, case["expected"]["video_velocity"], atol=1e-4, rtol=1e-4
     )
     # A second conversion to the same place is refused, and a bad checkpoint leaves no folder behind.
-    assert (
-        cli_main(
-            [
-                "convert-official",
-                "--checkpoint",
-                os.path.join(path, "checkpoint.pth"),
-                "--wan",
-                os.path.join(path, "wan_transformer_config.json"),
-                "--out",
-                str(out),
-                "--vocab-size",
-                "50",
-            ]
-        )
-        == 2
-    )
+    assert convert("checkpoint.pth", out, "--vocab-size", "50") == 2
     bad_out = tmp_path / "bad"
-    assert (
-        cli_main(
-            [
-                "convert-official",
-                "--checkpoint",
-                os.path.join(path, "cases.pt"),
-                "--wan",
-                os.path.join(path, "wan_transformer_config.json"),
-                "--out",
-                str(bad_out),
-            ]
-        )
-        == 2
-    )
+    assert convert("cases.pt", bad_out) == 2
     assert not bad_out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".convert-")]
     assert "holds no state dict" in capsys.readouterr().err
