@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "univigu-shapesworld"
 TINY_MODEL = [
     "--model.num_layers=1",
-    "--model.num_attention_heads=2",
+    "--model.num_attention_heads=4",  # 4 x 16 = 64 = 4 latent channels x 1x4x4
     "--model.attention_head_dim=16",
     "--model.ffn_dim=32",
 ]
@@ -68,7 +68,7 @@ def test_cache_layout(tiny_run):
 
     cache = LatentCache(tiny_run / "cache.safetensors")
     assert cache.buckets == ["17x64x64"] and len(cache) == 12
-    assert tuple(cache.latents["17x64x64"].shape) == (12, 4, 5, 8, 8)
+    assert tuple(cache.latents["17x64x64"].shape) == (12, 4, 17, 16, 16)  # per-frame VAE, 4x spatial
     batch = cache.batch(3, seed=0, step=5)
     again = cache.batch(3, seed=0, step=5)
     assert torch.equal(batch["rows"], again["rows"])  # a function of (seed, step)
@@ -89,13 +89,20 @@ def test_one_step_of_each_stage(tiny_run):
         )
     )
     assert np.isfinite(last["loss"]) and last["text_loss"] > 0
-    assert last["lambda_text"] == pytest.approx(80 / 32)  # |video tokens| / |text tokens|: 5*4*4 / 32
+    assert last["lambda_text"] == pytest.approx(272 / 32)  # |video tokens| / |text tokens|: 17*4*4 / 32
     for stage in ("base", "recall", "refine"):
         ckpt = tiny_run / stage / "checkpoint-1"
         assert (ckpt / "model" / "config.json").exists() and (ckpt / "config.yaml").exists()
         assert (tiny_run / stage / "final" / "config.json").exists()
     config = json.loads((tiny_run / "refine" / "final" / "config.json").read_text())
     assert config["_class_name"] == "UniViGUTransformer"
+
+
+def test_a_patch_wider_than_the_hidden_size_is_refused(tiny_run):
+    # 4 latent channels x 1x8x8 = 256 values per token through a 4 x 16 = 64-wide model
+    args = _args(tiny_run, "base", "wide", "--max_steps=1", *TINY_MODEL, "--model.patch_size=[1, 8, 8]")
+    with pytest.raises(SystemExit, match="a patch holds 256 latent values .* hidden size is 64"):
+        train_mod.train(train_mod.load_config(args))
 
 
 def test_resume_is_exact(tiny_run):
@@ -232,3 +239,25 @@ def test_shipped_model_loads_and_captions_a_rendered_clip():
     text = pipe.caption(render(scene), num_inference_steps=20, seed=0).text
     parsed = parse_caption(text)
     assert parsed is not None, f"caption does not parse: {text!r} (truth: {detailed_caption(scene)!r})"
+
+
+def test_vae_is_per_frame_and_crops_find_objects():
+    """The bundled VAE design: a frame's latent does not depend on earlier frames; crops centre on objects."""
+    from training.components import _crop, build_vae, encode_clips
+
+    torch.manual_seed(0)
+    vae = build_vae(base_dim=4, z_dim=4).eval()
+    clip = render(next(iter_split("train", 1))[1])
+    whole = encode_clips(vae, clip[None])
+    assert whole.shape == (1, 4, 17, 16, 16)
+    for k in (0, 5, 16):
+        alone = encode_clips(vae, clip[None, k : k + 1])
+        torch.testing.assert_close(alone[:, :, 0], whole[:, :, k], rtol=1e-5, atol=1e-5)
+
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.from_numpy(clip[:1])
+    background = frames.flatten(0, 2).median(dim=0).values
+    for _ in range(20):
+        crop = _crop(frames, 16, 4, 1.0, gen)
+        assert crop.shape == (1, 16, 16, 3)
+        assert ((crop.int() - background.int()).abs().sum(-1) > 20).any()  # always holds part of an object

@@ -159,6 +159,15 @@ def build_model(cfg: Config, data: LatentCache):
     if cfg.stage == "base":
         latents = data.latents[data.buckets[0]]
         channels, text_dim = latents.shape[1], data.prompt_embeds.shape[-1]
+        patch_values = channels * math.prod(cfg.model["patch_size"])
+        hidden = cfg.model["num_attention_heads"] * cfg.model["attention_head_dim"]
+        if patch_values > hidden:
+            # A token's velocity is a linear read-out of its hidden state: with fewer hidden dimensions than
+            # latent values per patch, the noise outside that subspace is never removed by sampling.
+            raise SystemExit(
+                f"a patch holds {patch_values} latent values ({channels} channels x {cfg.model['patch_size']})"
+                f" but the hidden size is {hidden}: lower model.patch_size or raise the heads x head dim"
+            )
         return WanTransformer3DModel(
             in_channels=channels, out_channels=channels, text_dim=text_dim, **cfg.model
         )

@@ -11,11 +11,10 @@ ACCEL=${ACCEL:-.venv/bin/accelerate}
 RUN=${RUN:-runs/shapesworld}
 OUT=${OUT:-assets/univigu-shapesworld}
 N_TRAIN=${N_TRAIN:-3000}
-VAE_STEPS=${VAE_STEPS:-500}        # plain reconstruction loss: learns the backgrounds
-VAE_FT_STEPS=${VAE_FT_STEPS:-500}  # then objects weighted x11 (they cover a few percent of the frame)
-BASE_STEPS=${BASE_STEPS:-1600}
-RECALL_STEPS=${RECALL_STEPS:-600}
-REFINE_STEPS=${REFINE_STEPS:-1200}
+VAE_STEPS=${VAE_STEPS:-1500}  # single frames, object-centred crops, objects weighted x11
+BASE_STEPS=${BASE_STEPS:-4000}
+RECALL_STEPS=${RECALL_STEPS:-1500}
+REFINE_STEPS=${REFINE_STEPS:-3600}
 EVAL_N=${EVAL_N:-200}
 SHIFT=3.0
 export OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
@@ -35,8 +34,6 @@ stage data "$RUN/data/train/metadata.jsonl" \
   $PY -m training.shapesworld.export --out "$RUN/data/train" --split train --n "$N_TRAIN"
 stage components "$RUN/components/report.json" \
   $PY -m training.components build --data "$RUN/data/train" --out "$RUN/components" --vae-steps "$VAE_STEPS"
-stage vae_finetune "$RUN/components/vae_finetune.json" \
-  $PY -m training.components finetune-vae --data "$RUN/data/train" --components "$RUN/components" --steps "$VAE_FT_STEPS"
 stage precompute "$RUN/cache/train.safetensors" \
   $PY -m training.data --data "$RUN/data/train" --components "$RUN/components" --out "$RUN/cache/train.safetensors"
 COMMON=(--cache="$RUN/cache/train.safetensors" --components="$RUN/components" --video_shift=$SHIFT)
