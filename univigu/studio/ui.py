@@ -493,20 +493,23 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                 stop = gr.Button("Cancel", variant="stop", elem_id=f"uv-{prefix}-cancel")
             return run, stop
 
+        def clip_output(prefix: str):
+            return gr.Video(
+                label="Clip",
+                height=320,
+                interactive=False,
+                loop=True,
+                buttons=["download"],
+                elem_id=f"uv-{prefix}-video",
+            )
+
         with gr.Tabs():
             with gr.Tab("Text to video", id="t2v"), gr.Row():
                 with gr.Column():
                     t2v_in = generation_inputs("t2v")
                     t2v_run, t2v_stop = run_buttons("t2v")
                 with gr.Column():
-                    t2v_video = gr.Video(
-                        label="Clip",
-                        height=320,
-                        interactive=False,
-                        loop=True,
-                        buttons=["download"],
-                        elem_id="uv-t2v-video",
-                    )
+                    t2v_video = clip_output("t2v")
                     t2v_status = gr.HTML(elem_id="uv-t2v-status")
                     with gr.Accordion("Trajectory data (JSON)", open=False):
                         t2v_traj = gr.JSON(label="Trajectory")
@@ -554,14 +557,7 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                     joint_in = generation_inputs("joint")
                     joint_run, joint_stop = run_buttons("joint")
                 with gr.Column():
-                    joint_video = gr.Video(
-                        label="Clip",
-                        height=320,
-                        interactive=False,
-                        loop=True,
-                        buttons=["download"],
-                        elem_id="uv-joint-video",
-                    )
+                    joint_video = clip_output("joint")
                     joint_text = gr.Textbox(
                         label="Caption", lines=2, interactive=False, elem_id="uv-joint-text"
                     )
