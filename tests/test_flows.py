@@ -118,3 +118,25 @@ def test_uniflow_loss_lambda_and_independent_times(formulation):
     assert dropped.text_loss == 0
     with pytest.raises(ValueError, match="lambda_text"):
         UniFlowLoss(lambda_text=-1)
+
+
+def test_uniflow_loss_holds_a_share_of_videos_clean():
+    """video_clean_prob: those rows see noise level 0 (the captioning condition) and add no video loss."""
+    torch.manual_seed(0)
+    model = UniViGUTransformer(**tiny_wan_config(), text_formulation="discrete", vocab_size=20, text_source="mask")
+    latents, ids, cond = torch.randn(8, 4, 3, 4, 6), torch.randint(1, 20, (8, 9)), torch.randn(8, 5, 32)
+    loss_fn = UniFlowLoss(video_clean_prob=0.5)
+    out = loss_fn(model, latents, ids, cond, generator=torch.Generator().manual_seed(1))
+    clean = out.sigma_video == 0
+    assert 0 < clean.sum() < 8 and (out.sigma_text > 0).all()
+    paper = UniFlowLoss()(model, latents, ids, cond, generator=torch.Generator().manual_seed(1))
+    assert (paper.sigma_video > 0).all()
+    # Rows are independent, so blowing up the clean rows' clips changes nothing if they add no video loss.
+    louder = latents.clone()
+    louder[clean] *= 100
+    again = loss_fn(model, louder, ids, cond, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again.sigma_video, out.sigma_video)
+    torch.testing.assert_close(again.video_loss, out.video_loss)
+    assert not torch.allclose(again.text_loss, out.text_loss)  # but their text is still learned from the clip
+    with pytest.raises(ValueError, match="video_clean_prob"):
+        UniFlowLoss(video_clean_prob=1.0)

@@ -73,6 +73,7 @@ class Config:
     p_uncond: float = 0.1
     video_shift: float = 3.0
     text_shift: float = 1.0
+    video_clean_prob: float = 0.0  # recall/refine: share of rows whose video is held clean (see UniFlowLoss)
     lambda_text: str | float = "auto"
     # optimisation
     batch_size: int = 16  # per process and micro-batch
@@ -374,7 +375,10 @@ def train(cfg: Config) -> dict:
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     uni_loss = UniFlowLoss(
-        lambda_text=cfg.lambda_text, video_shift=cfg.video_shift, text_shift=cfg.text_shift
+        lambda_text=cfg.lambda_text,
+        video_shift=cfg.video_shift,
+        text_shift=cfg.text_shift,
+        video_clean_prob=cfg.video_clean_prob,
     )
     empty = data.empty_embed
 

@@ -5,6 +5,11 @@ sample, and ``lambda_t = |video tokens| / |text tokens|`` by default so each mod
 share of the sequence. A sample whose text is *dropped* (``drop_text``) shows the model an empty text
 stream (every text key masked) and contributes no text loss: this is how the video branch learns the
 unconditional half of classifier-free guidance.
+
+``video_clean_prob`` (0 = the paper) holds a share of samples' video clean (noise level 0): the
+condition captioning runs in. With shifted noise levels most samples' video is too noisy to read shape
+or motion from, so a small model trained briefly learns to caption from little; a clean sample's video
+velocity target is pure noise, so it contributes no video loss.
 """
 
 from dataclasses import dataclass
@@ -30,6 +35,12 @@ def num_video_tokens(transformer, video_latents: torch.Tensor) -> int:
     return (f // p_t) * (h // p_h) * (w // p_w)
 
 
+def _masked_mean(per_sample: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean of ``per_sample`` [B] over the kept rows (0 when none is kept)."""
+    keep = keep.float()
+    return (per_sample * keep).sum() / keep.sum().clamp_min(1.0)
+
+
 @dataclass
 class UniFlowLossOutput:
     loss: torch.Tensor  # scalar
@@ -47,6 +58,7 @@ class UniFlowLoss:
         lambda_text: ``"auto"`` for |video tokens| / |text tokens|, or a fixed float.
         video_shift, text_shift: time shifts applied to the uniformly drawn noise levels.
         kappa_exponent: discrete path schedule ``kappa(t) = t**n``.
+        video_clean_prob: probability that a sample's video is held clean (its noise level set to 0).
     """
 
     def __init__(
@@ -55,13 +67,17 @@ class UniFlowLoss:
         video_shift: float = 1.0,
         text_shift: float = 1.0,
         kappa_exponent: float = 1.0,
+        video_clean_prob: float = 0.0,
     ):
         if lambda_text != "auto" and not float(lambda_text) >= 0:
             raise ValueError(f"lambda_text must be 'auto' or a number >= 0, got {lambda_text!r}")
+        if not 0.0 <= video_clean_prob < 1.0:
+            raise ValueError(f"video_clean_prob must be in [0, 1), got {video_clean_prob!r}")
         self.lambda_text = lambda_text
         self.video_shift = video_shift
         self.text_shift = text_shift
         self.kappa_exponent = kappa_exponent
+        self.video_clean_prob = video_clean_prob
 
     def lambda_for(self, transformer, video_latents: torch.Tensor, text_len: int) -> float:
         if self.lambda_text == "auto":
@@ -85,6 +101,10 @@ class UniFlowLoss:
         # 1. Independent noise levels per sample and modality
         sigma_v = sample_sigmas(batch, self.video_shift, generator).to(device)
         sigma_t = sample_sigmas(batch, self.text_shift, generator).to(device)
+        clean_video = torch.zeros(batch, dtype=torch.bool, device=device)
+        if self.video_clean_prob > 0:  # no draw otherwise: the paper's objective keeps its random stream
+            clean_video = (torch.rand(batch, generator=generator) < self.video_clean_prob).to(device)
+            sigma_v = torch.where(clean_video, torch.zeros_like(sigma_v), sigma_v)
 
         # 2. Noisy video
         noise = torch.randn(video_latents.shape, generator=generator, dtype=video_latents.dtype).to(device)
@@ -114,12 +134,12 @@ class UniFlowLoss:
         )
 
         # 5. Losses
-        video_loss = VideoFlow.loss(out.video_velocity, VideoFlow.target(video_latents, noise)).mean()
+        per_sample_video = VideoFlow.loss(out.video_velocity, VideoFlow.target(video_latents, noise))
+        video_loss = _masked_mean(per_sample_video, ~clean_video)
         if isinstance(flow, DiscreteTextFlow):
             per_sample = flow.loss(out.text_logits, text_ids)
         else:
             per_sample = flow.loss(out.text_velocity, flow.target(x1, text_noise))
-        keep = (~drop_text).float()
-        text_loss = (per_sample * keep).sum() / keep.sum().clamp_min(1.0)
+        text_loss = _masked_mean(per_sample, ~drop_text)
         lam = self.lambda_for(transformer, video_latents, text_ids.shape[1])
         return UniFlowLossOutput(video_loss + lam * text_loss, video_loss, text_loss, lam, sigma_v, sigma_t)
