@@ -172,42 +172,64 @@ def test_two_process_launch(tiny_run):
 
 
 def test_batched_sampler_matches_the_pipeline():
-    from training.sampling import decode_ids, uni_sample
+    """Row b of ``UniViGUPipeline.sample`` over B rows is the one-row task run on the same random draws.
+
+    One generator draws every row's video noise, then at each step every row's text jumps; so the one-row
+    run for row b starts past b rows of noise (or jumps) and skips the other rows' jumps after each step.
+    """
     from univigu.tiny import tiny_pipeline
 
     pipe = tiny_pipeline()
-    clip = np.random.default_rng(0).integers(0, 255, (5, 16, 16, 3), dtype=np.uint8)
-    want = pipe.caption(clip, num_inference_steps=4, seed=3).text
+    prompts = ["a red circle moves left", "a blue square stays still", "a green triangle moves up"]
+    rows, shape, length = len(prompts), pipe._latent_shape(5, 16, 16), pipe.max_text_len
     empty = pipe.encode_prompt([""], "cpu", torch.float32)
-    _, ids = uni_sample(
-        pipe.transformer,
-        pipe.scheduler,
-        empty,
-        empty,
-        (4, 2, 4, 4),
-        video_latents=pipe.encode_video(clip),
-        steps=4,
-        generator=torch.Generator().manual_seed(3),
+    cond = pipe.encode_prompt(prompts, "cpu", torch.float32)
+
+    def generator(noise_rows: int = 0, jump_rows: int = 0) -> torch.Generator:
+        gen = torch.Generator().manual_seed(3)
+        torch.randn((noise_rows, *shape), generator=gen)
+        torch.rand((jump_rows, length), generator=gen)
+        return gen
+
+    def close(latents: torch.Tensor, frames: np.ndarray) -> bool:
+        return np.abs(pipe.decode_latents(latents).astype(int) - frames.astype(int)).max() <= 1
+
+    clips = np.random.default_rng(0).integers(0, 255, (rows, 5, 16, 16, 3), dtype=np.uint8)
+    latents = torch.cat([pipe.encode_video(clip) for clip in clips])
+    _, ids, _ = pipe.sample(
+        empty.expand(rows, -1, -1), video_latents=latents, num_inference_steps=3, generator=generator()
     )
-    got = decode_ids(pipe.tokenizer, ids, 0, pipe.transformer.mask_token_id)[0]
-    assert got == want
-    want_frames = pipe.text_to_video("a red circle moves left", num_inference_steps=3, seed=1).frames
-    cond = pipe.encode_prompt(["a red circle moves left"], "cpu", torch.float32)
-    ids = torch.zeros(1, pipe.max_text_len, dtype=torch.long)
-    row = pipe.text_ids("a red circle moves left")
-    ids[0, : len(row)] = torch.tensor(row)
-    latents, _ = uni_sample(
-        pipe.transformer,
-        pipe.scheduler,
+    for b, clip in enumerate(clips):
+        gen = generator(jump_rows=b)
+        skip = lambda record, gen=gen: torch.rand((rows - 1, length), generator=gen)  # the other rows' jumps
+        want = pipe.caption(clip, num_inference_steps=3, generator=gen, callback=skip, return_trajectory=True)
+        assert ids[b].tolist() == want.trajectory[-1].text_ids
+    assert len({tuple(row) for row in ids.tolist()}) == rows
+
+    latents, _, _ = pipe.sample(
         cond,
         empty,
-        (4, 2, 4, 4),
-        text_ids=ids,
-        steps=3,
-        generator=torch.Generator().manual_seed(1),
+        latent_shape=shape,
+        text_ids=pipe.text_id_rows(prompts),
+        num_inference_steps=3,
+        guidance_scale=4.0,
+        generator=generator(),
     )
-    got_frames = pipe.decode_latents(latents)
-    assert np.abs(got_frames.astype(int) - want_frames.astype(int)).max() <= 1
+    for b, prompt in enumerate(prompts):
+        want = pipe.text_to_video(prompt, num_inference_steps=3, guidance_scale=4.0, generator=generator(b))
+        assert close(latents[b], want.frames)
+
+    # joint: one step, whose text jumps are certain (the other rows' noise comes between a row's draws)
+    latents, ids, _ = pipe.sample(
+        cond, empty, latent_shape=shape, num_inference_steps=1, guidance_scale=4.0, generator=generator()
+    )
+    for b, prompt in enumerate(prompts):
+        want = pipe.joint(
+            prompt, num_inference_steps=1, guidance_scale=4.0, generator=generator(b), return_trajectory=True
+        )
+        assert close(latents[b], want.frames) and ids[b].tolist() == want.trajectory[-1].text_ids
+    with pytest.raises(ValueError, match="follow one row"):
+        pipe.sample(cond, empty, latent_shape=shape, num_inference_steps=1, return_trajectory=True)
 
 
 def test_evaluate_runs_and_tabulates(tiny_run, tmp_path):
@@ -226,6 +248,18 @@ def test_evaluate_runs_and_tabulates(tiny_run, tmp_path):
     assert 0.0 <= result["joint"]["caption_vs_prompt"] <= 1.0
     table = markdown_table([result])
     assert "| captioning: main colour |" in table and "joint: detector agrees with caption" in table
+
+
+def test_validation_samples(tiny_run):
+    from training.data import LatentCache
+    from univigu.models import UniViGUTransformer
+
+    cfg = train_mod.load_config(_args(tiny_run, "refine", "val", "--val_steps=2"))
+    model = UniViGUTransformer.from_pretrained(str(tiny_run / "refine" / "final"))
+    train_mod.validate(cfg, model, LatentCache(tiny_run / "cache.safetensors"), 1, None)
+    out = tiny_run / "val" / "samples" / "step-1"
+    assert (out / "0.mp4").exists() and (out / "1.mp4").exists()
+    assert (out / "samples.txt").read_text().count("caption: ") == 2
 
 
 @pytest.mark.skipif(not (SHIPPED / "model_index.json").exists(), reason="the bundled model is not built yet")

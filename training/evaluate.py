@@ -15,7 +15,8 @@ Clips are rendered from the split's scenes (``training.shapesworld``) and scored
 
 With ``--base-transformer`` the plain Wan generator is evaluated on text-to-video only (it has no text
 stream); the pipeline folder then only supplies its tokenizer, text encoder, VAE and scheduler.
-Sampling is batched (``training.sampling``), seeded per batch, greedy for text.
+Sampling is batched (``UniViGUPipeline.sample``; ``training.sampling.wan_sample`` for the base generator),
+seeded per batch, greedy for text.
 """
 
 import argparse
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .sampling import decode_ids, decode_latents, uni_sample, wan_sample
+from .sampling import decode_ids, decode_latents, wan_sample
 from .shapesworld import (
     DETAIL_ATTRS,
     PROMPT_ATTRS,
@@ -103,22 +104,12 @@ class Evaluator:
             self.wan = WanTransformer3DModel.from_pretrained(base_transformer).eval()
         self.steps, self.guidance, self.batch, self.seed = steps, guidance, batch, seed
         cfg = self.pipe.config
-        self.latent_shape = self.pipe._latent_shape(
-            cfg.default_num_frames, cfg.default_height, cfg.default_width
-        )[1:]
+        self.latent_shape = self.pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
         self.empty = self.embed([""])
 
     @torch.no_grad()
     def embed(self, texts: list[str]) -> torch.Tensor:
         return self.pipe.encode_prompt(texts, "cpu", torch.float32)
-
-    def ids(self, texts: list[str]) -> torch.Tensor:
-        cfg = self.transformer.config
-        out = torch.full((len(texts), cfg.max_text_len), cfg.pad_token_id, dtype=torch.long)
-        for i, text in enumerate(texts):
-            row = self.pipe.text_ids(text)
-            out[i, : len(row)] = torch.tensor(row)
-        return out
 
     def texts(self, ids: torch.Tensor) -> list[str]:
         return decode_ids(
@@ -142,15 +133,8 @@ class Evaluator:
         for k in range(0, len(scenes), self.batch):
             latents = self.encode(clips[k : k + self.batch])
             cond = self.empty.expand(len(latents), -1, -1)
-            _, ids = uni_sample(
-                self.transformer,
-                self.pipe.scheduler,
-                cond,
-                self.empty,
-                self.latent_shape,
-                video_latents=latents,
-                steps=self.steps,
-                generator=self._gen(k),
+            _, ids, _ = self.pipe.sample(
+                cond, video_latents=latents, num_inference_steps=self.steps, generator=self._gen(k)
             )
             captions += self.texts(ids)
         scores = [score_caption(c, s) for c, s in zip(captions, scenes)]
@@ -183,14 +167,12 @@ class Evaluator:
                     self._gen(k),
                 )
             else:
-                latents, _ = uni_sample(
-                    self.transformer,
-                    self.pipe.scheduler,
+                latents, _, _ = self.pipe.sample(
                     cond,
                     self.empty,
-                    self.latent_shape,
-                    text_ids=self.ids(chunk),
-                    steps=self.steps,
+                    latent_shape=self.latent_shape,
+                    text_ids=self.pipe.text_id_rows(chunk),
+                    num_inference_steps=self.steps,
                     guidance_scale=self.guidance,
                     generator=self._gen(k),
                 )
@@ -208,13 +190,11 @@ class Evaluator:
         agree, agree_brief, detector, captions = [], [], [], []
         for k in range(0, len(scenes), self.batch):
             chunk = prompts[k : k + self.batch]
-            latents, ids = uni_sample(
-                self.transformer,
-                self.pipe.scheduler,
+            latents, ids, _ = self.pipe.sample(
                 self.embed(chunk),
                 self.empty,
-                self.latent_shape,
-                steps=self.steps,
+                latent_shape=self.latent_shape,
+                num_inference_steps=self.steps,
                 guidance_scale=self.guidance,
                 generator=self._gen(k),
             )

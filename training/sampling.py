@@ -1,15 +1,13 @@
-"""Batched samplers for validation and evaluation.
+"""Batched sampling helpers for validation and evaluation.
 
-``UniViGUPipeline`` runs one clip at a time, which is what an app wants; scoring hundreds of clips on a
-CPU wants many rows per forward. :func:`uni_sample` is the pipeline's loop (same schedules, same
-unconditional row, same discrete-text Euler jumps, greedy text) over a batch, for the discrete text
-formulation; :func:`wan_sample` is plain Wan text-to-video for the base generator, which has no text stream.
+A UniViGU model samples many rows per forward through ``UniViGUPipeline.sample``; :func:`wan_sample` is
+plain Wan text-to-video for the base generator, which has no text stream.
 """
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from univigu.flows import DiscreteTextFlow, to_timestep
+from univigu.flows import to_timestep
 
 
 def _video_sigmas(scheduler: FlowMatchEulerDiscreteScheduler, steps: int):
@@ -20,63 +18,6 @@ def _video_sigmas(scheduler: FlowMatchEulerDiscreteScheduler, steps: int):
 def _euler(latents, velocity, sigma, sigma_next):
     # FlowMatchEulerDiscreteScheduler.step for one shared timestep, in float32 like the scheduler.
     return (latents.float() + velocity.float() * (sigma_next - sigma)).to(latents.dtype)
-
-
-@torch.no_grad()
-def uni_sample(
-    transformer,
-    scheduler: FlowMatchEulerDiscreteScheduler,
-    cond: torch.Tensor,  # [B, L_c, D] prompt embeddings
-    uncond: torch.Tensor,  # [1, L_c, D] empty-prompt embedding
-    latent_shape: tuple[int, ...],  # (C, f, h, w)
-    video_latents: torch.Tensor | None = None,  # [B, C, f, h, w] clean: captioning
-    text_ids: torch.Tensor | None = None,  # [B, L] clean: text-to-video
-    steps: int = 20,
-    guidance_scale: float = 5.0,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Denoise whichever streams are not given. Returns (latents [B,C,f,h,w], text ids [B,L])."""
-    batch = cond.shape[0]
-    cfg = transformer.config
-    flow = DiscreteTextFlow.from_transformer(transformer)
-    device, dtype = cond.device, transformer.dtype
-    denoise_video, denoise_text = video_latents is None, text_ids is None
-    use_cfg = denoise_video and guidance_scale > 1.0
-    rows = 2 if use_cfg else 1
-
-    conds = torch.cat([cond, uncond.expand(batch, -1, -1)]) if use_cfg else cond
-    if denoise_video:
-        latents = torch.randn((batch, *latent_shape), generator=generator, dtype=torch.float32).to(
-            device, dtype
-        )
-    else:
-        latents = video_latents.to(device, dtype)
-    text = flow.sample_source((batch, cfg.max_text_len), generator) if denoise_text else text_ids.to(device)
-    empty = torch.full_like(text, cfg.pad_token_id)
-
-    video_sigmas = _video_sigmas(scheduler, steps)
-    text_sigmas = torch.linspace(1.0, 0.0, steps + 1).tolist()
-    zero = torch.zeros(batch * rows, device=device)
-    for i in range(steps):
-        ids = torch.cat([text, empty]) if use_cfg else text
-        out = transformer(
-            video_latents=torch.cat([latents] * rows),
-            video_timestep=zero + to_timestep(torch.tensor(video_sigmas[i])) if denoise_video else zero,
-            encoder_hidden_states=conds,
-            text_timestep=zero + to_timestep(torch.tensor(text_sigmas[i])) if denoise_text else zero,
-            text_tokens=ids,
-            text_attention_mask=transformer.text_key_mask(ids),
-        )
-        if denoise_video:
-            v = out.video_velocity[:batch]
-            if use_cfg:
-                v = out.video_velocity[batch:] + guidance_scale * (v - out.video_velocity[batch:])
-            latents = _euler(latents, v, video_sigmas[i], video_sigmas[i + 1])
-        if denoise_text:
-            text = flow.step(
-                text, out.text_logits[:batch], text_sigmas[i], text_sigmas[i + 1], 0.0, generator
-            )
-    return latents, text
 
 
 @torch.no_grad()

@@ -286,10 +286,11 @@ def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
     import numpy as np
     from diffusers import FlowMatchEulerDiscreteScheduler
 
+    from univigu.pipeline_univigu import UniViGUPipeline
     from univigu.video_io import write_video
 
     from .components import load_components
-    from .sampling import decode_ids, decode_latents, uni_sample, wan_sample
+    from .sampling import decode_ids, decode_latents, wan_sample
 
     tokenizer, text_encoder, vae = load_components(cfg.components)
     enc = tokenizer(
@@ -305,22 +306,21 @@ def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
         latents = wan_sample(model, scheduler, cond, data.empty_embed, shape, cfg.val_steps, 5.0, gen)
         lines = []
     else:
-        ids = torch.zeros(len(cfg.val_prompts), model.config.max_text_len, dtype=torch.long)
-        for i, p in enumerate(cfg.val_prompts):
-            row = tokenizer(p).input_ids
-            ids[i, : len(row)] = torch.tensor(row)
-        latents, _ = uni_sample(
-            model, scheduler, cond, data.empty_embed, shape, text_ids=ids, steps=cfg.val_steps, generator=gen
+        pipe = UniViGUPipeline(tokenizer, text_encoder, vae, model, scheduler)
+        latents, _, _ = pipe.sample(
+            cond,
+            data.empty_embed,
+            latent_shape=shape,
+            text_ids=pipe.text_id_rows(cfg.val_prompts),
+            num_inference_steps=cfg.val_steps,
+            guidance_scale=5.0,
+            generator=gen,
         )
         batch = data.batch(2, cfg.seed + 1, 0)
-        _, text = uni_sample(
-            model,
-            scheduler,
+        _, text, _ = pipe.sample(
             data.empty_embed.expand(2, -1, -1),
-            data.empty_embed,
-            shape,
             video_latents=batch["latents"],
-            steps=cfg.val_steps,
+            num_inference_steps=cfg.val_steps,
             generator=gen,
         )
         got = decode_ids(tokenizer, text, model.config.pad_token_id, model.mask_token_id)

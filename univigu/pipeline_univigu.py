@@ -11,9 +11,10 @@ caption        the input clip, clean  source -> clean
 joint          noise -> clean          source -> clean, in step
 ============  =====================  =========================
 
-Classifier-free guidance (video only) batches a conditional row and an unconditional row (empty
-prompt, empty text stream) into one forward. A text position holding the pad token is masked as a
-key, so text columns masked in every row are trimmed before the loop: exact, and not computed.
+The loop, :meth:`UniViGUPipeline.sample`, takes tensors for B rows at once (the tasks pass one row;
+evaluation and validation pass many). Classifier-free guidance (video only) appends B unconditional rows
+(empty prompt, empty text stream) to the same forward. A text position holding the pad token is masked
+as a key, so text columns masked in every row are trimmed before the loop: exact, and not computed.
 """
 
 import threading
@@ -30,6 +31,28 @@ from .pipeline_output import TrajectoryStep, UniViGUPipelineOutput
 from .video_io import fit_video
 
 StepCallback = Callable[[TrajectoryStep], None]
+
+
+def _timesteps(sigma: float, rows: int, device) -> torch.Tensor:
+    return to_timestep(torch.full((rows,), sigma, device=device))
+
+
+def _guided(velocity: torch.Tensor, batch: int, guidance_scale: float) -> torch.Tensor:
+    """The first ``batch`` rows' velocity, guided by the unconditional rows after them if there are any."""
+    if len(velocity) == batch:
+        return velocity
+    uncond = velocity[batch:]
+    return uncond + guidance_scale * (velocity[:batch] - uncond)
+
+
+def _record_video(record: TrajectoryStep, latents, new_latents, velocity, sigmas: list[float], keep: bool) -> None:
+    """Fill ``record``'s video fields for a step from ``sigmas[0]`` to ``sigmas[1]`` (the latents if ``keep``)."""
+    sigma, record.video_sigma = sigmas
+    record.video_delta = float((new_latents.float() - latents.float()).pow(2).mean().sqrt())
+    if keep:
+        x0 = VideoFlow.predict_x0(latents, velocity, torch.tensor([sigma], device=latents.device))
+        record.video_latents = new_latents[0].detach().to("cpu", torch.float16)
+        record.video_x0 = x0[0].detach().to("cpu", torch.float16)
 
 
 class Cancelled(Exception):
@@ -130,6 +153,7 @@ class UniViGUPipeline(DiffusionPipeline):
         self.text_ids(prompt)
         return str(prompt)
 
+    @torch.no_grad()
     def encode_prompt(self, prompts: list[str], device, dtype) -> torch.Tensor:
         """UMT5 embeddings [B, max_sequence_length, text_dim], zero past each prompt's length (Wan's)."""
         n = self.max_sequence_length
@@ -201,8 +225,8 @@ class UniViGUPipeline(DiffusionPipeline):
         return video.permute(1, 2, 3, 0).cpu().numpy()
 
     def _latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+        """Latent shape (C, f, h, w) of one clip of this size."""
         return (
-            1,
             self.transformer.config.in_channels,
             (num_frames - 1) // self.vae_scale_factor_temporal + 1,
             height // self.vae_scale_factor_spatial,
@@ -211,20 +235,26 @@ class UniViGUPipeline(DiffusionPipeline):
 
     # ---------------------------------------------------------------------------------------------
     # The text stream
-    def _clean_text_rows(self, texts: list[str | None], device) -> tuple[dict, torch.Tensor]:
-        """Clean text-stream inputs for rows of text (``None`` = an empty row): kwargs and key mask [B,L]."""
-        pad, length = self.transformer.config.pad_token_id, self.max_text_len
-        ids = torch.full((len(texts), length), pad, dtype=torch.long)
+    def text_id_rows(self, texts: list[str]) -> torch.Tensor:
+        """Clean text-stream ids [B, max_text_len] of ``texts``, padded with the pad token."""
+        ids = torch.full((len(texts), self.max_text_len), self.transformer.config.pad_token_id, dtype=torch.long)
         for row, text in enumerate(texts):
-            if text is not None:
-                row_ids = self.text_ids(text)
-                ids[row, : len(row_ids)] = torch.tensor(row_ids)
-        ids = ids.to(device)
-        empty = torch.tensor([t is None for t in texts], device=device)
+            row_ids = self.text_ids(text)
+            ids[row, : len(row_ids)] = torch.tensor(row_ids)
+        return ids
+
+    def _text_inputs(self, state: torch.Tensor, use_cfg: bool) -> tuple[dict, torch.Tensor]:
+        """Text kwargs and key mask [rows, L] for a state (ids [B,L] or latents [B,L,D]).
+
+        With guidance B unconditional rows follow, each an empty text stream: all pad, or every key masked.
+        """
         if self.transformer.config.text_formulation == "discrete":
+            pad = self.transformer.config.pad_token_id
+            ids = torch.cat([state, torch.full_like(state, pad)]) if use_cfg else state
             return {"text_tokens": ids}, self.transformer.text_key_mask(ids)
-        latents = text_flow_for(self.transformer).encode(ids).to(self.transformer.dtype)
-        return {"text_latents": latents}, (~empty)[:, None].expand(-1, length)
+        latents = torch.cat([state, state]) if use_cfg else state
+        mask = torch.arange(len(latents), device=state.device)[:, None] < len(state)
+        return {"text_latents": latents}, mask.expand(-1, state.shape[1])
 
     @staticmethod
     def _trim(text_kwargs: dict, mask: torch.Tensor) -> tuple[dict, torch.Tensor]:
@@ -243,144 +273,132 @@ class UniViGUPipeline(DiffusionPipeline):
         return generator
 
     @torch.no_grad()
-    def _run(
+    def sample(
         self,
+        cond: torch.Tensor,
+        uncond: torch.Tensor | None = None,
         *,
-        prompt: str | None,
-        negative_prompt: str,
-        video_latents: torch.Tensor | None,
-        text: str | None,
-        size: tuple[int, int, int],
-        num_inference_steps: int,
-        guidance_scale: float,
-        text_temperature: float,
-        generator: torch.Generator,
-        callback: StepCallback | None,
-        return_trajectory: bool,
-    ):
+        latent_shape: tuple[int, ...] | None = None,
+        video_latents: torch.Tensor | None = None,
+        text_ids: torch.Tensor | None = None,
+        num_inference_steps: int = 30,
+        guidance_scale: float = 5.0,
+        text_temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+        return_trajectory: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[TrajectoryStep] | None]:
+        """The denoising loop for B rows; a stream given clean is held, the other is denoised.
+
+        Args:
+            cond: prompt embeddings [B, L_c, D] (:meth:`encode_prompt`).
+            uncond: the unconditional (negative) prompt's embedding [1, L_c, D]; needed for guidance.
+            latent_shape: (C, f, h, w) of the clips to denoise from noise; or
+            video_latents: clean normalised latents [B, C, f, h, w] (captioning).
+            text_ids: clean text-stream ids [B, L] (:meth:`text_id_rows`); ``None`` denoises the text.
+            generator: draws, in order, all rows' video noise, their text source, then each step's text jumps.
+            callback, return_trajectory: per-step records; for one row only (B = 1).
+
+        Returns (latents [B, C, f, h, w], text ids [B, L] or ``None`` when given, trajectory or ``None``).
+        """
         device, dtype = self._execution_device, self.transformer.dtype
-        transformer = self.transformer
-        denoise_video = video_latents is None
-        denoise_text = text is None
+        transformer, batch = self.transformer, len(cond)
+        denoise_video, denoise_text = video_latents is None, text_ids is None
         use_cfg = denoise_video and guidance_scale > 1.0
+        observe = callback is not None or return_trajectory
+        if observe and batch > 1:
+            raise ValueError(f"step callbacks and trajectories follow one row; got a batch of {batch}")
+        if use_cfg and uncond is None:
+            raise ValueError("guidance_scale > 1 needs the unconditional embedding `uncond`")
+        if denoise_video and latent_shape is None:
+            raise ValueError("pass latent_shape to generate video, or video_latents to hold it clean")
         flow = text_flow_for(transformer)
         discrete = isinstance(flow, DiscreteTextFlow)
+        rows = 2 * batch if use_cfg else batch
 
-        # 1. Condition: prompt (and the unconditional row for guidance)
-        prompts = [prompt or ""] + ([negative_prompt or ""] if use_cfg else [])
-        cond = self.encode_prompt(prompts, device, dtype)
-
-        # 2. Initial states. Video: clean input or noise; text: clean prompt or the flow's source.
+        # 1. Condition (and the unconditional rows for guidance) and initial states, video noise drawn first
+        cond = torch.cat([cond, uncond.expand(batch, -1, -1)]) if use_cfg else cond
+        cond = cond.to(device, dtype)
         if denoise_video:
-            latents = torch.randn(self._latent_shape(*size), generator=generator, dtype=torch.float32).to(device, dtype)
+            latents = torch.randn((batch, *latent_shape), generator=generator, dtype=torch.float32).to(device, dtype)
         else:
             latents = video_latents.to(device, dtype)
         length = self.max_text_len
-        if denoise_text:
-            if discrete:
-                text_state = flow.sample_source((1, length), generator).to(device)
-            else:
-                text_state = torch.randn((1, length, transformer.config.text_latent_dim), generator=generator).to(
-                    device, dtype
-                )
-        rows = [text] + ([None] if use_cfg else [])
+        if denoise_text and discrete:
+            text_state = flow.sample_source((batch, length), generator).to(device)
+        elif denoise_text:
+            shape = (batch, length, transformer.config.text_latent_dim)
+            text_state = torch.randn(shape, generator=generator).to(device, dtype)
+        else:
+            clean = text_ids.to(device) if discrete else flow.encode(text_ids.to(device)).to(dtype)
+            clean_inputs = self._trim(*self._text_inputs(clean, use_cfg))
 
-        # 3. Schedules: the scheduler's sigmas for video, linear for text
+        # 2. Schedules: the scheduler's sigmas for video, linear for text
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         video_sigmas = self.scheduler.sigmas.tolist()
         text_sigmas = torch.linspace(1.0, 0.0, num_inference_steps + 1).tolist()
-        zero = torch.zeros(1, device=device)
 
         trajectory = [] if return_trajectory else None
         prev_ids = None
         for i in range(num_inference_steps):
-            # 4. Assemble the batch: [cond row (, uncond row)]
-            if denoise_text:
-                if discrete:  # the unconditional row is all pad: an empty, fully masked text stream
-                    empty = torch.full_like(text_state, transformer.config.pad_token_id)
-                    ids = torch.cat([text_state, empty]) if use_cfg else text_state
-                    text_kwargs, mask = {"text_tokens": ids}, transformer.text_key_mask(ids)
-                else:
-                    text_kwargs = {"text_latents": torch.cat([text_state] * len(rows))}
-                    mask = torch.ones(len(rows), length, dtype=torch.bool, device=device)
-                    mask[1:] = False
-                text_t = to_timestep(torch.full((len(rows),), text_sigmas[i], device=device))
-            else:
-                if i == 0:
-                    clean_kwargs, clean_mask = self._trim(*self._clean_text_rows(rows, device))
-                text_kwargs, mask = clean_kwargs, clean_mask
-                text_t = zero.expand(len(rows))
-            video_t = (
-                to_timestep(torch.full((len(rows),), video_sigmas[i], device=device))
-                if denoise_video
-                else zero.expand(len(rows))
-            )
-            video_in = torch.cat([latents] * len(rows))
-
-            # 5. One forward for both streams
+            # 3. One forward for both streams over [cond rows (, uncond rows)]
+            text_kwargs, mask = self._text_inputs(text_state, use_cfg) if denoise_text else clean_inputs
             out = transformer(
-                video_latents=video_in,
-                video_timestep=video_t,
+                video_latents=torch.cat([latents, latents]) if use_cfg else latents,
+                video_timestep=_timesteps(video_sigmas[i] if denoise_video else 0.0, rows, device),
                 encoder_hidden_states=cond,
-                text_timestep=text_t,
+                text_timestep=_timesteps(text_sigmas[i] if denoise_text else 0.0, rows, device),
                 text_attention_mask=mask,
                 **text_kwargs,
             )
-            record = TrajectoryStep(step=i + 1, num_steps=num_inference_steps)
+            record = TrajectoryStep(step=i + 1, num_steps=num_inference_steps) if observe else None
 
-            # 6. Video step (guided)
+            # 4. Video step (guided)
             if denoise_video:
-                velocity = out.video_velocity[:1]
-                if use_cfg:
-                    velocity = out.video_velocity[1:] + guidance_scale * (
-                        out.video_velocity[:1] - out.video_velocity[1:]
-                    )
-                x0 = VideoFlow.predict_x0(latents, velocity, torch.tensor([video_sigmas[i]], device=device))
+                velocity = _guided(out.video_velocity, batch, guidance_scale)
                 new_latents = self.scheduler.step(velocity, self.scheduler.timesteps[i], latents, return_dict=False)[0]
-                record.video_sigma = video_sigmas[i + 1]
-                record.video_delta = float((new_latents.float() - latents.float()).pow(2).mean().sqrt())
-                if return_trajectory:
-                    record.video_latents = new_latents[0].detach().to("cpu", torch.float16)
-                    record.video_x0 = x0[0].detach().to("cpu", torch.float16)
+                if observe:
+                    _record_video(record, latents, new_latents, velocity, video_sigmas[i : i + 2], return_trajectory)
                 latents = new_latents
 
-            # 7. Text step (conditional row only)
+            # 5. Text step (conditional rows only)
             if denoise_text:
+                sigmas = text_sigmas[i : i + 2]
                 if discrete:
-                    logits = out.text_logits[:1]
-                    probs = flow.posterior(logits)
-                    confidence, pred = probs.max(-1)
-                    text_state = flow.step(
-                        text_state, logits, text_sigmas[i], text_sigmas[i + 1], text_temperature, generator
-                    )
-                    state_ids = text_state[0].tolist()
+                    prediction = out.text_logits[:batch]
+                    new_state = flow.step(text_state, prediction, *sigmas, text_temperature, generator)
                 else:
-                    velocity_t = out.text_velocity[:1]
-                    x1_hat = flow.predict_x0(text_state, velocity_t, torch.tensor([text_sigmas[i]], device=device))
-                    pred, confidence = flow.decode(x1_hat)
-                    text_state = flow.step(text_state, velocity_t, text_sigmas[i], text_sigmas[i + 1])
-                    state_ids = flow.decode(text_state)[0][0].tolist()
-                record.text_sigma = text_sigmas[i + 1]
-                record.text_ids = state_ids
-                record.text_pred_ids = pred[0].tolist()
-                record.text_confidence = confidence[0].float().tolist()
-                record.text_tokens = self._token_strings(state_ids)
-                record.text = self.decode_text(state_ids)
-                record.changed = (
-                    [True] * len(state_ids) if prev_ids is None else [a != b for a, b in zip(prev_ids, state_ids)]
-                )
-                prev_ids = state_ids
+                    prediction = out.text_velocity[:batch]
+                    new_state = flow.step(text_state, prediction, *sigmas)
+                if observe:
+                    prev_ids = self._record_text(record, flow, text_state, new_state, prediction, sigmas, prev_ids)
+                text_state = new_state
 
             if trajectory is not None:
                 trajectory.append(record)
             if callback is not None:
                 callback(record)
 
-        final_text = None
-        if denoise_text:
-            final_ids = text_state[0].tolist() if discrete else flow.decode(text_state)[0][0].tolist()
-            final_text = self.decode_text(final_ids)
-        return latents, final_text, trajectory
+        ids = (text_state if discrete else flow.decode(text_state)[0]) if denoise_text else None
+        return latents, ids, trajectory
+
+    def _record_text(self, record, flow, state, new_state, prediction, sigmas: list[float], prev_ids) -> list[int]:
+        """Fill ``record``'s text fields (``prediction``: logits or velocity at ``state``); returns the new ids."""
+        sigma, record.text_sigma = sigmas
+        if isinstance(flow, DiscreteTextFlow):
+            confidence, pred = flow.posterior(prediction).max(-1)
+            state_ids = new_state[0].tolist()
+        else:
+            x1_hat = flow.predict_x0(state, prediction, torch.tensor([sigma], device=state.device))
+            pred, confidence = flow.decode(x1_hat)
+            state_ids = flow.decode(new_state)[0][0].tolist()
+        record.text_ids = state_ids
+        record.text_pred_ids = pred[0].tolist()
+        record.text_confidence = confidence[0].float().tolist()
+        record.text_tokens = self._token_strings(state_ids)
+        record.text = self.decode_text(state_ids)
+        record.changed = [True] * len(state_ids) if prev_ids is None else [a != b for a, b in zip(prev_ids, state_ids)]
+        return state_ids
 
     # ---------------------------------------------------------------------------------------------
     # The three tasks
@@ -428,21 +446,16 @@ class UniViGUPipeline(DiffusionPipeline):
         num_frames, height, width = self.check_size(None, None, None)
         frames, notes = fit_video(video, num_frames, height, width)
         generator = self._prepare(generator, seed, num_inference_steps)
-        latents = self.encode_video(frames)
-        _, text, trajectory = self._run(
-            prompt=prompt,
-            negative_prompt="",
-            video_latents=latents,
-            text=None,
-            size=(num_frames, height, width),
+        _, ids, trajectory = self.sample(
+            self.encode_prompt([prompt or ""], self._execution_device, self.transformer.dtype),
+            video_latents=self.encode_video(frames),
             num_inference_steps=num_inference_steps,
-            guidance_scale=1.0,
             text_temperature=text_temperature,
             generator=generator,
             callback=callback,
             return_trajectory=return_trajectory,
         )
-        return UniViGUPipelineOutput(text=text, trajectory=trajectory, notes=notes)
+        return UniViGUPipelineOutput(text=self.decode_text(ids[0]), trajectory=trajectory, notes=notes)
 
     def joint(
         self,
@@ -484,12 +497,14 @@ class UniViGUPipeline(DiffusionPipeline):
         prompt = self._validate_prompt(prompt, required=True)
         size = self.check_size(*size)
         generator = self._prepare(generator, seed, steps)
-        latents, text, trajectory = self._run(
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            video_latents=None,
-            text=None if joint else prompt,
-            size=size,
+        use_cfg = guidance_scale > 1.0
+        prompts = [prompt, negative_prompt or ""] if use_cfg else [prompt]
+        embeds = self.encode_prompt(prompts, self._execution_device, self.transformer.dtype)
+        latents, ids, trajectory = self.sample(
+            embeds[:1],
+            embeds[1:] if use_cfg else None,
+            latent_shape=self._latent_shape(*size),
+            text_ids=None if joint else self.text_id_rows([prompt]),
             num_inference_steps=steps,
             guidance_scale=guidance_scale,
             text_temperature=text_temperature,
@@ -497,4 +512,5 @@ class UniViGUPipeline(DiffusionPipeline):
             callback=callback,
             return_trajectory=return_trajectory,
         )
+        text = self.decode_text(ids[0]) if joint else None
         return UniViGUPipelineOutput(frames=self.decode_latents(latents), text=text, trajectory=trajectory)
