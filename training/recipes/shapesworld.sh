@@ -46,9 +46,10 @@ stage refine "$RUN/refine/final/config.json" \
   launch -m training.train --config training/configs/refine.yaml "${COMMON[@]}" --out_dir="$RUN/refine" \
   --init="$RUN/recall/final" --max_steps="$REFINE_STEPS"
 
-# The shipped pipeline (Stage 1+2), and a Stage-1-only pipeline for the comparison
-stage assemble "$OUT/model_index.json" \
-  $PY -m training.components assemble --components "$RUN/components" --transformer "$RUN/refine/final" --out "$OUT" --shift $SHIFT
+# The Stage 1+2 pipeline (shipped to OUT once evaluated), and a Stage-1-only pipeline for the comparison
+stage assemble "$RUN/pipeline/model_index.json" \
+  $PY -m training.components assemble --components "$RUN/components" --transformer "$RUN/refine/final" \
+  --out "$RUN/pipeline" --shift $SHIFT
 stage assemble_recall "$RUN/pipe-recall/model_index.json" \
   $PY -m training.components assemble --components "$RUN/components" --transformer "$RUN/recall/final" \
   --out "$RUN/pipe-recall" --shift $SHIFT
@@ -58,10 +59,13 @@ for split in test compositional; do
     --base-transformer "$RUN/base/final" --name base --split $split --n "$EVAL_N" --out "$RUN/eval/base-$split.json"
   stage "eval_recall_$split" "$RUN/eval/recall-$split.json" $PY -m training.evaluate --model "$RUN/pipe-recall" \
     --name "stage1" --split $split --n "$EVAL_N" --out "$RUN/eval/recall-$split.json"
-  stage "eval_refine_$split" "$RUN/eval/refine-$split.json" $PY -m training.evaluate --model "$OUT" \
+  stage "eval_refine_$split" "$RUN/eval/refine-$split.json" $PY -m training.evaluate --model "$RUN/pipeline" \
     --name "stage1+2" --split $split --n "$EVAL_N" --out "$RUN/eval/refine-$split.json"
 done
 $PY -m training.evaluate --table "$RUN"/eval/{base,recall,refine}-{test,compositional}.json > "$RUN/eval/table.md"
-cp "$RUN/eval/table.md" "$TIMES" "$RUN/components/report.json" "$OUT/" 2>/dev/null || true
+# Ship: the pipeline's weights and configs (OUT's model card README.md is kept), the table, timings and VAE report
+mkdir -p "$OUT"
+cp -r "$RUN"/pipeline/* "$OUT/"
+cp "$RUN/eval/table.md" "$TIMES" "$RUN/components/report.json" "$OUT/"
 cat "$RUN/eval/table.md"
 echo "recipe finished; stage wall times (s):"; cat "$TIMES"
