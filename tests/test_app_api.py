@@ -532,10 +532,6 @@ def test_token_html_marks_changes_and_masks():
 
 # ------------------------------------------------------------------------------------------------
 # The bundled model
-@pytest.mark.skipif(
-    not (BUNDLED / "model_index.json").is_file(),
-    reason=f"the bundled model is not in the checkout yet ({BUNDLED.relative_to(REPO)})",
-)
 def test_bundled_model(tmp_path):
     server = AppServer([], tmp_path, env={"UNIVIGU_MODEL": ""})  # no --model: the bundled one
     try:

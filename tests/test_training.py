@@ -262,7 +262,6 @@ def test_validation_samples(tiny_run):
     assert (out / "samples.txt").read_text().count("caption: ") == 2
 
 
-@pytest.mark.skipif(not (SHIPPED / "model_index.json").exists(), reason="the bundled model is not built yet")
 def test_shipped_model_loads_and_captions_a_rendered_clip():
     from training.shapesworld import score_caption
     from univigu.pipeline_univigu import UniViGUPipeline
