@@ -420,7 +420,7 @@ def train(cfg: Config) -> dict:
                     out = compute_loss(cfg, model, unwrapped, batch, empty, gen, uni_loss)
                 if not torch.isfinite(out.loss):
                     raise FloatingPointError(
-                        f"{cfg.stage}: the loss is {float(out.loss)} at step {step} "
+                        f"{cfg.stage}: the loss is {float(out.loss.detach())} at step {step} "
                         f"(video {float(out.video_loss)}, "
                         f"text {float(out.text_loss)}); lower --lr or use --mixed_precision=no"
                     )
