@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .sampling import decode_ids, decode_latents, wan_sample
+from .sampling import decode_latents, wan_sample
 from .shapesworld import (
     DETAIL_ATTRS,
     PROMPT_ATTRS,
@@ -112,9 +112,7 @@ class Evaluator:
         return self.pipe.encode_prompt(texts, "cpu", torch.float32)
 
     def texts(self, ids: torch.Tensor) -> list[str]:
-        return decode_ids(
-            self.tokenizer, ids, self.transformer.config.pad_token_id, self.transformer.mask_token_id
-        )
+        return [self.pipe.decode_text(row) for row in ids]
 
     def _gen(self, chunk: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 100_003 + chunk)

@@ -10,16 +10,6 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from univigu.flows import to_timestep
 
 
-def _video_sigmas(scheduler: FlowMatchEulerDiscreteScheduler, steps: int):
-    scheduler.set_timesteps(steps)
-    return scheduler.sigmas.tolist()
-
-
-def _euler(latents, velocity, sigma, sigma_next):
-    # FlowMatchEulerDiscreteScheduler.step for one shared timestep, in float32 like the scheduler.
-    return (latents.float() + velocity.float() * (sigma_next - sigma)).to(latents.dtype)
-
-
 @torch.no_grad()
 def wan_sample(
     wan,
@@ -38,26 +28,15 @@ def wan_sample(
     latents = torch.randn((batch, *latent_shape), generator=generator, dtype=torch.float32).to(
         cond.device, wan.dtype
     )
-    sigmas = _video_sigmas(scheduler, steps)
-    for i in range(steps):
+    scheduler.set_timesteps(steps)
+    for i, sigma in enumerate(scheduler.sigmas[:-1].tolist()):
         x = torch.cat([latents, latents]) if use_cfg else latents
-        t = torch.full((x.shape[0],), float(to_timestep(torch.tensor(sigmas[i]))), device=cond.device)
+        t = torch.full((x.shape[0],), float(to_timestep(torch.tensor(sigma))), device=cond.device)
         v = wan(hidden_states=x, timestep=t, encoder_hidden_states=conds, return_dict=False)[0]
         if use_cfg:
             v = v[batch:] + guidance_scale * (v[:batch] - v[batch:])
-        latents = _euler(latents, v, sigmas[i], sigmas[i + 1])
+        latents = scheduler.step(v, scheduler.timesteps[i], latents, return_dict=False)[0]
     return latents
-
-
-def decode_ids(tokenizer, ids: torch.Tensor, pad_id: int, mask_id: int | None) -> list[str]:
-    """Sentences from text-stream states [B, L], cut at the first </s> or pad (the pipeline's decode_text)."""
-    out = []
-    for row in ids.tolist():
-        stops = {tokenizer.eos_token_id, pad_id}
-        end = next((k for k, i in enumerate(row) if i in stops), len(row))
-        words = [i for i in row[:end] if i != mask_id]
-        out.append(tokenizer.decode(words, skip_special_tokens=True).strip())
-    return out
 
 
 @torch.no_grad()

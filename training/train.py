@@ -290,7 +290,7 @@ def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
     from univigu.video_io import write_video
 
     from .components import load_components
-    from .sampling import decode_ids, decode_latents, wan_sample
+    from .sampling import decode_latents, wan_sample
 
     tokenizer, text_encoder, vae = load_components(cfg.components)
     enc = tokenizer(
@@ -323,8 +323,8 @@ def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
             num_inference_steps=cfg.val_steps,
             generator=gen,
         )
-        got = decode_ids(tokenizer, text, model.config.pad_token_id, model.mask_token_id)
-        want = decode_ids(tokenizer, batch[f"{cfg.text_target}_ids"], 0, None)
+        got = [pipe.decode_text(row) for row in text]
+        want = [pipe.decode_text(row) for row in batch[f"{cfg.text_target}_ids"]]
         lines = [f"caption: {g!r}  (truth: {w!r})" for g, w in zip(got, want)]
     model.train()
     clips = decode_latents(vae, latents).numpy()
