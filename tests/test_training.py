@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,12 @@ def test_config_overrides(tmp_path):
         train_mod.load_config(["--learning_rate=1"])
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_two_process_launch(tiny_run):
     accelerate = Path(sys.executable).with_name("accelerate")
     # accelerate's --cpu launcher starts one process (multi-CPU needs mpirun); torchrun's does start two,
@@ -155,6 +162,8 @@ def test_two_process_launch(tiny_run):
         "2",
         "--num_machines",
         "1",
+        "--main_process_port",
+        str(_free_port()),  # not the fixed default: a port still held by an earlier run fails the launch
         "--mixed_precision",
         "no",
         "--dynamo_backend",
