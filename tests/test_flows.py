@@ -56,6 +56,29 @@ def test_discrete_sampler_last_step_takes_the_prediction():
     assert (sampled < 12).all()
 
 
+def test_discrete_confidence_order_reveals_the_surest_masked_positions():
+    flow = DiscreteTextFlow(12, "mask")
+    x_t = torch.full((2, 10), 12)
+    x_t[0, :2] = 3  # already revealed: kept, and not counted among the masked
+    logits = torch.zeros(2, 10, 13)
+    confidence = torch.tensor([[9.0, 9.0, 1, 2, 8, 3, 7, 4, 6, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]])
+    logits[torch.arange(2)[:, None], torch.arange(10), torch.arange(10) % 12] = confidence
+    # sigma 0.5 -> 0.25 reveals half the masked positions: 4 of row 0's 8, 5 of row 1's 10
+    out = flow.step(x_t, logits, 0.5, 0.25, order="confidence")
+    revealed = out != 12
+    assert torch.equal(out[0, :2], torch.tensor([3, 3]))
+    assert revealed[0].nonzero().flatten().tolist() == [0, 1, 4, 6, 8, 9]  # confidences 8, 7, 6, 5
+    assert revealed[1].nonzero().flatten().tolist() == [5, 6, 7, 8, 9]
+    # the revealed ids are the argmax proposals
+    assert (out[1, 5:] == torch.arange(5, 10)).all() and (out[0, [4, 6, 8, 9]] == torch.tensor([4, 6, 8, 9])).all()
+    # the last step reveals everything left; the random order is the default; uniform sources refuse it
+    assert (flow.step(out, logits, 0.25, 0.0, order="confidence") != 12).all()
+    with pytest.raises(ValueError, match="mask source"):
+        DiscreteTextFlow(12, "uniform").step(x_t.clamp(max=11), logits, 0.5, 0.25, order="confidence")
+    with pytest.raises(ValueError, match="order"):
+        flow.step(x_t, logits, 0.5, 0.25, order="left-to-right")
+
+
 def test_discrete_loss_is_cross_entropy_per_sample():
     flow = DiscreteTextFlow(5)
     x1 = torch.tensor([[1, 2], [3, 4]])

@@ -434,6 +434,20 @@ def test_prompt_agreement_and_aggregation() -> None:
 # ---------------------------------------------------------------- export
 
 
+def test_order_blind_ceiling_counts_only_clips_that_hide_the_main_object() -> None:
+    main = ObjectSpec(color="red", shape="circle", size="large", motion="moves right", x0=4, y0=20)
+    second = ObjectSpec(color="blue", shape="square", size="large", motion="stays still", x0=40, y0=20)
+    meets = Scene(background="gray", main=main, second=second)  # main slides over the second: order shows
+    apart = dataclasses.replace(meets, main=dataclasses.replace(main, motion="stays still"))
+    alone = dataclasses.replace(meets, second=None)
+    assert sw.order_visible(meets) and not sw.order_visible(apart) and sw.order_visible(alone)
+    ceiling = sw.order_blind_ceiling([apart])
+    # colour, shape, cell differ: a coin flip; size and motion are shared, so a swap costs nothing
+    assert ceiling["color"] == ceiling["second_cell"] == 0.5
+    assert ceiling["size"] == ceiling["motion"] == ceiling["background"] == 1.0
+    assert sw.order_blind_ceiling([apart, meets, alone])["color"] == pytest.approx(5 / 6)
+
+
 def test_export_writes_metadata_and_lossless_videos(tmp_path) -> None:
     export = importlib.import_module("training.shapesworld.export")
     metadata = export.export_dataset(tmp_path, "val", 3, start=2)

@@ -248,15 +248,15 @@ def test_evaluate_runs_and_tabulates(tiny_run, tmp_path):
     assemble(
         str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "pipe"), shift=3.0
     )
-    result = {
-        "name": "tiny",
-        "split": "test",
-        **Evaluator(str(tmp_path / "pipe"), steps=2, batch=2).run("test", 2),
-    }
+    evaluator = Evaluator(str(tmp_path / "pipe"), steps=2, batch=2)
+    result = {"name": "tiny", "split": "test", "n": 2, **evaluator.run("test", 2)}
     assert set(result) >= {"captioning", "text_to_video", "joint"}
     assert 0.0 <= result["joint"]["caption_vs_prompt"] <= 1.0
+    assert result["captioning"]["parsed"] in (0.0, 0.5, 1.0)
     table = markdown_table([result])
     assert "| captioning: main colour |" in table and "joint: detector agrees with caption" in table
+    assert table.splitlines()[0].endswith("| bar (test) | order-blind ceiling (test) |")
+    assert set(evaluator.run("test", 2, tasks=("captioning",))) == {"captioning", "seconds"}
 
 
 def test_validation_samples(tiny_run):

@@ -3,6 +3,7 @@
     python -m training.evaluate --model assets/univigu-shapesworld --split test --n 200 [--out results.json]
     python -m training.evaluate --model DIR --base-transformer runs/shapesworld/base/final --name base ...
     python -m training.evaluate --table a.json b.json ... > table.md
+    python -m training.evaluate --model DIR --tasks captioning --text-order random ...   (one task; the old sampler)
 
 Clips are rendered from the split's scenes (``training.shapesworld``) and scored with its scorer:
 
@@ -16,7 +17,7 @@ Clips are rendered from the split's scenes (``training.shapesworld``) and scored
 With ``--base-transformer`` the plain Wan generator is evaluated on text-to-video only (it has no text
 stream); the pipeline folder then only supplies its tokenizer, text encoder, VAE and scheduler.
 Sampling is batched (``UniViGUPipeline.sample``; ``training.sampling.wan_sample`` for the base generator),
-seeded per batch, greedy for text.
+seeded per batch, greedy for text (the surest masked tokens revealed first: ``text_order="auto"``).
 """
 
 import argparse
@@ -37,12 +38,16 @@ from .shapesworld import (
     detect,
     exact_rate,
     iter_split,
+    order_blind_ceiling,
+    parse_caption,
     parse_prompt,
     render,
     score_caption,
     score_detection,
     score_prompt_agreement,
 )
+
+TASKS = ("captioning", "text_to_video", "joint")
 
 # Quality bars on the test split (see the issue); None: reported without a bar
 BARS = {
@@ -87,6 +92,7 @@ class Evaluator:
         guidance: float = 5.0,
         batch: int = 50,
         seed: int = 0,
+        text_order: str = "auto",
     ):
         from univigu.pipeline_univigu import UniViGUPipeline
 
@@ -103,6 +109,7 @@ class Evaluator:
 
             self.wan = WanTransformer3DModel.from_pretrained(base_transformer).eval()
         self.steps, self.guidance, self.batch, self.seed = steps, guidance, batch, seed
+        self.text_order = text_order
         cfg = self.pipe.config
         self.latent_shape = self.pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
         self.empty = self.embed([""])
@@ -132,7 +139,11 @@ class Evaluator:
             latents = self.encode(clips[k : k + self.batch])
             cond = self.empty.expand(len(latents), -1, -1)
             _, ids, _ = self.pipe.sample(
-                cond, video_latents=latents, num_inference_steps=self.steps, generator=self._gen(k)
+                cond,
+                video_latents=latents,
+                num_inference_steps=self.steps,
+                text_order=self.text_order,
+                generator=self._gen(k),
             )
             captions += self.texts(ids)
         scores = [score_caption(c, s) for c, s in zip(captions, scenes)]
@@ -141,6 +152,7 @@ class Evaluator:
         return {
             "attrs": attrs,
             "exact": exact_rate(captions, scenes),
+            "parsed": _mean(parse_caption(c) is not None for c in captions),
             "prompt_attrs": _mean(attrs[a] for a in PROMPT_ATTRS),
             "detail_attrs": _mean(attrs[a] for a in DETAIL_ATTRS if a in attrs),
             "brief_grammar": brief,
@@ -194,6 +206,7 @@ class Evaluator:
                 latent_shape=self.latent_shape,
                 num_inference_steps=self.steps,
                 guidance_scale=self.guidance,
+                text_order=self.text_order,
                 generator=self._gen(k),
             )
             texts = self.texts(ids)
@@ -221,18 +234,18 @@ class Evaluator:
             "examples": list(zip(prompts[:8], captions[:8])),
         }
 
-    def run(self, split: str, n: int) -> dict:
+    def run(self, split: str, n: int, tasks: tuple[str, ...] = TASKS) -> dict:
         scenes = [s for _, s in iter_split(split, n)]
+        if self.wan is not None:
+            tasks = ("text_to_video",)  # the base generator has no text stream
         out = {}
         start = time.time()
-        if self.wan is not None:
-            out["text_to_video"] = self.text_to_video(scenes)
-        else:
-            out["captioning"] = self.captioning(scenes, [render(s) for s in scenes])
-            print(f"captioning done ({time.time() - start:.0f}s)", flush=True)
-            out["text_to_video"] = self.text_to_video(scenes)
-            print(f"text-to-video done ({time.time() - start:.0f}s)", flush=True)
-            out["joint"] = self.joint(scenes)
+        for task in tasks:
+            if task == "captioning":
+                out[task] = self.captioning(scenes, [render(s) for s in scenes])
+            else:
+                out[task] = getattr(self, task)(scenes)
+            print(f"{task} done ({time.time() - start:.0f}s)", flush=True)
         out["seconds"] = round(time.time() - start, 1)
         return out
 
@@ -255,6 +268,7 @@ ROWS = [
     ("captioning", "prompt_attrs", "captioning: prompt attributes (mean)"),
     ("captioning", "detail_attrs", "captioning: detail attributes (mean)"),
     ("captioning", "exact", "captioning: exact sentence"),
+    ("captioning", "parsed", "captioning: caption parses (info)"),
     ("captioning", "brief_prompt_attrs", "captioning: prompt attributes, brief-prompt grammar (info)"),
     ("text_to_video", "color", "text-to-video: colour"),
     ("text_to_video", "shape", "text-to-video: shape"),
@@ -281,9 +295,14 @@ def _value(result: dict, task: str, key: str):
 
 
 def markdown_table(results: list[dict]) -> str:
-    """One column per result (``name (split)``), one row per metric; the test-split bar in the last column."""
-    head = "| metric | " + " | ".join(f"{r['name']} ({r['split']})" for r in results) + " | bar (test) |"
-    lines = [head, "|" + "---|" * (len(results) + 2)]
+    """One column per result (``name (split)``), one row per metric; then the test-split bar, and the
+    order-blind ceiling of the captioning rows on the first result's test clips
+    (:func:`~training.shapesworld.order_blind_ceiling`: what a perfect captioner that cannot tell which
+    object is main would score)."""
+    n_test = next((r["n"] for r in results if r["split"] == "test"), 200)
+    ceiling = order_blind_ceiling(s for _, s in iter_split("test", n_test))
+    head = " | ".join(f"{r['name']} ({r['split']})" for r in results)
+    lines = [f"| metric | {head} | bar (test) | order-blind ceiling (test) |", "|" + "---|" * (len(results) + 3)]
     for task, key, label in ROWS:
         values = [_value(r, task, key) for r in results]
         if all(v is None for v in values):
@@ -291,7 +310,9 @@ def markdown_table(results: list[dict]) -> str:
         cells = ["–" if v is None else f"{100 * v:.1f}" for v in values]
         bar = BARS.get((task, key))
         bar_text = f"≥ {round(100 * bar)}" if bar else ""
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {bar_text} |")
+        limit = ceiling.get(key) if task == "captioning" else None
+        limit_text = "" if limit is None else f"{100 * limit:.1f}"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {bar_text} | {limit_text} |")
     return "\n".join(lines) + "\n"
 
 
@@ -307,6 +328,15 @@ def main(argv=None):
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--text-order",
+        default="auto",
+        choices=["auto", "confidence", "random"],
+        help="which masked tokens each text step reveals (UniViGUPipeline.sample)",
+    )
+    parser.add_argument(
+        "--tasks", nargs="+", default=list(TASKS), choices=list(TASKS), help="evaluate only these tasks"
+    )
     parser.add_argument("--name", default=None)
     parser.add_argument("--out", default=None, help="results .json (a .md table is written beside it)")
     parser.add_argument(
@@ -319,7 +349,9 @@ def main(argv=None):
         return
     if not args.model:
         parser.error("--model is required")
-    evaluator = Evaluator(args.model, args.base_transformer, args.steps, args.guidance, args.batch, args.seed)
+    evaluator = Evaluator(
+        args.model, args.base_transformer, args.steps, args.guidance, args.batch, args.seed, args.text_order
+    )
     result = {
         "name": args.name or Path(args.model).name,
         "model": args.model,
@@ -329,7 +361,8 @@ def main(argv=None):
         "steps": args.steps,
         "guidance": args.guidance,
         "seed": args.seed,
-        **evaluator.run(args.split, args.n),
+        "text_order": args.text_order,
+        **evaluator.run(args.split, args.n, tuple(args.tasks)),
     }
     table = markdown_table([result])
     print(table, end="")

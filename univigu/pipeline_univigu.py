@@ -284,6 +284,7 @@ class UniViGUPipeline(DiffusionPipeline):
         num_inference_steps: int = 30,
         guidance_scale: float = 5.0,
         text_temperature: float = 0.0,
+        text_order: str = "auto",
         generator: torch.Generator | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
@@ -296,7 +297,10 @@ class UniViGUPipeline(DiffusionPipeline):
             latent_shape: (C, f, h, w) of the clips to denoise from noise; or
             video_latents: clean normalised latents [B, C, f, h, w] (captioning).
             text_ids: clean text-stream ids [B, L] (:meth:`text_id_rows`); ``None`` denoises the text.
-            generator: draws, in order, all rows' video noise, their text source, then each step's text jumps.
+            text_order: which masked tokens a discrete text step reveals (``DiscreteTextFlow.step``):
+                ``"confidence"``, ``"random"``, or ``"auto"`` (confidence for the mask source, else random).
+            generator: draws, in order, all rows' video noise, their text source, then each step's random
+                text jumps (none in confidence order when greedy).
             callback, return_trajectory: per-step records; for one row only (B = 1).
 
         Returns (latents [B, C, f, h, w], text ids [B, L] or ``None`` when given, trajectory or ``None``).
@@ -314,6 +318,10 @@ class UniViGUPipeline(DiffusionPipeline):
             raise ValueError("pass latent_shape to generate video, or video_latents to hold it clean")
         flow = text_flow_for(transformer)
         discrete = isinstance(flow, DiscreteTextFlow)
+        if text_order == "auto":
+            text_order = "confidence" if discrete and flow.source == "mask" else "random"
+        if text_order != "random" and not discrete:
+            raise ValueError(f"text_order={text_order!r} applies to discrete text; this model's text is continuous")
         rows = 2 * batch if use_cfg else batch
 
         # 1. Condition (and the unconditional rows for guidance) and initial states, video noise drawn first
@@ -366,7 +374,7 @@ class UniViGUPipeline(DiffusionPipeline):
                 sigmas = text_sigmas[i : i + 2]
                 if discrete:
                     prediction = out.text_logits[:batch]
-                    new_state = flow.step(text_state, prediction, *sigmas, text_temperature, generator)
+                    new_state = flow.step(text_state, prediction, *sigmas, text_temperature, generator, text_order)
                 else:
                     prediction = out.text_velocity[:batch]
                     new_state = flow.step(text_state, prediction, *sigmas)

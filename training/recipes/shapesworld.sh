@@ -28,7 +28,19 @@ stage() {  # stage NAME DONE_FILE COMMAND...: run unless DONE_FILE exists; log t
   "$@"
   echo -e "$name\t$(( $(date +%s) - t0 ))" >> "$TIMES"
 }
-launch() { "$ACCEL" launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no "$@"; }
+# Training runs as NPROC gloo processes of one thread each, every one drawing BATCH / NPROC rows (global batch
+# BATCH): on 2 cores two single-thread processes step 1.2x faster than one two-thread process (0.34 vs 0.41 s).
+NPROC=${NPROC:-2}
+BATCH=8
+launch() {
+  if [ "$NPROC" -gt 1 ]; then
+    OMP_NUM_THREADS=1 "$ACCEL" launch --multi_gpu --num_processes "$NPROC" --num_machines 1 --mixed_precision no \
+      --dynamo_backend no "$@" --num_threads=1 --batch_size=$((BATCH / NPROC))
+  else
+    "$ACCEL" launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no "$@" \
+      --batch_size=$BATCH
+  fi
+}
 
 stage data "$RUN/data/train/metadata.jsonl" \
   $PY -m training.shapesworld.export --out "$RUN/data/train" --split train --n "$N_TRAIN"

@@ -8,11 +8,15 @@ A caption that does not parse scores 0 on every attribute.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from itertools import permutations
 from typing import Protocol
 
+import numpy as np
+
 from .detect import Detection
+from .render import render
 from .spec import Scene
 from .text import ParsedCaption, detailed_caption, parse_caption, parse_prompt
 
@@ -129,6 +133,34 @@ def aggregate(scores: Iterable[dict[str, int]]) -> dict[str, float]:
             counts[key] = counts.get(key, 0) + 1
     order = [a for a in ALL_ATTRS if a in sums] + sorted(k for k in sums if k not in ALL_ATTRS)
     return {k: sums[k] / counts[k] for k in order}
+
+
+def order_visible(scene: Scene) -> bool:
+    """Whether a clip shows which object is the main one: only where the two overlap (main is drawn on top)."""
+    if scene.second is None:
+        return True
+    swapped = dataclasses.replace(scene, main=scene.second, second=scene.main)
+    return not np.array_equal(render(scene), render(swapped))
+
+
+def order_blind_ceiling(scenes: Iterable[Scene]) -> dict[str, float]:
+    """Captioning accuracy of a perfect captioner that cannot tell main from second object (information).
+
+    Captions are scored against the scene's order (main first), but in a two-object clip whose objects never
+    overlap nothing shows which one is main. Such a captioner reads everything else right and guesses the
+    order: half the time it swaps the objects, scoring 0 on each attribute the two differ in. This is the
+    expected per-attribute accuracy over ``scenes`` -- the ceiling for any captioner that does not read the
+    overlaps.
+    """
+    rows = []
+    for scene in scenes:
+        row = {k: 1.0 for k in score_keys(scene.second is not None)}
+        if not order_visible(scene):
+            for f in _OBJECT_FIELDS:
+                differs = getattr(scene.main, f) != getattr(scene.second, f)
+                row[f] = row[f"second_{f}"] = 1.0 - 0.5 * differs
+        rows.append(row)
+    return aggregate(rows)
 
 
 def is_exact(caption_text: str, scene: Scene) -> bool:

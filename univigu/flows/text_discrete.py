@@ -7,6 +7,11 @@ pad id excluded so that a pad in ``x_t`` is always a revealed one). The model pr
 as logits and is trained with cross-entropy. The sampler takes Euler jumps: from ``t`` to ``t'`` a
 position jumps to a draw from ``p(x1 | x_t)`` with probability ``(kappa(t') - kappa(t)) / (1 - kappa(t))``,
 which is 1 at the last step, so the final state is entirely the model's prediction.
+
+With the mask source, ``order="confidence"`` keeps the schedule's count of reveals per step but makes them
+the most confident masked positions rather than random ones (the MaskGIT / LLaDA sampler): positions
+revealed together at random are predicted independently, which writes "at at" or drops a word; revealing
+the surest few first lets the rest be predicted given them.
 """
 
 import torch
@@ -64,8 +69,16 @@ class DiscreteTextFlow:
         sigma_next: float,
         temperature: float = 0.0,
         generator=None,
+        order: str = "random",
     ) -> torch.Tensor:
-        """One Euler jump from noise level ``sigma`` to ``sigma_next`` (< sigma). ``temperature=0`` is greedy."""
+        """One Euler jump from noise level ``sigma`` to ``sigma_next`` (< sigma). ``temperature=0`` is greedy.
+
+        ``order``: ``"random"`` (each position jumps independently) or, mask source only, ``"confidence"``.
+        """
+        if order not in ("random", "confidence"):
+            raise ValueError(f"order must be 'random' or 'confidence', got {order!r}")
+        if order == "confidence" and self.source != "mask":
+            raise ValueError("confidence order needs the mask source: a uniform source has no masked positions")
         t, t_next = 1.0 - float(sigma), 1.0 - float(sigma_next)
         k, k_next = self.kappa(torch.tensor(t)), self.kappa(torch.tensor(t_next))
         p_jump = 1.0 if sigma_next <= 0 else float(((k_next - k) / (1 - k).clamp_min(1e-12)).clamp(0, 1))
@@ -74,6 +87,13 @@ class DiscreteTextFlow:
         else:
             probs = self.posterior(logits, temperature)
             proposal = torch.multinomial(probs.flatten(0, 1), 1, generator=generator).view(x_t.shape)
+        if order == "confidence":
+            masked = x_t == self.mask_token_id
+            reveal = (masked.sum(1, keepdim=True) * p_jump).round()  # the schedule's expected count per row
+            confidence = self.posterior(logits).gather(-1, proposal.unsqueeze(-1)).squeeze(-1)
+            confidence = confidence.masked_fill(~masked, -1.0)
+            rank = confidence.argsort(1, descending=True).argsort(1)
+            return torch.where(masked & (rank < reveal), proposal, x_t)
         jump = torch.rand(x_t.shape, generator=generator, device=x_t.device) < p_jump
         if self.source == "mask":
             jump &= x_t == self.mask_token_id  # a revealed token is x1 under the path: keep it
