@@ -97,11 +97,7 @@ class Evaluator:
         from univigu.pipeline_univigu import UniViGUPipeline
 
         self.pipe = UniViGUPipeline.from_pretrained(model_dir)
-        self.tokenizer, self.text_encoder, self.vae = (
-            self.pipe.tokenizer,
-            self.pipe.text_encoder,
-            self.pipe.vae,
-        )
+        self.vae = self.pipe.vae
         self.transformer = self.pipe.transformer.eval()
         self.wan = None
         if base_transformer:
@@ -133,10 +129,10 @@ class Evaluator:
         return (z - mean) / std
 
     # ---------------------------------------------------------------------------------------------
-    def captioning(self, scenes, clips) -> dict:
+    def captioning(self, scenes) -> dict:
         captions = []
         for k in range(0, len(scenes), self.batch):
-            latents = self.encode(clips[k : k + self.batch])
+            latents = self.encode([render(s) for s in scenes[k : k + self.batch]])
             cond = self.empty.expand(len(latents), -1, -1)
             _, ids, _ = self.pipe.sample(
                 cond,
@@ -241,10 +237,7 @@ class Evaluator:
         out = {}
         start = time.time()
         for task in tasks:
-            if task == "captioning":
-                out[task] = self.captioning(scenes, [render(s) for s in scenes])
-            else:
-                out[task] = getattr(self, task)(scenes)
+            out[task] = getattr(self, task)(scenes)
             print(f"{task} done ({time.time() - start:.0f}s)", flush=True)
         out["seconds"] = round(time.time() - start, 1)
         return out
