@@ -55,6 +55,21 @@ def test_text_to_video_batches_guidance_and_skips_padding(pipe):
     assert all(c["video_latents"][0] == 1 for c in no_cfg_calls)
 
 
+def test_an_all_pad_text_stream_is_an_empty_one(pipe):
+    """Clean text of pads only (every key masked) runs, and matches that row beside a real caption."""
+    pad = pipe.transformer.config.pad_token_id
+    cond = pipe.encode_prompt([PROMPT, PROMPT], "cpu", torch.float32)
+    ids = pipe.text_id_rows([PROMPT, PROMPT])
+    ids[0] = pad
+    cfg = pipe.config
+    shape = pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
+    kwargs = {"latent_shape": shape, "num_inference_steps": 2, "guidance_scale": 1.0}
+    alone, _, _ = pipe.sample(cond[:1], text_ids=ids[:1], generator=torch.Generator().manual_seed(0), **kwargs)
+    both, _, _ = pipe.sample(cond, text_ids=ids, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert torch.isfinite(alone).all()
+    torch.testing.assert_close(alone[0], both[0], rtol=1e-4, atol=1e-4)
+
+
 def test_caption_denoises_text_from_the_mask_source(pipe):
     video = (np.random.default_rng(0).random((9, 40, 30, 3)) * 255).astype(np.uint8)
     seen = []

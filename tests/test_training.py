@@ -77,18 +77,24 @@ def test_cache_layout(tiny_run):
     assert ids[ids.index(1) + 1 :] == [0] * (len(ids) - ids.index(1) - 1)  # </s> then pads
 
 
-def test_one_step_of_each_stage(tiny_run):
+@pytest.fixture(scope="module")
+def tiny_stages(tiny_run):
+    """One optimiser step of each stage on ``tiny_run`` (base -> recall -> refine); the refine step's metrics."""
     train_mod.train(train_mod.load_config(_args(tiny_run, "base", "base", "--max_steps=1", *TINY_MODEL)))
     train_mod.train(
         train_mod.load_config(
             _args(tiny_run, "recall", "recall", "--max_steps=1", f"--init={tiny_run / 'base' / 'final'}")
         )
     )
-    last = train_mod.train(
+    return train_mod.train(
         train_mod.load_config(
             _args(tiny_run, "refine", "refine", "--max_steps=1", f"--init={tiny_run / 'recall' / 'final'}")
         )
     )
+
+
+def test_one_step_of_each_stage(tiny_run, tiny_stages):
+    last = tiny_stages
     assert np.isfinite(last["loss"]) and last["text_loss"] > 0
     assert last["lambda_text"] == pytest.approx(272 / 32)  # |video tokens| / |text tokens|: 17*4*4 / 32
     for stage in ("base", "recall", "refine"):
@@ -150,7 +156,28 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_process_launch(tiny_run):
+def test_text_warmup_holds_the_shared_weights(tiny_run, tiny_stages):
+    """With ``text_warmup_steps`` Stage 1 first trains the text stream's own weights only."""
+    from diffusers import WanTransformer3DModel
+    from transformers import AutoTokenizer
+
+    from training.components import uni_from_base
+    from univigu.models import UniViGUTransformer
+
+    base = tiny_run / "base" / "final"
+    extra = ("--max_steps=1", "--text_warmup_steps=1", f"--init={base}")
+    train_mod.train(train_mod.load_config(_args(tiny_run, "recall", "warm", *extra)))
+    trained = UniViGUTransformer.from_pretrained(str(tiny_run / "warm" / "final")).state_dict()
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_run / "components" / "tokenizer"))
+    start = uni_from_base(WanTransformer3DModel.from_pretrained(str(base)), tokenizer).state_dict()
+    own = {n for n in start if n.startswith("text_") or ".ffn_t." in n}
+    assert all(torch.equal(trained[n], start[n]) for n in start if n not in own)
+    assert not torch.equal(trained["text_proj_out.weight"], start["text_proj_out.weight"])  # starts at zero
+    with pytest.raises(SystemExit, match="no text stream"):
+        train_mod.load_config(_args(tiny_run, "base", "x", "--text_warmup_steps=5"))
+
+
+def test_two_process_launch(tiny_run, tiny_stages):
     accelerate = Path(sys.executable).with_name("accelerate")
     # accelerate's --cpu launcher starts one process (multi-CPU needs mpirun); torchrun's does start two,
     # and train.py asks for CPU (gloo) when there is no CUDA.
@@ -241,7 +268,7 @@ def test_batched_sampler_matches_the_pipeline():
         pipe.sample(cond, empty, latent_shape=shape, num_inference_steps=1, return_trajectory=True)
 
 
-def test_evaluate_runs_and_tabulates(tiny_run, tmp_path):
+def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
     from training.components import assemble
     from training.evaluate import Evaluator, markdown_table
 
@@ -259,7 +286,53 @@ def test_evaluate_runs_and_tabulates(tiny_run, tmp_path):
     assert set(evaluator.run("test", 2, tasks=("captioning",))) == {"captioning", "seconds"}
 
 
-def test_validation_samples(tiny_run):
+def test_assemble_converts_the_base_generator(tiny_run, tiny_stages, tmp_path):
+    """A base-generator pipeline samples text-to-video (text stream masked) exactly as plain Wan does."""
+    from diffusers import WanTransformer3DModel
+
+    from training.components import assemble
+    from training.sampling import wan_sample
+
+    base = tiny_run / "base" / "final"
+    pipe = assemble(str(tiny_run / "components"), str(base), str(tmp_path / "pipe"), shift=3.0)
+    wan = WanTransformer3DModel.from_pretrained(str(base)).eval()
+    cond, empty = (pipe.encode_prompt([t], "cpu", torch.float32) for t in ("a red circle moves left", ""))
+    cfg = pipe.config
+    shape = pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
+    masked = torch.full((1, pipe.max_text_len), pipe.transformer.config.pad_token_id)
+    uni, _, _ = pipe.sample(
+        cond, empty, latent_shape=shape, text_ids=masked, num_inference_steps=2, guidance_scale=3.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    ref = wan_sample(wan, pipe.scheduler, cond, empty, shape, 2, 3.0, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(uni, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("condition", ["prompt", "stream"])
+def test_evaluate_text_to_video_in_one_channel(tiny_run, tiny_stages, tmp_path, condition, monkeypatch):
+    """``t2v_condition`` puts the caption in the prompt slot only (text stream all pad) or the stream only."""
+    from training.components import assemble
+    from training.evaluate import Evaluator
+
+    assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "p"), shift=3.0)
+    evaluator = Evaluator(str(tmp_path / "p"), steps=1, batch=2, t2v_condition=condition)
+    seen, sample = [], evaluator.pipe.sample
+
+    def spy(cond, *args, **kwargs):
+        seen.append((cond, kwargs))
+        return sample(cond, *args, **kwargs)
+
+    monkeypatch.setattr(evaluator.pipe, "sample", spy)
+    evaluator.text_to_video([s for _, s in iter_split("test", 2)])
+    (cond, kwargs), pad = seen[0], evaluator.transformer.config.pad_token_id
+    is_empty = torch.equal(cond, evaluator.empty.expand(2, -1, -1))
+    all_pad = bool((kwargs["text_ids"] == pad).all())
+    assert (is_empty, all_pad) == ((False, True) if condition == "prompt" else (True, False))
+    with pytest.raises(ValueError, match="t2v_condition"):
+        Evaluator(str(tmp_path / "p"), t2v_condition="video")
+
+
+def test_validation_samples(tiny_run, tiny_stages):
     from training.data import LatentCache
     from univigu.models import UniViGUTransformer
 

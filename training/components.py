@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
+from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
@@ -370,10 +370,34 @@ def load_components(components_dir: str):
     return tokenizer, text_encoder, vae
 
 
+def uni_from_base(
+    wan: WanTransformer3DModel, tokenizer, ffn_t_init: str = "copy", max_text_len: int | None = None
+) -> UniViGUTransformer:
+    """The base generator as a UniViGU transformer, as Stage 1 starts it: a discrete text stream over
+    ``tokenizer``'s words (mask source) of ``max_text_len`` positions (default: the tokenizer's), its text
+    head at zero (``UniViGUTransformer.from_wan``)."""
+    return UniViGUTransformer.from_wan(
+        wan,
+        ffn_t_init=ffn_t_init,
+        text_formulation="discrete",
+        text_source="mask",
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        max_text_len=max_text_len or tokenizer.model_max_length,
+    )
+
+
 def assemble(components_dir: str, transformer_dir: str, out_dir: str, shift: float) -> UniViGUPipeline:
-    """Write a ``UniViGUPipeline`` folder from the components and a trained UniViGU transformer."""
+    """Write a ``UniViGUPipeline`` folder from the components and a trained UniViGU transformer.
+
+    A base generator (``WanTransformer3DModel``) is converted with :func:`uni_from_base`: with its text
+    stream masked that pipeline's text-to-video is the base's, through the UniViGU sampler."""
     tokenizer, text_encoder, vae = load_components(components_dir)
-    transformer = UniViGUTransformer.from_pretrained(transformer_dir).eval()
+    config = json.loads((Path(transformer_dir) / "config.json").read_text())
+    if config.get("_class_name") == WanTransformer3DModel.__name__:
+        transformer = uni_from_base(WanTransformer3DModel.from_pretrained(transformer_dir), tokenizer).eval()
+    else:
+        transformer = UniViGUTransformer.from_pretrained(transformer_dir).eval()
     pipe = UniViGUPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,

@@ -7,10 +7,12 @@
 
 Clips are rendered from the split's scenes (``training.shapesworld``) and scored with its scorer:
 
-- captioning: the clip held clean, the text stream denoised from the mask source with an empty prompt;
+- captioning: the clip held clean, the text stream denoised from the mask source with an empty prompt in
+  ``--caption-steps`` steps (default: the pipeline's, ``univigu.pipeline_univigu.CAPTION_STEPS``);
   per-attribute accuracy against the scene and the exact-sentence rate.
 - text-to-video: generate from the scene's detailed caption (prompt slot and text stream), read the clip
-  with the detector, score the reading against the caption.
+  with the detector, score the reading against the caption. ``--t2v-condition prompt`` (text stream
+  empty) or ``stream`` (prompt slot empty) puts the caption in one channel only: which one steers the video.
 - joint: generate clip and caption together from the brief prompt; score the caption's main object
   against the prompt, and the detector's reading of the clip against the generated caption.
 
@@ -27,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from univigu.pipeline_univigu import CAPTION_STEPS
 
 from .sampling import decode_latents, wan_sample
 from .shapesworld import (
@@ -48,6 +52,7 @@ from .shapesworld import (
 )
 
 TASKS = ("captioning", "text_to_video", "joint")
+T2V_CONDITIONS = ("both", "prompt", "stream")  # where text-to-video's caption goes (prompt slot, text stream)
 
 # Quality bars on the test split (see the issue); None: reported without a bar
 BARS = {
@@ -93,6 +98,8 @@ class Evaluator:
         batch: int = 50,
         seed: int = 0,
         text_order: str = "auto",
+        caption_steps: int | None = None,
+        t2v_condition: str = "both",
     ):
         from univigu.pipeline_univigu import UniViGUPipeline
 
@@ -106,6 +113,12 @@ class Evaluator:
             self.wan = WanTransformer3DModel.from_pretrained(base_transformer).eval()
         self.steps, self.guidance, self.batch, self.seed = steps, guidance, batch, seed
         self.text_order = text_order
+        self.caption_steps = caption_steps or steps
+        if t2v_condition not in T2V_CONDITIONS:
+            raise ValueError(f"t2v_condition must be one of {T2V_CONDITIONS}, got {t2v_condition!r}")
+        if base_transformer and t2v_condition == "stream":
+            raise ValueError("the base generator has no text stream: t2v_condition='stream' does not apply")
+        self.t2v_condition = t2v_condition
         cfg = self.pipe.config
         self.latent_shape = self.pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
         self.empty = self.embed([""])
@@ -137,7 +150,7 @@ class Evaluator:
             _, ids, _ = self.pipe.sample(
                 cond,
                 video_latents=latents,
-                num_inference_steps=self.steps,
+                num_inference_steps=self.caption_steps,
                 text_order=self.text_order,
                 generator=self._gen(k),
             )
@@ -160,7 +173,10 @@ class Evaluator:
         scores = []
         for k in range(0, len(scenes), self.batch):
             chunk = captions[k : k + self.batch]
-            cond = self.embed(chunk)
+            cond = self.embed(chunk) if self.t2v_condition != "stream" else self.empty.expand(len(chunk), -1, -1)
+            text_ids = self.pipe.text_id_rows(chunk)
+            if self.t2v_condition == "prompt":  # an all-pad stream: every text key masked
+                text_ids = torch.full_like(text_ids, self.transformer.config.pad_token_id)
             if self.wan is not None:
                 latents = wan_sample(
                     self.wan,
@@ -177,7 +193,7 @@ class Evaluator:
                     cond,
                     self.empty,
                     latent_shape=self.latent_shape,
-                    text_ids=self.pipe.text_id_rows(chunk),
+                    text_ids=text_ids,
                     num_inference_steps=self.steps,
                     guidance_scale=self.guidance,
                     generator=self._gen(k),
@@ -317,8 +333,20 @@ def main(argv=None):
     )
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "compositional"])
     parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps for text-to-video and joint")
+    parser.add_argument(
+        "--caption-steps",
+        type=int,
+        default=CAPTION_STEPS,
+        help="text denoising steps for captioning (the clip is clean there, so only the text takes steps)",
+    )
     parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument(
+        "--t2v-condition",
+        default="both",
+        choices=T2V_CONDITIONS,
+        help="text-to-video's caption in the prompt slot and the text stream (both), or in one of them only",
+    )
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -343,7 +371,15 @@ def main(argv=None):
     if not args.model:
         parser.error("--model is required")
     evaluator = Evaluator(
-        args.model, args.base_transformer, args.steps, args.guidance, args.batch, args.seed, args.text_order
+        args.model,
+        args.base_transformer,
+        args.steps,
+        args.guidance,
+        args.batch,
+        args.seed,
+        args.text_order,
+        args.caption_steps,
+        args.t2v_condition,
     )
     result = {
         "name": args.name or Path(args.model).name,
@@ -352,6 +388,8 @@ def main(argv=None):
         "split": args.split,
         "n": args.n,
         "steps": args.steps,
+        "caption_steps": args.caption_steps,
+        "t2v_condition": args.t2v_condition,
         "guidance": args.guidance,
         "seed": args.seed,
         "text_order": args.text_order,

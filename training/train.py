@@ -38,6 +38,7 @@ from transformers import AutoTokenizer
 from univigu.flows import UniFlowLoss, VideoFlow, sample_sigmas, to_timestep
 from univigu.models import UniViGUTransformer
 
+from .components import uni_from_base
 from .data import LatentCache, step_generator
 
 STAGES = ("base", "recall", "refine")
@@ -66,6 +67,7 @@ class Config:
         )
     )
     ffn_t_init: str = "copy"  # recall: FFN_t from FFN_v ("copy", the release) or fresh ("random", the paper)
+    text_warmup_steps: int = 0  # recall/refine: first steps in which only the text stream's own weights learn
     # objective
     text_target: str = "prompt"  # prompt | caption
     cond_caption_prob: float = 0.0
@@ -140,6 +142,8 @@ def load_config(argv: list[str]) -> Config:
         raise SystemExit(f"stage must be one of {STAGES}, got {cfg.stage!r}")
     if cfg.stage != "base" and not cfg.init:
         raise SystemExit(f"stage {cfg.stage!r} starts from a trained model: set --init=DIR")
+    if cfg.stage == "base" and cfg.text_warmup_steps:
+        raise SystemExit("text_warmup_steps applies to recall/refine: the base generator has no text stream")
     return cfg
 
 
@@ -174,16 +178,8 @@ def build_model(cfg: Config, data: LatentCache):
         )
     if cfg.stage == "recall":
         wan = WanTransformer3DModel.from_pretrained(cfg.init)
-        vocab = len(AutoTokenizer.from_pretrained(Path(cfg.components) / "tokenizer"))
-        return UniViGUTransformer.from_wan(
-            wan,
-            ffn_t_init=cfg.ffn_t_init,
-            text_formulation="discrete",
-            text_source="mask",
-            vocab_size=vocab,
-            pad_token_id=0,
-            max_text_len=data.prompt_ids.shape[1],
-        )
+        tokenizer = AutoTokenizer.from_pretrained(Path(cfg.components) / "tokenizer")
+        return uni_from_base(wan, tokenizer, cfg.ffn_t_init, max_text_len=data.prompt_ids.shape[1])
     return UniViGUTransformer.from_pretrained(cfg.init)
 
 
@@ -381,6 +377,11 @@ def train(cfg: Config) -> dict:
         video_clean_prob=cfg.video_clean_prob,
     )
     empty = data.empty_embed
+    # The weights Wan and the text stream share: everything but the text embedding, time embedder, head and
+    # FFN_t. A fresh text stream's first losses are large (cross-entropy ~3.5 times lambda_t 8.5), and their
+    # gradients through the shared attention cost the base generator its skill within 100 steps; with
+    # ``text_warmup_steps`` the text stream's own weights learn first.
+    shared = [p for n, p in unwrapped.named_parameters() if not (n.startswith("text_") or ".ffn_t." in n)]
 
     # 2. Resume
     start_step = 0
@@ -425,6 +426,9 @@ def train(cfg: Config) -> dict:
                         f"text {float(out.text_loss)}); lower --lr or use --mixed_precision=no"
                     )
                 accelerator.backward(out.loss)
+                if step < cfg.text_warmup_steps:
+                    for p in shared:  # held as the base trained them (AdamW skips a parameter with no grad)
+                        p.grad = None
                 if accelerator.sync_gradients and cfg.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()

@@ -16,6 +16,7 @@ from . import PromptError
 from .loading import ModelLoadError, convert_official, default_model, load_pipeline
 from .official import CheckpointError
 from .offload import DTYPES, OFFLOAD_MODES, apply_offload, default_device
+from .pipeline_univigu import CAPTION_STEPS
 from .video_io import VideoError, read_video, write_video
 
 
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("caption", help="caption a video file")
-    model_args(p)
+    model_args(p, steps=CAPTION_STEPS)
     p.add_argument("--video", required=True)
     p.add_argument("--prompt", default=None, help="optional prompt to condition the caption")
     p.set_defaults(func=cmd_caption)

@@ -32,6 +32,12 @@ from .video_io import fit_video
 
 StepCallback = Callable[[TrajectoryStep], None]
 
+# Captioning's default steps. The clip is held clean, so steps only pace the text: with the mask source the
+# sampler reveals the surest tokens first, and at 40 steps about one of the bundled model's 32 text
+# positions per step. On its test clips 20 -> 40 steps took captions that parse from 97.5% to 100% and main
+# colour from 74.5% to 77%; 64 steps scored the same as 40 (model card, "Sampling steps").
+CAPTION_STEPS = 40
+
 
 def _timesteps(sigma: float, rows: int, device) -> torch.Tensor:
     return to_timestep(torch.full((rows,), sigma, device=device))
@@ -258,9 +264,11 @@ class UniViGUPipeline(DiffusionPipeline):
 
     @staticmethod
     def _trim(text_kwargs: dict, mask: torch.Tensor) -> tuple[dict, torch.Tensor]:
-        """Drop trailing text columns masked in every row: they change nothing, so skip computing them."""
+        """Drop trailing text columns masked in every row: they change nothing, so skip computing them.
+
+        One column stays when every column is masked (an all-pad batch): the text stream cannot be empty."""
         used = mask.any(0).nonzero()
-        keep = int(used.max()) + 1 if len(used) else 0
+        keep = int(used.max()) + 1 if len(used) else 1
         return {k: v[:, :keep] for k, v in text_kwargs.items()}, mask[:, :keep]
 
     # ---------------------------------------------------------------------------------------------
@@ -438,7 +446,7 @@ class UniViGUPipeline(DiffusionPipeline):
         self,
         video: np.ndarray,
         prompt: str | None = None,
-        num_inference_steps: int = 30,
+        num_inference_steps: int = CAPTION_STEPS,
         text_temperature: float = 0.0,
         generator: torch.Generator | None = None,
         seed: int | None = None,

@@ -12,7 +12,7 @@ import random
 import gradio as gr
 
 from ..offload import DTYPES, OFFLOAD_MODES, dtype_requirements, offload_requirements
-from ..pipeline_univigu import Cancelled, PromptError
+from ..pipeline_univigu import CAPTION_STEPS, Cancelled, PromptError
 from ..video_io import VideoError
 from . import render
 from .engine import (
@@ -535,7 +535,11 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                         )
                         cap_dice = gr.Button("Random seed", scale=1, size="sm")
                     cap_steps = slider(
-                        label="Steps", minimum=1, maximum=lim.max_steps, step=1, value=min(20, lim.max_steps)
+                        label="Steps",
+                        minimum=1,
+                        maximum=lim.max_steps,
+                        step=1,
+                        value=min(CAPTION_STEPS, lim.max_steps),
                     )
                     cap_run, cap_stop = run_buttons("cap")
                     cap_dice.click(lambda: random.randint(0, 2**31 - 1), None, cap_seed, **private)
