@@ -156,8 +156,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_text_warmup_holds_the_shared_weights(tiny_run, tiny_stages):
-    """With ``text_warmup_steps`` Stage 1 first trains the text stream's own weights only."""
+@pytest.mark.parametrize("option", ["--text_warmup_steps=1", "--shared_lr_scale=0"])
+def test_the_shared_weights_can_be_held(tiny_run, tiny_stages, option):
+    """``text_warmup_steps`` (the first steps) and ``shared_lr_scale`` (their learning rate) hold the weights
+    Wan and the text stream share while the text stream's own weights learn."""
     from diffusers import WanTransformer3DModel
     from transformers import AutoTokenizer
 
@@ -165,16 +167,16 @@ def test_text_warmup_holds_the_shared_weights(tiny_run, tiny_stages):
     from univigu.models import UniViGUTransformer
 
     base = tiny_run / "base" / "final"
-    extra = ("--max_steps=1", "--text_warmup_steps=1", f"--init={base}")
-    train_mod.train(train_mod.load_config(_args(tiny_run, "recall", "warm", *extra)))
-    trained = UniViGUTransformer.from_pretrained(str(tiny_run / "warm" / "final")).state_dict()
+    out = f"held{option.split('=')[0]}"
+    train_mod.train(train_mod.load_config(_args(tiny_run, "recall", out, "--max_steps=1", option, f"--init={base}")))
+    trained = UniViGUTransformer.from_pretrained(str(tiny_run / out / "final")).state_dict()
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_run / "components" / "tokenizer"))
     start = uni_from_base(WanTransformer3DModel.from_pretrained(str(base)), tokenizer).state_dict()
     own = {n for n in start if n.startswith("text_") or ".ffn_t." in n}
     assert all(torch.equal(trained[n], start[n]) for n in start if n not in own)
     assert not torch.equal(trained["text_proj_out.weight"], start["text_proj_out.weight"])  # starts at zero
     with pytest.raises(SystemExit, match="no text stream"):
-        train_mod.load_config(_args(tiny_run, "base", "x", "--text_warmup_steps=5"))
+        train_mod.load_config(_args(tiny_run, "base", "x", option))
 
 
 def test_two_process_launch(tiny_run, tiny_stages):

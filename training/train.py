@@ -68,6 +68,7 @@ class Config:
     )
     ffn_t_init: str = "copy"  # recall: FFN_t from FFN_v ("copy", the release) or fresh ("random", the paper)
     text_warmup_steps: int = 0  # recall/refine: first steps in which only the text stream's own weights learn
+    shared_lr_scale: float = 1.0  # recall/refine: the shared (Wan) weights' learning rate, relative to lr
     # objective
     text_target: str = "prompt"  # prompt | caption
     cond_caption_prob: float = 0.0
@@ -142,9 +143,16 @@ def load_config(argv: list[str]) -> Config:
         raise SystemExit(f"stage must be one of {STAGES}, got {cfg.stage!r}")
     if cfg.stage != "base" and not cfg.init:
         raise SystemExit(f"stage {cfg.stage!r} starts from a trained model: set --init=DIR")
-    if cfg.stage == "base" and cfg.text_warmup_steps:
-        raise SystemExit("text_warmup_steps applies to recall/refine: the base generator has no text stream")
+    if cfg.stage == "base" and (cfg.text_warmup_steps or cfg.shared_lr_scale != 1.0):
+        raise SystemExit(
+            "text_warmup_steps and shared_lr_scale apply to recall/refine: the base generator has no text stream"
+        )
     return cfg
+
+
+def _text_own(name: str) -> bool:
+    """Whether a UniViGU parameter is the text stream's own (embedding, time embedder, head, FFN_t), not Wan's."""
+    return name.startswith("text_") or ".ffn_t." in name
 
 
 def lr_at(cfg: Config, step: int) -> float:
@@ -361,10 +369,21 @@ def train(cfg: Config) -> dict:
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    # Four groups: weight decay or not, x shared with Wan (lr scaled by shared_lr_scale) or the text's own
+    groups = {}
+    for n, p in model.named_parameters():
+        decays = p.ndim >= 2 and "embedding" not in n
+        is_shared = cfg.stage == "base" or not _text_own(n)
+        groups.setdefault((decays, is_shared), []).append(p)
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {
+                "params": params,
+                "weight_decay": cfg.weight_decay if decays else 0.0,
+                "lr_scale": cfg.shared_lr_scale if is_shared else 1.0,
+            }
+            for (decays, is_shared), params in sorted(groups.items(), reverse=True)  # decay first, as before
+        ],
         lr=cfg.lr,
         betas=(0.9, 0.99),
     )
@@ -378,10 +397,10 @@ def train(cfg: Config) -> dict:
     )
     empty = data.empty_embed
     # The weights Wan and the text stream share: everything but the text embedding, time embedder, head and
-    # FFN_t. A fresh text stream's first losses are large (cross-entropy ~3.5 times lambda_t 8.5), and their
-    # gradients through the shared attention cost the base generator its skill within 100 steps; with
-    # ``text_warmup_steps`` the text stream's own weights learn first.
-    shared = [p for n, p in unwrapped.named_parameters() if not (n.startswith("text_") or ".ffn_t." in n)]
+    # FFN_t. Stage 1 costs the base generator much of its text-to-video skill within its first 100 steps (see
+    # the bundled model's card); ``text_warmup_steps`` holds these weights for the first steps and
+    # ``shared_lr_scale`` slows them throughout.
+    shared = [p for n, p in unwrapped.named_parameters() if not _text_own(n)]
 
     # 2. Resume
     start_step = 0
@@ -411,7 +430,7 @@ def train(cfg: Config) -> dict:
     for step in bar:
         lr = lr_at(cfg, step)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         sums = torch.zeros(3)
         for micro in range(cfg.grad_accum):
             batch = data.batch(cfg.batch_size, cfg.seed, step, micro, rank)
