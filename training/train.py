@@ -150,11 +150,6 @@ def load_config(argv: list[str]) -> Config:
     return cfg
 
 
-def _text_own(name: str) -> bool:
-    """Whether a UniViGU parameter is the text stream's own (embedding, time embedder, head, FFN_t), not Wan's."""
-    return name.startswith("text_") or ".ffn_t." in name
-
-
 def lr_at(cfg: Config, step: int) -> float:
     """Linear warm-up, then cosine decay to ``min_lr_ratio * lr``."""
     if step < cfg.warmup_steps:
@@ -373,7 +368,7 @@ def train(cfg: Config) -> dict:
     groups = {}
     for n, p in model.named_parameters():
         decays = p.ndim >= 2 and "embedding" not in n
-        is_shared = cfg.stage == "base" or not _text_own(n)
+        is_shared = cfg.stage == "base" or not UniViGUTransformer.is_text_own(n)
         groups.setdefault((decays, is_shared), []).append(p)
     optimizer = torch.optim.AdamW(
         [
@@ -400,7 +395,7 @@ def train(cfg: Config) -> dict:
     # FFN_t. Stage 1 costs the base generator much of its text-to-video skill within its first 100 steps (see
     # the bundled model's card); ``text_warmup_steps`` holds these weights for the first steps and
     # ``shared_lr_scale`` slows them throughout.
-    shared = [p for n, p in unwrapped.named_parameters() if not _text_own(n)]
+    shared = [p for n, p in unwrapped.named_parameters() if not UniViGUTransformer.is_text_own(n)]
 
     # 2. Resume
     start_step = 0

@@ -35,7 +35,8 @@ StepCallback = Callable[[TrajectoryStep], None]
 # Captioning's default steps. The clip is held clean, so steps only pace the text: with the mask source the
 # sampler reveals the surest tokens first, and at 40 steps about one of the bundled model's 32 text
 # positions per step. On its test clips 20 -> 40 steps took captions that parse from 97.5% to 100% and main
-# colour from 74.5% to 77%; 64 steps scored the same as 40 (model card, "Sampling steps").
+# colour from 74.5% to 77%; 64 steps scored the same as 40 (the bundled model's card, "What changed in this
+# revision").
 CAPTION_STEPS = 40
 
 

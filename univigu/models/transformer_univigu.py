@@ -444,6 +444,12 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         "rope_max_seq_len",
     )
 
+    @staticmethod
+    def is_text_own(name: str) -> bool:
+        """Whether a parameter or buffer name is the text stream's own (its embedding, time embedder, head and
+        FFN_t) rather than one of the Wan weights that video and text share."""
+        return name.startswith(("text_", "token_embeddings")) or ".ffn_t." in name
+
     @classmethod
     def from_wan(cls, wan, ffn_t_init: str = "copy", **text_config) -> "UniViGUTransformer":
         """A UniViGU transformer holding a ``WanTransformer3DModel``'s weights, ready for Stage 1.
@@ -464,7 +470,7 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         missing, unexpected = model.load_state_dict(wan.state_dict(), strict=False)
         if unexpected:
             raise ValueError(f"Wan weights with no place in UniViGU: {unexpected[:5]}")
-        wan_born = [k for k in missing if not k.startswith(("text_", "token_embeddings")) and ".ffn_t." not in k]
+        wan_born = [k for k in missing if not cls.is_text_own(k)]
         if wan_born:
             raise ValueError(f"UniViGU weights Wan did not provide: {wan_born[:5]}")
         with torch.no_grad():
