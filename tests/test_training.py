@@ -309,6 +309,36 @@ def test_assemble_converts_the_base_generator(tiny_run, tiny_stages, tmp_path):
     torch.testing.assert_close(uni, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_assemble_interpolates_the_shared_weights_toward_the_base(tiny_run, tiny_stages, tmp_path):
+    """``assemble(base_dir=..., alpha=a)``: shared weights a * tuned + (1 - a) * base, the text stream's own
+    weights the tuned ones; a base of another architecture or an alpha out of [0, 1] is refused."""
+    from transformers import AutoTokenizer
+
+    from training.components import assemble, interpolate_shared, load_transformer
+    from univigu.models import UniViGUTransformer
+    from univigu.tiny import tiny_pipeline
+
+    base, tuned = tiny_run / "base" / "final", tiny_run / "refine" / "final"
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_run / "components" / "tokenizer"))
+    start = load_transformer(str(base), tokenizer).state_dict()
+    trained = UniViGUTransformer.from_pretrained(str(tuned)).state_dict()
+    pipe = assemble(str(tiny_run / "components"), str(tuned), str(tmp_path / "p"), 3.0, str(base), alpha=0.25)
+    got = UniViGUTransformer.from_pretrained(str(tmp_path / "p" / "transformer")).state_dict()
+    moved = 0
+    for name, weight in trained.items():
+        if UniViGUTransformer.is_text_own(name):
+            assert torch.equal(got[name], weight), name
+        else:
+            torch.testing.assert_close(got[name], 0.25 * weight + 0.75 * start[name])
+            moved += not torch.equal(weight, start[name])
+    assert moved > 10  # the refine step did move the shared weights, so the interpolation is seen
+    assert pipe.transformer.training is False
+    with pytest.raises(ValueError, match="within"):
+        interpolate_shared(UniViGUTransformer.from_pretrained(str(tuned)), load_transformer(str(base), tokenizer), 1.5)
+    with pytest.raises(ValueError, match="does not match"):
+        interpolate_shared(UniViGUTransformer.from_pretrained(str(tuned)), tiny_pipeline().transformer, 0.5)
+
+
 @pytest.mark.parametrize("condition", ["prompt", "stream"])
 def test_evaluate_text_to_video_in_one_channel(tiny_run, tiny_stages, tmp_path, condition, monkeypatch):
     """``t2v_condition`` puts the caption in the prompt slot only (text stream all pad) or the stream only."""

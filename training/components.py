@@ -2,7 +2,7 @@
 
     python -m training.components build --data runs/data/train --out runs/components [--vae-steps N ...]
     python -m training.components assemble --components runs/components --transformer runs/refine/final \
-        --out assets/univigu-shapesworld --shift 3.0
+        --out assets/univigu-shapesworld --shift 3.0 [--base runs/base/final --alpha 0.75]
 
 ``build`` writes ``tokenizer/``, ``text_encoder/`` and ``vae/`` in the diffusers pipeline layout:
 
@@ -387,17 +387,55 @@ def uni_from_base(
     )
 
 
-def assemble(components_dir: str, transformer_dir: str, out_dir: str, shift: float) -> UniViGUPipeline:
+def load_transformer(transformer_dir: str, tokenizer, max_text_len: int | None = None) -> UniViGUTransformer:
+    """A trained UniViGU transformer, or a base generator (``WanTransformer3DModel``) converted with
+    :func:`uni_from_base`."""
+    config = json.loads((Path(transformer_dir) / "config.json").read_text())
+    if config.get("_class_name") == WanTransformer3DModel.__name__:
+        wan = WanTransformer3DModel.from_pretrained(transformer_dir)
+        return uni_from_base(wan, tokenizer, max_text_len=max_text_len)
+    return UniViGUTransformer.from_pretrained(transformer_dir)
+
+
+def interpolate_shared(tuned: UniViGUTransformer, base: UniViGUTransformer, alpha: float) -> UniViGUTransformer:
+    """Move the weights the video and the text share back toward the base generator (WiSE-FT, Wortsman et
+    al. 2022): each becomes ``alpha * tuned + (1 - alpha) * base``; the text stream's own weights
+    (:meth:`UniViGUTransformer.is_text_own`) stay ``tuned``'s. ``alpha = 1`` is ``tuned`` unchanged."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be within [0, 1], got {alpha}")
+    mine, theirs = tuned.state_dict(), base.state_dict()
+    shared = [n for n in mine if not UniViGUTransformer.is_text_own(n)]
+    wrong = [n for n in shared if n not in theirs or theirs[n].shape != mine[n].shape]
+    if wrong:
+        raise ValueError(
+            f"the base generator does not match the transformer ({len(wrong)} shared weights missing or of "
+            f"another shape, e.g. {wrong[0]}): pass the generator this transformer was trained from"
+        )
+    with torch.no_grad():
+        for n in shared:
+            mine[n].copy_(alpha * mine[n] + (1.0 - alpha) * theirs[n])
+    return tuned
+
+
+def assemble(
+    components_dir: str,
+    transformer_dir: str,
+    out_dir: str,
+    shift: float,
+    base_dir: str | None = None,
+    alpha: float = 1.0,
+) -> UniViGUPipeline:
     """Write a ``UniViGUPipeline`` folder from the components and a trained UniViGU transformer.
 
     A base generator (``WanTransformer3DModel``) is converted with :func:`uni_from_base`: with its text
-    stream masked that pipeline's text-to-video is the base's, through the UniViGU sampler."""
+    stream masked that pipeline's text-to-video is the base's, through the UniViGU sampler. With
+    ``base_dir`` the shared weights are interpolated toward that generator (:func:`interpolate_shared`)."""
     tokenizer, text_encoder, vae = load_components(components_dir)
-    config = json.loads((Path(transformer_dir) / "config.json").read_text())
-    if config.get("_class_name") == WanTransformer3DModel.__name__:
-        transformer = uni_from_base(WanTransformer3DModel.from_pretrained(transformer_dir), tokenizer).eval()
-    else:
-        transformer = UniViGUTransformer.from_pretrained(transformer_dir).eval()
+    transformer = load_transformer(transformer_dir, tokenizer)
+    if base_dir is not None:
+        base = load_transformer(base_dir, tokenizer, max_text_len=transformer.config.max_text_len)
+        transformer = interpolate_shared(transformer, base, alpha)
+    transformer.eval()
     pipe = UniViGUPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
@@ -434,6 +472,8 @@ def main(argv=None):
     a.add_argument(
         "--shift", type=float, required=True, help="the video time shift the transformer was trained with"
     )
+    a.add_argument("--base", help="a generator to interpolate the shared weights toward (with --alpha)")
+    a.add_argument("--alpha", type=float, default=1.0, help="shared weights = alpha * transformer + (1 - alpha) * base")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     if args.cmd == "build":
@@ -450,7 +490,12 @@ def main(argv=None):
             args.seed,
         )
     else:
-        assemble(args.components, args.transformer, args.out, args.shift)
+        if args.alpha != 1.0 and args.base is None:
+            parser.error("--alpha needs --base")
+        try:
+            assemble(args.components, args.transformer, args.out, args.shift, args.base, args.alpha)
+        except (ValueError, OSError) as error:
+            parser.error(str(error))
         print(f"wrote the pipeline to {args.out}")
 
 
