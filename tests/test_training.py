@@ -160,10 +160,9 @@ def _free_port() -> int:
 def test_the_shared_weights_can_be_held(tiny_run, tiny_stages, option):
     """``text_warmup_steps`` (the first steps) and ``shared_lr_scale`` (their learning rate) hold the weights
     Wan and the text stream share while the text stream's own weights learn."""
-    from diffusers import WanTransformer3DModel
     from transformers import AutoTokenizer
 
-    from training.components import uni_from_base
+    from training.components import load_transformer
     from univigu.models import UniViGUTransformer
 
     base = tiny_run / "base" / "final"
@@ -171,7 +170,7 @@ def test_the_shared_weights_can_be_held(tiny_run, tiny_stages, option):
     train_mod.train(train_mod.load_config(_args(tiny_run, "recall", out, "--max_steps=1", option, f"--init={base}")))
     trained = UniViGUTransformer.from_pretrained(str(tiny_run / out / "final")).state_dict()
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_run / "components" / "tokenizer"))
-    start = uni_from_base(WanTransformer3DModel.from_pretrained(str(base)), tokenizer).state_dict()
+    start = load_transformer(str(base), tokenizer).state_dict()
     assert all(torch.equal(trained[n], start[n]) for n in start if not UniViGUTransformer.is_text_own(n))
     assert not torch.equal(trained["text_proj_out.weight"], start["text_proj_out.weight"])  # starts at zero
     with pytest.raises(SystemExit, match="no text stream"):
