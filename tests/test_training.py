@@ -41,6 +41,8 @@ def tiny_run(tmp_path_factory):
         vae_batch=2,
         vae_base_dim=4,
         vae_z_dim=4,
+        vae_temporal_steps=1,
+        vae_temporal_batch=2,
         text_steps=2,
     )
     precompute(str(root / "data"), str(root / "components"), str(root / "cache.safetensors"))
@@ -69,7 +71,7 @@ def test_cache_layout(tiny_run):
 
     cache = LatentCache(tiny_run / "cache.safetensors")
     assert cache.buckets == ["17x64x64"] and len(cache) == 12
-    assert tuple(cache.latents["17x64x64"].shape) == (12, 4, 17, 16, 16)  # per-frame VAE, 4x spatial
+    assert tuple(cache.latents["17x64x64"].shape) == (12, 4, 5, 16, 16)  # 4x temporal, 4x spatial
     batch = cache.batch(3, seed=0, step=5)
     again = cache.batch(3, seed=0, step=5)
     assert torch.equal(batch["rows"], again["rows"])  # a function of (seed, step)
@@ -96,7 +98,7 @@ def tiny_stages(tiny_run):
 def test_one_step_of_each_stage(tiny_run, tiny_stages):
     last = tiny_stages
     assert np.isfinite(last["loss"]) and last["text_loss"] > 0
-    assert last["lambda_text"] == pytest.approx(272 / 32)  # |video tokens| / |text tokens|: 17*4*4 / 32
+    assert last["lambda_text"] == pytest.approx(80 / 32)  # |video tokens| / |text tokens|: 5*4*4 / 32
     for stage in ("base", "recall", "refine"):
         ckpt = tiny_run / stage / "checkpoint-1"
         assert (ckpt / "model" / "config.json").exists() and (ckpt / "config.yaml").exists()
@@ -410,3 +412,28 @@ def test_vae_is_per_frame_and_crops_find_objects():
         crop = _crop(frames, 16, 4, 1.0, gen)
         assert crop.shape == (1, 16, 16, 3)
         assert ((crop.int() - background.int()).abs().sum(-1) > 20).any()  # always holds part of an object
+
+
+def test_temporal_vae_starts_as_every_fourth_frame_of_the_per_frame_one():
+    """The 4x temporal VAE made from a per-frame one encodes frame 4j into latent frame j and decodes each latent
+    frame as four copies of the per-frame decoding, before any fine-tuning; a compressing VAE is refused."""
+    from training.components import build_vae, encode_clips, temporal_from_per_frame
+
+    torch.manual_seed(0)
+    per_frame = build_vae(base_dim=4, z_dim=4).eval()
+    with torch.no_grad():  # past kernel slices stay zero; random weights elsewhere so every layer matters
+        for p in per_frame.parameters():
+            p.add_(0.05 * torch.randn_like(p) * (p != 0))
+    temporal = temporal_from_per_frame(per_frame).eval()
+    assert temporal.config.scale_factor_temporal == 4
+    clip = render(next(iter_split("train", 1))[1])
+    z_frame, z_time = encode_clips(per_frame, clip[None]), encode_clips(temporal, clip[None])
+    assert z_time.shape == (1, 4, 5, 16, 16)
+    torch.testing.assert_close(z_time, z_frame[:, :, ::4], rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        x_frame, x_time = per_frame.decode(z_time).sample, temporal.decode(z_time).sample
+    assert x_time.shape == (1, 3, 17, 64, 64)
+    repeat = torch.tensor([0] + [j for j in range(1, 5) for _ in range(4)])
+    torch.testing.assert_close(x_time, x_frame[:, :, repeat], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="per-frame"):
+        temporal_from_per_frame(temporal)

@@ -13,9 +13,10 @@
   shape) rather than random features. Frozen afterwards, as Wan freezes its UMT5.
 - VAE: a per-frame ``AutoencoderKLWan`` (4x spatial, no temporal compression; base_dim 16, z_dim 8; see
   :func:`build_vae`) trained on the dataset's frames with an object-weighted L1 + MSE reconstruction loss
-  and a small KL term; ``latents_mean/std`` in its config come from the data, so the transformer sees
-  unit-scale latents. The report holds the detector's accuracy on its reconstructions: the ceiling for
-  text-to-video.
+  and a small KL term, then (``--vae-temporal-steps`` > 0) turned into Wan's 4x temporally compressing VAE
+  (:func:`temporal_from_per_frame`) and fine-tuned on whole clips; ``latents_mean/std`` in its config come
+  from the data, so the transformer sees unit-scale latents. The report holds the detector's accuracy on
+  its reconstructions: the ceiling for text-to-video.
 """
 
 import argparse
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
-from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample
 from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
 from univigu.models import UniViGUTransformer
@@ -68,8 +69,9 @@ def build_vae(base_dim: int = 16, z_dim: int = 8) -> AutoencoderKLWan:
     trained on single frames, stay) at zero: each frame is encoded and decoded on its own, so the VAE can be
     trained as an image autoencoder -- 17x cheaper per sample than on clips, which is what makes it learn
     the objects within minutes on a CPU. The price is 17 latent frames: with (1, 4, 4) patches the
-    transformer sees 17 x 4 x 4 = 272 video tokens (a patch of 8 x 16 = 128 values needs a hidden size of
-    at least 128: ``training.train`` refuses smaller ones).
+    transformer would see 17 x 4 x 4 = 272 video tokens, which :func:`temporal_from_per_frame` cuts to 80
+    (a patch of 8 x 16 = 128 values needs a hidden size of at least 128: ``training.train`` refuses smaller
+    ones).
     """
     vae = AutoencoderKLWan(
         base_dim=base_dim,
@@ -86,6 +88,43 @@ def build_vae(base_dim: int = 16, z_dim: int = 8) -> AutoencoderKLWan:
         for module in vae.modules():
             if isinstance(module, WanCausalConv3d) and module.weight.shape[2] > 1:
                 module.weight[:, :, :-1] = 0
+    return vae
+
+
+def temporal_from_per_frame(per_frame: AutoencoderKLWan) -> AutoencoderKLWan:
+    """Wan's 4x temporally compressing VAE (17 frames -> 5 latent frames) from a trained per-frame one.
+
+    Every weight is copied; the only new ones, the resamplers' temporal convolutions, start as "keep the
+    newest frame" (downsampling) and "repeat the frame" (upsampling), so before any fine-tuning the VAE
+    encodes every fourth frame and decodes each latent frame as four copies of it. With (1, 4, 4) patches
+    the transformer then sees 5 x 4 x 4 = 80 video tokens instead of 272.
+    """
+    cfg = per_frame.config
+    if any(cfg.temperal_downsample) or len(cfg.temperal_downsample) != 2:
+        raise ValueError(f"expected a per-frame VAE with two spatial downsamplings, got {cfg.temperal_downsample}")
+    vae = AutoencoderKLWan(
+        base_dim=cfg.base_dim,
+        z_dim=cfg.z_dim,
+        dim_mult=list(cfg.dim_mult),
+        num_res_blocks=cfg.num_res_blocks,
+        temperal_downsample=[True, True],
+        latents_mean=list(cfg.latents_mean),
+        latents_std=list(cfg.latents_std),
+        scale_factor_temporal=4,
+        scale_factor_spatial=cfg.scale_factor_spatial,
+    )
+    missing, unexpected = vae.load_state_dict(per_frame.state_dict(), strict=False)
+    if unexpected or any("time_conv" not in name for name in missing):
+        raise ValueError(f"per-frame VAE weights do not fit: missing {missing}, unexpected {unexpected}")
+    with torch.no_grad():
+        for module in vae.modules():
+            if isinstance(module, WanResample) and hasattr(module, "time_conv"):
+                weight = module.time_conv.weight  # [copies * dim, dim, 3, 1, 1]
+                weight.zero_()
+                module.time_conv.bias.zero_()
+                dim = weight.shape[1]
+                for k in range(weight.shape[0] // dim):
+                    weight[k * dim : (k + 1) * dim, :, -1, 0, 0] = torch.eye(dim)
     return vae
 
 
@@ -314,6 +353,8 @@ def build(
     vae_z_dim: int = 8,
     text_steps: int = 400,
     seed: int = 0,
+    vae_temporal_steps: int = 0,
+    vae_temporal_batch: int = 8,
 ) -> dict:
     """Build tokenizer, text encoder and VAE from the dataset at ``data_dir`` into ``out_dir``; report."""
     from .data import load_clips, read_metadata
@@ -344,6 +385,14 @@ def build(
     print(f"loaded {len(clips)} clips for the VAE ({time.time() - start:.0f}s)")
     vae = build_vae(vae_base_dim, vae_z_dim)
     losses = train_vae(vae, clips, steps=vae_steps, batch_size=vae_batch, lr=vae_lr, seed=seed)
+    if vae_temporal_steps > 0:
+        # whole clips: a compressing VAE's causal cache drifts on shorter windows
+        report["vae_per_frame"] = {"recon_last": float(np.mean(losses[-20:])), "seconds": round(time.time() - start, 1)}
+        vae = temporal_from_per_frame(vae)
+        losses = train_vae(
+            vae, clips, steps=vae_temporal_steps, batch_size=vae_temporal_batch, window=NUM_FRAMES, lr=vae_lr / 2,
+            seed=seed + 1,
+        )
     held = clips[-32:]
     mean, std = set_latent_stats(vae, clips[:256])
     acc = palette_accuracy(vae, held)
@@ -463,6 +512,13 @@ def main(argv=None):
     b.add_argument("--vae-lr", type=float, default=1e-3)
     b.add_argument("--vae-base-dim", type=int, default=16)
     b.add_argument("--vae-z-dim", type=int, default=8)
+    b.add_argument(
+        "--vae-temporal-steps",
+        type=int,
+        default=0,
+        help="then make the VAE compress time 4x and fine-tune it on whole clips for this many steps (0: per-frame)",
+    )
+    b.add_argument("--vae-temporal-batch", type=int, default=8)
     b.add_argument("--text-steps", type=int, default=400)
     b.add_argument("--seed", type=int, default=0)
     a = sub.add_parser("assemble")
@@ -488,6 +544,8 @@ def main(argv=None):
             args.vae_z_dim,
             args.text_steps,
             args.seed,
+            vae_temporal_steps=args.vae_temporal_steps,
+            vae_temporal_batch=args.vae_temporal_batch,
         )
     else:
         if args.alpha != 1.0 and args.base is None:

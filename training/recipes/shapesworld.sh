@@ -12,9 +12,10 @@ RUN=${RUN:-runs/shapesworld}
 OUT=${OUT:-assets/univigu-shapesworld}
 N_TRAIN=${N_TRAIN:-3000}
 VAE_STEPS=${VAE_STEPS:-1500}  # single frames, object-centred crops, objects weighted x11
-BASE_STEPS=${BASE_STEPS:-4000}
-RECALL_STEPS=${RECALL_STEPS:-1500}
-REFINE_STEPS=${REFINE_STEPS:-3600}
+VAE_TEMPORAL_STEPS=${VAE_TEMPORAL_STEPS:-400}  # then 4x temporal compression, whole clips (17 -> 5 latent frames)
+BASE_STEPS=${BASE_STEPS:-8000}
+RECALL_STEPS=${RECALL_STEPS:-2500}
+REFINE_STEPS=${REFINE_STEPS:-5500}
 EVAL_N=${EVAL_N:-200}
 SHIFT=3.0
 export OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
@@ -45,7 +46,8 @@ launch() {
 stage data "$RUN/data/train/metadata.jsonl" \
   $PY -m training.shapesworld.export --out "$RUN/data/train" --split train --n "$N_TRAIN"
 stage components "$RUN/components/report.json" \
-  $PY -m training.components build --data "$RUN/data/train" --out "$RUN/components" --vae-steps "$VAE_STEPS"
+  $PY -m training.components build --data "$RUN/data/train" --out "$RUN/components" --vae-steps "$VAE_STEPS" \
+  --vae-temporal-steps "$VAE_TEMPORAL_STEPS"
 stage precompute "$RUN/cache/train.safetensors" \
   $PY -m training.data --data "$RUN/data/train" --components "$RUN/components" --out "$RUN/cache/train.safetensors"
 COMMON=(--cache="$RUN/cache/train.safetensors" --components="$RUN/components" --video_shift=$SHIFT)
