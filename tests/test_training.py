@@ -13,6 +13,7 @@ import torch
 
 from training import train as train_mod
 from training.shapesworld import detailed_caption, iter_split, parse_caption, render
+from univigu.tiny import tiny_wan_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "univigu-shapesworld"
@@ -44,6 +45,7 @@ def tiny_run(tmp_path_factory):
         vae_temporal_steps=1,
         vae_temporal_batch=2,
         text_steps=2,
+        text_context=3,
     )
     precompute(str(root / "data"), str(root / "components"), str(root / "cache.safetensors"))
     return root
@@ -105,6 +107,10 @@ def test_one_step_of_each_stage(tiny_run, tiny_stages):
         assert (tiny_run / stage / "final" / "config.json").exists()
     config = json.loads((tiny_run / "refine" / "final" / "config.json").read_text())
     assert config["_class_name"] == "UniViGUTransformer"
+    # base.yaml's coordinate maps: the base reads 4 latent + 3 position channels, the stages keep them as such
+    base = json.loads((tiny_run / "base" / "final" / "config.json").read_text())
+    assert (base["in_channels"], base["out_channels"]) == (7, 4)
+    assert (config["in_channels"], config["position_channels"]) == (4, 3)
 
 
 def test_a_patch_wider_than_the_hidden_size_is_refused(tiny_run):
@@ -437,3 +443,67 @@ def test_temporal_vae_starts_as_every_fourth_frame_of_the_per_frame_one():
     torch.testing.assert_close(x_time, x_frame[:, :, repeat], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="per-frame"):
         temporal_from_per_frame(temporal)
+
+
+def test_context_pretraining_makes_a_word_depend_on_its_place():
+    """Wan cross-attends the prompt as an unordered set of vectors: with ``context`` the text encoder gives
+    "left" as a cell and "left" as a motion different vectors; with masked words alone they stay alike."""
+    from training.components import build_text_encoder, build_tokenizer, pretrain_text_encoder
+
+    tokenizer = build_tokenizer()
+    texts = [detailed_caption(scene) for _, scene in iter_split("train", 64)]
+    probe = ["a large red circle at the top left moves right on a white background.",
+             "a large red circle at the top right moves left on a white background."]
+    enc = tokenizer(probe, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+    words = [tokenizer.convert_ids_to_tokens(row) for row in enc.input_ids]
+    cell, motion = words[0].index("left"), words[1].index("left")
+    similarity = {}
+    for context in (0, 3):
+        torch.manual_seed(0)
+        encoder = build_text_encoder(len(tokenizer))
+        losses = pretrain_text_encoder(encoder, tokenizer, texts, steps=300, batch_size=32, context=context)
+        assert losses[-1] < losses[0]
+        with torch.no_grad():
+            h = encoder(enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+        similarity[context] = torch.cosine_similarity(h[0, cell], h[1, motion], dim=0).item()
+    assert similarity[3] < 0.6 < similarity[0], similarity
+
+
+def test_probe_swaps_one_attribute_and_reads_the_generator(tiny_run):
+    """``training.probe``: a swap changes exactly the named attribute; a generator whose cross-attention adds
+    nothing reads no word (every swap leaves its loss unchanged), a random one reads them."""
+    import random
+
+    from diffusers import WanTransformer3DModel
+
+    from training.components import load_components
+    from training.data import LatentCache, embed_texts
+    from training.probe import CHOICES, swap, word_sensitivity
+
+    rng = random.Random(0)
+    for _, scene in iter_split("train", 20):
+        caption = parse_caption(detailed_caption(scene))
+        for attr in CHOICES:
+            swapped = swap(caption, attr, rng)
+            changed = [f for f in ("color", "shape", "motion", "size", "cell", "background", "second")
+                       if getattr(swapped, f) != getattr(caption, f)]
+            assert changed == [attr]
+            if caption.second is not None and attr in ("color", "shape"):
+                assert getattr(swapped, attr) != getattr(caption.second, attr)
+
+    tokenizer, text_encoder, _ = load_components(tiny_run / "components")
+    batch = LatentCache(tiny_run / "cache.safetensors").batch(4, 0, 0)
+    texts = ["a large red circle at the top left moves right on a white background.",
+             "a small blue square at the center stays still on a black background."]
+    conds = {t: embed_texts(tokenizer, text_encoder, [t] * 4) for t in texts}
+    torch.manual_seed(0)
+    wan = WanTransformer3DModel(
+        **dict(tiny_wan_config(in_channels=4, text_dim=text_encoder.config.d_model), patch_size=(1, 4, 4))
+    ).eval()
+    read = word_sensitivity(wan, batch["latents"], conds, sigmas=(0.5, 0.9))
+    assert all(read[texts[0]][s] != read[texts[1]][s] for s in (0.5, 0.9))
+    for block in wan.blocks:  # the cross-attention's output projection at zero: the text cannot reach the video
+        torch.nn.init.zeros_(block.attn2.to_out[0].weight)
+        torch.nn.init.zeros_(block.attn2.to_out[0].bias)
+    deaf = word_sensitivity(wan, batch["latents"], conds, sigmas=(0.5, 0.9))
+    assert deaf[texts[0]] == deaf[texts[1]]

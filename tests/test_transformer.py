@@ -5,6 +5,7 @@ import torch
 from diffusers import WanTransformer3DModel
 
 from univigu import UniViGUTransformer
+from univigu.models import append_positions
 from univigu.tiny import tiny_wan_config
 
 V = 20
@@ -135,6 +136,45 @@ def test_from_wan_keeps_the_generator_and_copies_ffn():
     assert not torch.equal(fresh.blocks[0].ffn_t.net[0].proj.weight, fresh.blocks[0].ffn.net[0].proj.weight)
     with pytest.raises(ValueError, match="ffn_t_init"):
         UniViGUTransformer.from_wan(wan, ffn_t_init="zeros", vocab_size=V)
+
+
+def test_position_channels_are_coordinate_maps():
+    latents = torch.randn(2, 4, 3, 4, 6)
+    x = append_positions(latents, 3)
+    assert x.shape == (2, 7, 3, 4, 6) and torch.equal(x[:, :4], latents)
+    t, h, w = x[0, 4], x[0, 5], x[0, 6]
+    torch.testing.assert_close(t[:, 0, 0], torch.tensor([-1.0, 0.0, 1.0]))
+    torch.testing.assert_close(h[0, :, 0], torch.linspace(-1, 1, 4))
+    torch.testing.assert_close(w[0, 0], torch.linspace(-1, 1, 6))
+    assert torch.equal(t, t[:, :1, :1].expand_as(t)) and torch.equal(w, w[:1, :1].expand_as(w))
+    assert torch.equal(append_positions(latents, 2), x[:, [0, 1, 2, 3, 5, 6]])
+    assert append_positions(latents, 0) is latents
+    with pytest.raises(ValueError, match="position channels"):
+        append_positions(latents, 4)
+
+
+@torch.no_grad()
+def test_from_wan_keeps_position_channels():
+    """A Wan generator trained on latents + coordinate maps becomes a UniViGU model taking the latents alone:
+    it appends the maps itself and predicts what Wan predicted from the maps appended by hand."""
+    torch.manual_seed(0)
+    wan = WanTransformer3DModel(**dict(tiny_wan_config(), in_channels=7, out_channels=4)).eval()
+    for p in wan.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    uni = UniViGUTransformer.from_wan(wan, position_channels=3, vocab_size=V).eval()
+    assert uni.config.in_channels == 4 and uni.config.position_channels == 3
+    x = inputs()
+    ref = wan(append_positions(x["video_latents"], 3), x["video_timestep"], x["encoder_hidden_states"]).sample
+    out = uni(**x, text_attention_mask=torch.zeros(2, 6, dtype=torch.bool))
+    torch.testing.assert_close(out.video_velocity, ref, atol=1e-5, rtol=1e-5)
+    # The maps matter: the same weights fed zeros where the coordinates go predict something else.
+    zeros = wan(torch.cat([x["video_latents"], torch.zeros(2, 3, 3, 4, 6)], 1), x["video_timestep"],
+                x["encoder_hidden_states"]).sample
+    assert not torch.allclose(zeros, ref, atol=1e-3)
+    with pytest.raises(ValueError, match="position channels"):
+        UniViGUTransformer.from_wan(wan, position_channels=2, vocab_size=V)
+    with pytest.raises(ValueError, match="position channels"):
+        UniViGUTransformer.from_wan(wan, vocab_size=V)
 
 
 def test_save_load_round_trip(tmp_path):

@@ -36,6 +36,7 @@ from univigu.models import UniViGUTransformer
 from univigu.pipeline_univigu import UniViGUPipeline
 from univigu.tokenization import build_word_tokenizer
 
+from .sampling import position_channels
 from .shapesworld import FPS, HEIGHT, NUM_FRAMES, VOCABULARY, WIDTH
 
 MAX_TEXT_LEN = 32  # the longest ShapesWorld caption is 27 words + </s>
@@ -139,8 +140,16 @@ def pretrain_text_encoder(
     lr: float = 3e-3,
     mask_prob: float = 0.3,
     seed: int = 0,
+    context: int = 0,
 ) -> list[float]:
-    """Train ``encoder`` in place to predict masked words (``<unk>`` is the mask); returns the losses."""
+    """Train ``encoder`` in place to predict masked words (``<unk>`` is the mask); returns the losses.
+
+    ``context > 0`` adds two self-supervised tasks at every real position: name the words ``context`` places
+    before and after it, and its own place in the sentence. Wan's cross-attention reads the prompt as a set
+    of feature vectors with no order, so a feature must carry its context itself: with masked words alone a
+    small encoder gives "left" in "at the top left" and in "moves left" nearly the same vector (cosine 0.95),
+    and "at the top left moves right" the same set as "at the top right moves left".
+    """
     gen = torch.Generator().manual_seed(seed)
     enc = tokenizer(
         texts,
@@ -150,9 +159,19 @@ def pretrain_text_encoder(
         return_tensors="pt",
     )
     ids, attn = enc.input_ids, enc.attention_mask
-    head = torch.nn.Linear(encoder.config.d_model, len(tokenizer))
+    length, d_model, vocab = ids.shape[1], encoder.config.d_model, len(tokenizer)
+    offsets = [o for o in range(-context, context + 1) if o != 0]
+    head = torch.nn.Linear(d_model, vocab)
     params = list(encoder.parameters()) + list(head.parameters())
+    if offsets:
+        with torch.random.fork_rng():  # what is built after the text encoder does not depend on ``context``
+            context_head = torch.nn.Linear(d_model, vocab * len(offsets) + length)
+        params += list(context_head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    # Targets for the context tasks: the word at each offset (the pad id past either end) and the position
+    padded = F.pad(ids, (context, context), value=tokenizer.pad_token_id)
+    neighbours = [padded[:, context + o : context + o + length] for o in offsets]
+    neighbours = torch.stack(neighbours, -1) if offsets else None  # [N, L, 2 * context]
     losses = []
     encoder.train()
     for step in range(steps):
@@ -162,8 +181,15 @@ def pretrain_text_encoder(
         x, a = ids[idx], attn[idx]
         masked = (torch.rand(x.shape, generator=gen) < mask_prob) & a.bool()
         inputs = torch.where(masked, torch.full_like(x, tokenizer.unk_token_id), x)
-        logits = head(encoder(inputs, attention_mask=a).last_hidden_state)
-        loss = F.cross_entropy(logits[masked], x[masked])
+        hidden = encoder(inputs, attention_mask=a).last_hidden_state
+        loss = F.cross_entropy(head(hidden)[masked], x[masked])
+        if offsets:
+            real = a.bool()
+            out = context_head(hidden[real])
+            words = out[:, : vocab * len(offsets)].reshape(-1, len(offsets), vocab)
+            place = torch.arange(length).expand_as(x)[real]
+            loss = loss + F.cross_entropy(words.flatten(0, 1), neighbours[idx][real].flatten())
+            loss = loss + F.cross_entropy(out[:, vocab * len(offsets) :], place)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -355,8 +381,11 @@ def build(
     seed: int = 0,
     vae_temporal_steps: int = 0,
     vae_temporal_batch: int = 8,
+    text_context: int = 0,
+    text_only: bool = False,
 ) -> dict:
-    """Build tokenizer, text encoder and VAE from the dataset at ``data_dir`` into ``out_dir``; report."""
+    """Build tokenizer, text encoder and VAE from the dataset at ``data_dir`` into ``out_dir``; report.
+    ``text_only``: rebuild the tokenizer and text encoder only, keeping the VAE already in ``out_dir``."""
     from .data import load_clips, read_metadata
 
     torch.manual_seed(seed)
@@ -370,14 +399,21 @@ def build(
     tokenizer.save_pretrained(out / "tokenizer")
     encoder = build_text_encoder(len(tokenizer))
     texts = [r["prompt"] for r in rows] + [r["caption"] for r in rows]
-    losses = pretrain_text_encoder(encoder, tokenizer, texts, steps=text_steps, seed=seed)
+    losses = pretrain_text_encoder(encoder, tokenizer, texts, steps=text_steps, seed=seed, context=text_context)
     encoder.save_pretrained(out / "text_encoder")
     report["text_encoder"] = {
         "mlm_loss_first": losses[0],
-        "mlm_loss_last": float(np.mean(losses[-20:])),
+        "mlm_loss_last": float(np.mean(losses[-20:])),  # with context: the sum of the three tasks' losses
+        "context": text_context,
         "seconds": round(time.time() - start, 1),
     }
-    print(f"text encoder: masked-word loss {losses[0]:.3f} -> {report['text_encoder']['mlm_loss_last']:.3f}")
+    print(f"text encoder: pretraining loss {losses[0]:.3f} -> {report['text_encoder']['mlm_loss_last']:.3f}")
+    if text_only:
+        report_file = out / "report.json"
+        kept = json.loads(report_file.read_text()) if report_file.exists() else {}
+        report = kept | report
+        report_file.write_text(json.dumps(report, indent=2))
+        return report
 
     # 2. VAE
     start = time.time()
@@ -424,10 +460,11 @@ def uni_from_base(
 ) -> UniViGUTransformer:
     """The base generator as a UniViGU transformer, as Stage 1 starts it: a discrete text stream over
     ``tokenizer``'s words (mask source) of ``max_text_len`` positions (default: the tokenizer's), its text
-    head at zero (``UniViGUTransformer.from_wan``)."""
+    head at zero (``UniViGUTransformer.from_wan``); the base's coordinate channels, if any, stay coordinates."""
     return UniViGUTransformer.from_wan(
         wan,
         ffn_t_init=ffn_t_init,
+        position_channels=position_channels(wan),
         text_formulation="discrete",
         text_source="mask",
         vocab_size=len(tokenizer),
@@ -520,6 +557,13 @@ def main(argv=None):
     )
     b.add_argument("--vae-temporal-batch", type=int, default=8)
     b.add_argument("--text-steps", type=int, default=400)
+    b.add_argument(
+        "--text-context",
+        type=int,
+        default=0,
+        help="also pretrain the text encoder to name the words this many places around each word and its place",
+    )
+    b.add_argument("--text-only", action="store_true", help="rebuild the text encoder only; OUT keeps its VAE")
     b.add_argument("--seed", type=int, default=0)
     a = sub.add_parser("assemble")
     a.add_argument("--components", required=True)
@@ -546,6 +590,8 @@ def main(argv=None):
             args.seed,
             vae_temporal_steps=args.vae_temporal_steps,
             vae_temporal_batch=args.vae_temporal_batch,
+            text_context=args.text_context,
+            text_only=args.text_only,
         )
     else:
         if args.alpha != 1.0 and args.base is None:

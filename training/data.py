@@ -84,7 +84,8 @@ def _text_ids(tokenizer, texts: list[str], length: int, pad_id: int) -> torch.Te
 
 
 @torch.no_grad()
-def _embed(tokenizer, text_encoder, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+def embed_texts(tokenizer, text_encoder, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+    """UMT5 embeddings [N, L, D] of ``texts``, zero past each text's length (Wan's convention)."""
     out = []
     for i in range(0, len(texts), batch_size):
         enc = tokenizer(
@@ -148,9 +149,9 @@ def precompute(
             tensors[f"latents/{key}"] = torch.cat(per_bucket[b]).contiguous()
             tensors[f"index/{key}"] = torch.tensor(index[b], dtype=torch.long)
     prompts, captions = [r["prompt"] for r in rows], [r["caption"] for r in rows]
-    tensors["prompt_embeds"] = _embed(tokenizer, text_encoder, prompts)
-    tensors["caption_embeds"] = _embed(tokenizer, text_encoder, captions)
-    tensors["empty_embed"] = _embed(tokenizer, text_encoder, [""])
+    tensors["prompt_embeds"] = embed_texts(tokenizer, text_encoder, prompts)
+    tensors["caption_embeds"] = embed_texts(tokenizer, text_encoder, captions)
+    tensors["empty_embed"] = embed_texts(tokenizer, text_encoder, [""])
     tensors["prompt_ids"] = _text_ids(tokenizer, prompts, max_text_len, tokenizer.pad_token_id)
     tensors["caption_ids"] = _text_ids(tokenizer, captions, max_text_len, tokenizer.pad_token_id)
 

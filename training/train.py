@@ -40,6 +40,7 @@ from univigu.models import UniViGUTransformer
 
 from .components import uni_from_base
 from .data import LatentCache, step_generator
+from .sampling import wan_velocity
 
 STAGES = ("base", "recall", "refine")
 
@@ -66,6 +67,7 @@ class Config:
             rope_max_seq_len=1024,
         )
     )
+    position_channels: int = 0  # base: coordinate maps beside the latents (univigu.models.append_positions)
     ffn_t_init: str = "copy"  # recall: FFN_t from FFN_v ("copy", the release) or fresh ("random", the paper)
     text_warmup_steps: int = 0  # recall/refine: first steps in which only the text stream's own weights learn
     shared_lr_scale: float = 1.0  # recall/refine: the shared (Wan) weights' learning rate, relative to lr
@@ -177,7 +179,7 @@ def build_model(cfg: Config, data: LatentCache):
                 f" but the hidden size is {hidden}: lower model.patch_size or raise the heads x head dim"
             )
         return WanTransformer3DModel(
-            in_channels=channels, out_channels=channels, text_dim=text_dim, **cfg.model
+            in_channels=channels + cfg.position_channels, out_channels=channels, text_dim=text_dim, **cfg.model
         )
     if cfg.stage == "recall":
         wan = WanTransformer3DModel.from_pretrained(cfg.init)
@@ -231,9 +233,7 @@ def compute_loss(
         sigma = sample_sigmas(size, cfg.video_shift, gen)
         noise = torch.randn(latents.shape, generator=gen)
         x_t = VideoFlow.add_noise(latents, noise, sigma)
-        velocity = model(
-            hidden_states=x_t, timestep=to_timestep(sigma), encoder_hidden_states=cond, return_dict=False
-        )[0]
+        velocity = wan_velocity(model, x_t, to_timestep(sigma), cond, module=unwrapped)
         loss = VideoFlow.loss(velocity, VideoFlow.target(latents, noise)).mean()
         return StepOutput(loss, loss.detach(), torch.zeros(()), 0.0)
 

@@ -17,7 +17,7 @@ BASE_STEPS=${BASE_STEPS:-8000}
 RECALL_STEPS=${RECALL_STEPS:-2500}
 REFINE_STEPS=${REFINE_STEPS:-5500}
 EVAL_N=${EVAL_N:-200}
-SHIFT=3.0
+SHIFT=6.0  # video time shift of every stage and of the shipped scheduler
 export OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 mkdir -p "$RUN"
 TIMES="$RUN/timings.tsv"
@@ -47,7 +47,7 @@ stage data "$RUN/data/train/metadata.jsonl" \
   $PY -m training.shapesworld.export --out "$RUN/data/train" --split train --n "$N_TRAIN"
 stage components "$RUN/components/report.json" \
   $PY -m training.components build --data "$RUN/data/train" --out "$RUN/components" --vae-steps "$VAE_STEPS" \
-  --vae-temporal-steps "$VAE_TEMPORAL_STEPS"
+  --vae-temporal-steps "$VAE_TEMPORAL_STEPS" --text-steps 1500 --text-context 3
 stage precompute "$RUN/cache/train.safetensors" \
   $PY -m training.data --data "$RUN/data/train" --components "$RUN/components" --out "$RUN/cache/train.safetensors"
 COMMON=(--cache="$RUN/cache/train.safetensors" --components="$RUN/components" --video_shift=$SHIFT)

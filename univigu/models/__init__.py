@@ -1,3 +1,3 @@
-from .transformer_univigu import UniViGUTransformer, UniViGUTransformerOutput
+from .transformer_univigu import UniViGUTransformer, UniViGUTransformerOutput, append_positions
 
-__all__ = ["UniViGUTransformer", "UniViGUTransformerOutput"]
+__all__ = ["UniViGUTransformer", "UniViGUTransformerOutput", "append_positions"]

@@ -39,6 +39,26 @@ from diffusers.utils import BaseOutput
 
 TEXT_FORMULATIONS = ("discrete", "embedding")
 TEXT_SOURCES = ("uniform", "mask")
+POSITION_AXES = ("t", "h", "w")
+
+
+def append_positions(latents: torch.Tensor, channels: int) -> torch.Tensor:
+    """Latents [B, C, F, H, W] -> [B, C + channels, F, H, W] with the last ``channels`` of the (t, h, w)
+    coordinates appended as constant maps, each running from -1 to 1 across the latent grid.
+
+    Wan's only positional signal is RoPE, which is relative: a token can tell where it is only from how the
+    frame's edges bound what it attends to, which a small model learns slowly, if at all, and "at the top left"
+    needs it. Coordinate channels read by the patch embedding (like the extra input channels of Wan's
+    image-to-video model) give every token its absolute place.
+    """
+    if channels == 0:
+        return latents
+    if not 0 < channels <= len(POSITION_AXES):
+        raise ValueError(f"position channels must be 0..{len(POSITION_AXES)}, got {channels}")
+    b, _, *grid = latents.shape
+    axes = [torch.linspace(-1, 1, n, device=latents.device, dtype=latents.dtype) for n in grid]
+    maps = torch.stack(torch.meshgrid(*axes, indexing="ij"))[-channels:]
+    return torch.cat([latents, maps.unsqueeze(0).expand(b, -1, -1, -1, -1)], dim=1)
 
 
 @dataclass
@@ -190,6 +210,8 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         max_text_len: length of the text stream the model was trained with.
         time_embedding_rounding: ``"bfloat16"`` rounds the time embedding like the authors' release
             (needed for bit-level parity with their checkpoints), ``None`` keeps float32.
+        position_channels: coordinate maps appended to the ``in_channels`` latent channels before the patch
+            embedding (:func:`append_positions`); 0 for Wan2.1 (the bundled ShapesWorld model uses 3).
     """
 
     _supports_gradient_checkpointing = True
@@ -228,6 +250,7 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         text_latent_dim: int = 64,
         max_text_len: int = 256,
         time_embedding_rounding: str | None = None,
+        position_channels: int = 0,
     ) -> None:
         super().__init__()
         if text_formulation not in TEXT_FORMULATIONS:
@@ -238,12 +261,16 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
             raise ValueError("UniViGU follows Wan2.1: qk_norm must be 'rms_norm_across_heads'")
         if time_embedding_rounding not in (None, "bfloat16"):
             raise ValueError("time_embedding_rounding must be None or 'bfloat16'")
+        if not 0 <= position_channels <= len(POSITION_AXES):
+            raise ValueError(f"position_channels must be 0..{len(POSITION_AXES)}, got {position_channels}")
         inner_dim = num_attention_heads * attention_head_dim
         out_channels = out_channels or in_channels
 
         # 1. Video patches and positions (Wan's modules)
         self.rope = WanRotaryPosEmbed(attention_head_dim, patch_size, rope_max_seq_len)
-        self.patch_embedding = nn.Conv3d(in_channels, inner_dim, kernel_size=patch_size, stride=patch_size)
+        self.patch_embedding = nn.Conv3d(
+            in_channels + position_channels, inner_dim, kernel_size=patch_size, stride=patch_size
+        )
 
         # 2. Conditions: Wan's video-time + prompt embedder, and the text stream's own time embedder
         self.condition_embedder = WanTimeTextImageEmbedding(inner_dim, freq_dim, inner_dim * 6, text_dim)
@@ -376,7 +403,8 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         # 1. Video tokens [B, N_v, D] and 3-D RoPE; text tokens [B, L, D] and 1-D RoPE
         freqs_cos, freqs_sin = self.rope(video_latents)
         video_rope = (freqs_cos[0, :, 0], freqs_sin[0, :, 0])  # [N_v, hd] each
-        video = self.patch_embedding(video_latents).flatten(2).transpose(1, 2).contiguous()
+        video = append_positions(video_latents, self.config.position_channels)
+        video = self.patch_embedding(video).flatten(2).transpose(1, 2).contiguous()
         if self.config.text_formulation == "discrete":
             text = self.text_embedding(text_tokens)
         else:
@@ -451,7 +479,7 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         return name.startswith(("text_", "token_embeddings")) or ".ffn_t." in name
 
     @classmethod
-    def from_wan(cls, wan, ffn_t_init: str = "copy", **text_config) -> "UniViGUTransformer":
+    def from_wan(cls, wan, ffn_t_init: str = "copy", position_channels: int = 0, **text_config) -> "UniViGUTransformer":
         """A UniViGU transformer holding a ``WanTransformer3DModel``'s weights, ready for Stage 1.
 
         FFN_v, attention, modulation, the video time embedder and the video head are Wan's. As in the
@@ -464,7 +492,15 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         wan_cfg = wan.config
         if wan_cfg.get("image_dim") is not None or wan_cfg.get("added_kv_proj_dim") is not None:
             raise ValueError("UniViGU builds on Wan2.1 text-to-video; image-conditioned Wan models are not supported")
-        model = cls(**{k: wan_cfg[k] for k in cls.WAN_CONFIG_KEYS}, **text_config)
+        config = {k: wan_cfg[k] for k in cls.WAN_CONFIG_KEYS}
+        config["out_channels"] = config["out_channels"] or config["in_channels"]
+        if config["in_channels"] != config["out_channels"] + position_channels:
+            raise ValueError(
+                f"a Wan model with {config['in_channels']} input and {config['out_channels']} output channels "
+                f"does not hold {position_channels} position channels (input = output + position channels)"
+            )
+        config["in_channels"] -= position_channels
+        model = cls(**config, position_channels=position_channels, **text_config)
         if wan.dtype != model.dtype:
             model.to(dtype=wan.dtype)
         missing, unexpected = model.load_state_dict(wan.state_dict(), strict=False)
