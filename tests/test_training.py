@@ -507,3 +507,24 @@ def test_probe_swaps_one_attribute_and_reads_the_generator(tiny_run):
         torch.nn.init.zeros_(block.attn2.to_out[0].bias)
     deaf = word_sensitivity(wan, batch["latents"], conds, sigmas=(0.5, 0.9))
     assert deaf[texts[0]] == deaf[texts[1]]
+
+
+def test_text_only_rebuild_keeps_the_vae(tiny_run, tmp_path):
+    """``build --text-only`` retrains the text encoder of an existing components folder and keeps its VAE (and its
+    VAE report); a folder with no VAE is refused with a message."""
+    import shutil
+
+    from training.components import build, main
+
+    components = tmp_path / "components"
+    shutil.copytree(tiny_run / "components", components)
+    vae_before = (components / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    encoder_before = (components / "text_encoder" / "model.safetensors").read_bytes()
+    report = build(str(tiny_run / "data"), str(components), text_steps=3, text_context=1, text_only=True)
+    assert (components / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() == vae_before
+    assert (components / "text_encoder" / "model.safetensors").read_bytes() != encoder_before
+    assert report["text_encoder"]["context"] == 1 and "vae" in report
+    assert json.loads((components / "report.json").read_text()) == report
+    with pytest.raises(SystemExit):
+        main(["build", "--data", str(tiny_run / "data"), "--out", str(tmp_path / "empty"), "--text-only"])
+    assert not (tmp_path / "empty").exists()

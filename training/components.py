@@ -390,6 +390,8 @@ def build(
 
     torch.manual_seed(seed)
     out = Path(out_dir)
+    if text_only and not (out / "vae" / "config.json").exists():
+        raise ValueError(f"{out} has no vae/: --text-only rebuilds the text encoder of an existing components folder")
     rows = read_metadata(data_dir)
     report = {}
 
@@ -577,22 +579,25 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     if args.cmd == "build":
-        build(
-            args.data,
-            args.out,
-            args.vae_clips,
-            args.vae_steps,
-            args.vae_batch,
-            args.vae_lr,
-            args.vae_base_dim,
-            args.vae_z_dim,
-            args.text_steps,
-            args.seed,
-            vae_temporal_steps=args.vae_temporal_steps,
-            vae_temporal_batch=args.vae_temporal_batch,
-            text_context=args.text_context,
-            text_only=args.text_only,
-        )
+        try:
+            build(
+                args.data,
+                args.out,
+                args.vae_clips,
+                args.vae_steps,
+                args.vae_batch,
+                args.vae_lr,
+                args.vae_base_dim,
+                args.vae_z_dim,
+                args.text_steps,
+                args.seed,
+                vae_temporal_steps=args.vae_temporal_steps,
+                vae_temporal_batch=args.vae_temporal_batch,
+                text_context=args.text_context,
+                text_only=args.text_only,
+            )
+        except ValueError as error:  # bad input: a dataset row, or --text-only without a VAE
+            parser.error(str(error))
     else:
         if args.alpha != 1.0 and args.base is None:
             parser.error("--alpha needs --base")
