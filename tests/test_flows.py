@@ -79,6 +79,40 @@ def test_discrete_confidence_order_reveals_the_surest_masked_positions():
         flow.step(x_t, logits, 0.5, 0.25, order="left-to-right")
 
 
+def _logits(best: list[int], scores: list[float] | None = None, vocab: int = 13) -> torch.Tensor:
+    """[1, L, vocab]: ``best[j]`` scores ``scores[j]`` (default 10 - j / 10: earlier is surer), token 7 scores 5."""
+    logits = torch.zeros(1, len(best), vocab)
+    logits[0, :, 7] = 5.0
+    for j, b in enumerate(best):
+        logits[0, j, b] = scores[j] if scores else 10.0 - j / 10
+    return logits
+
+
+def test_a_text_ends_once_words_then_an_end_then_pads():
+    flow, M, EOS, PAD = DiscreteTextFlow(12, "mask", pad_token_id=0), 12, 1, 0
+    ends = (EOS, PAD)
+    # words at 0 and 3; the model is surest of an end at 1 and 2 (a short text's tail); 2 of 4 masked revealed
+    x_t = torch.tensor([[5, M, M, 6, M, M]])
+    logits = _logits([5, EOS, PAD, 6, 8, PAD])
+    assert flow.step(x_t, logits, 0.5, 0.25, order="confidence")[0].tolist() == [5, EOS, PAD, 6, M, M]
+    ended = flow.step(x_t, logits, 0.5, 0.25, order="confidence", end_token_ids=ends)
+    assert ended[0].tolist() == [5, M, M, 6, 8, PAD]
+    # a revealed end token makes every later position pad at once (1 of 4 masked revealed: the end)
+    x_t = torch.tensor([[5, M, 6, M, M, M]])
+    logits = _logits([5, 9, 6, EOS, 8, 8], scores=[10, 8, 10, 12, 8, 8])
+    assert flow.step(x_t, logits, 0.75, 0.5, order="confidence")[0].tolist() == [5, M, 6, EOS, M, M]
+    ended = flow.step(x_t, logits, 0.75, 0.5, order="confidence", end_token_ids=ends)
+    assert ended[0].tolist() == [5, M, 6, EOS, PAD, PAD]
+    # an end revealed in the same step as a later word gives way to its best word
+    x_t, logits = torch.full((1, 6), M), _logits([5, EOS, 6, EOS, PAD, PAD])
+    assert flow.step(x_t, logits, 0.25, 0.0)[0].tolist() == [5, EOS, 6, EOS, PAD, PAD]
+    assert flow.step(x_t, logits, 0.25, 0.0, end_token_ids=ends)[0].tolist() == [5, 7, 6, EOS, PAD, PAD]
+    # a uniform source has no masked positions: the rule does not apply
+    uniform = DiscreteTextFlow(12, "uniform", pad_token_id=0)
+    x_u = torch.tensor([[5, 3, 3, 6, 3, 3]])
+    assert torch.equal(uniform.step(x_u, logits, 0.25, 0.0, end_token_ids=ends), uniform.step(x_u, logits, 0.25, 0.0))
+
+
 def test_discrete_loss_is_cross_entropy_per_sample():
     flow = DiscreteTextFlow(5)
     x1 = torch.tensor([[1, 2], [3, 4]])

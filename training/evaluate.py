@@ -13,8 +13,9 @@ Clips are rendered from the split's scenes (``training.shapesworld``) and scored
 - text-to-video: generate from the scene's detailed caption (prompt slot and text stream), read the clip
   with the detector, score the reading against the caption. ``--t2v-condition prompt`` (text stream
   empty) or ``stream`` (prompt slot empty) puts the caption in one channel only: which one steers the video.
-- joint: generate clip and caption together from the brief prompt; score the caption's main object
-  against the prompt, and the detector's reading of the clip against the generated caption.
+- joint: generate clip and caption together from the brief prompt (the caption's schedule leading the
+  video's, ``--joint-text-shift``); score the caption's main object against the prompt, and the detector's
+  reading of the clip against the generated caption.
 
 With ``--base-transformer`` the plain Wan generator is evaluated on text-to-video only (it has no text
 stream); the pipeline folder then only supplies its tokenizer, text encoder, VAE and scheduler.
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from univigu.pipeline_univigu import CAPTION_STEPS
+from univigu.pipeline_univigu import CAPTION_STEPS, JOINT_TEXT_SHIFT
 
 from .sampling import decode_latents, wan_sample
 from .shapesworld import (
@@ -100,6 +101,7 @@ class Evaluator:
         text_order: str = "auto",
         caption_steps: int | None = None,
         t2v_condition: str = "both",
+        joint_text_shift: float = JOINT_TEXT_SHIFT,
     ):
         from univigu.pipeline_univigu import UniViGUPipeline
 
@@ -119,6 +121,7 @@ class Evaluator:
         if base_transformer and t2v_condition == "stream":
             raise ValueError("the base generator has no text stream: t2v_condition='stream' does not apply")
         self.t2v_condition = t2v_condition
+        self.joint_text_shift = joint_text_shift
         cfg = self.pipe.config
         self.latent_shape = self.pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
         self.empty = self.embed([""])
@@ -219,6 +222,7 @@ class Evaluator:
                 num_inference_steps=self.steps,
                 guidance_scale=self.guidance,
                 text_order=self.text_order,
+                text_shift=self.joint_text_shift,
                 generator=self._gen(k),
             )
             texts = self.texts(ids)
@@ -342,6 +346,12 @@ def main(argv=None):
     )
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument(
+        "--joint-text-shift",
+        type=float,
+        default=JOINT_TEXT_SHIFT,
+        help="joint generation: the text schedule's shift (1 = paced with the video; below 1 the text leads)",
+    )
+    parser.add_argument(
         "--t2v-condition",
         default="both",
         choices=T2V_CONDITIONS,
@@ -380,6 +390,7 @@ def main(argv=None):
         args.text_order,
         args.caption_steps,
         args.t2v_condition,
+        args.joint_text_shift,
     )
     result = {
         "name": args.name or Path(args.model).name,
@@ -391,6 +402,7 @@ def main(argv=None):
         "caption_steps": args.caption_steps,
         "t2v_condition": args.t2v_condition,
         "guidance": args.guidance,
+        "joint_text_shift": args.joint_text_shift,
         "seed": args.seed,
         "text_order": args.text_order,
         **evaluator.run(args.split, args.n, tuple(args.tasks)),

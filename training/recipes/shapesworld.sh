@@ -15,7 +15,7 @@ VAE_STEPS=${VAE_STEPS:-1500}  # single frames, object-centred crops, objects wei
 VAE_TEMPORAL_STEPS=${VAE_TEMPORAL_STEPS:-400}  # then 4x temporal compression, whole clips (17 -> 5 latent frames)
 BASE_STEPS=${BASE_STEPS:-8000}
 RECALL_STEPS=${RECALL_STEPS:-2500}
-REFINE_STEPS=${REFINE_STEPS:-5500}
+REFINE_STEPS=${REFINE_STEPS:-8500}
 EVAL_N=${EVAL_N:-200}
 SHIFT=6.0  # video time shift of every stage and of the shipped scheduler
 export OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1

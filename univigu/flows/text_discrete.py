@@ -12,6 +12,12 @@ With the mask source, ``order="confidence"`` keeps the schedule's count of revea
 the most confident masked positions rather than random ones (the MaskGIT / LLaDA sampler): positions
 revealed together at random are predicted independently, which writes "at at" or drops a word; revealing
 the surest few first lets the rest be predicted given them.
+
+A text ends once: its last word, an end token, then pads. With ``end_token_ids`` (the tokenizer's ``</s>``
+and the pad id) a mask-source step keeps it so: no end token is revealed before a revealed word, and every
+position after a revealed end token becomes pad. Without it an end-of-text guess revealed early (a pad is
+the surest token of a short caption's tail) can land inside a longer caption the later steps write, which
+then reads only up to that pad.
 """
 
 import torch
@@ -70,11 +76,47 @@ class DiscreteTextFlow:
         temperature: float = 0.0,
         generator=None,
         order: str = "random",
+        end_token_ids: tuple[int, ...] | None = None,
     ) -> torch.Tensor:
         """One Euler jump from noise level ``sigma`` to ``sigma_next`` (< sigma). ``temperature=0`` is greedy.
 
         ``order``: ``"random"`` (each position jumps independently) or, mask source only, ``"confidence"``.
+        ``end_token_ids``: mask source only, the ids that end a text (``</s>``, pad): the text keeps the form
+        words, end, pads (module docstring).
         """
+        ends = None
+        if end_token_ids and self.source == "mask":
+            ends = torch.tensor(sorted(set(end_token_ids)), device=x_t.device)
+            logits = self._no_end_before_words(x_t, logits, ends)
+        new = self._jump(x_t, logits, sigma, sigma_next, temperature, generator, order)
+        return new if ends is None else self._close_text(x_t, new, logits, ends)
+
+    def _no_end_before_words(self, x_t: torch.Tensor, logits: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """``logits`` with the end tokens ruled out at and before each row's last revealed word."""
+        pos = torch.arange(x_t.shape[1], device=x_t.device)
+        word = (x_t != self.mask_token_id) & ~torch.isin(x_t, ends)
+        last_word = torch.where(word, pos, -1).max(1, keepdim=True).values
+        logits = logits.clone()
+        blocked = logits[..., ends].masked_fill((pos <= last_word)[..., None], float("-inf"))
+        logits[..., ends] = blocked
+        return logits
+
+    def _close_text(self, x_t, new, logits, ends) -> torch.Tensor:
+        """``new`` in the form words, end, pads: an end token revealed in this step before a word revealed in
+        it becomes its best word instead, and every position after the first end token becomes pad."""
+        pos = torch.arange(new.shape[1], device=new.device)
+        is_end = torch.isin(new, ends)
+        word = (new != self.mask_token_id) & ~is_end
+        last_word = torch.where(word, pos, -1).max(1, keepdim=True).values
+        undo = is_end & (x_t == self.mask_token_id) & (pos < last_word)
+        if undo.any():
+            best_word = logits[..., : self.vocab_size].index_fill(-1, ends, float("-inf")).argmax(-1)
+            new = torch.where(undo, best_word, new)
+            is_end = torch.isin(new, ends)
+        first_end = torch.where(is_end, pos, new.shape[1]).min(1, keepdim=True).values
+        return torch.where(pos > first_end, torch.full_like(new, self.pad_token_id), new)
+
+    def _jump(self, x_t, logits, sigma, sigma_next, temperature, generator, order) -> torch.Tensor:
         if order not in ("random", "confidence"):
             raise ValueError(f"order must be 'random' or 'confidence', got {order!r}")
         if order == "confidence" and self.source != "mask":
