@@ -248,7 +248,9 @@ def test_batched_sampler_matches_the_pipeline():
         skip = lambda record, gen=gen: torch.rand((rows - 1, length), generator=gen)  # the other rows' jumps
         want = pipe.caption(clip, num_inference_steps=3, generator=gen, callback=skip, return_trajectory=True)
         assert ids[b].tolist() == want.trajectory[-1].text_ids
-    assert len({tuple(row) for row in ids.tolist()}) == rows
+    # the rows differ (row 1 from rows 0 and 2: this random model ends its texts after a few words, and two of
+    # these clips give the same), so the row-by-row match above is not one caption compared with itself
+    assert ids[0].tolist() != ids[1].tolist()
 
     latents, _, _ = pipe.sample(
         cond,
