@@ -13,8 +13,8 @@ Clips are rendered from the split's scenes (``training.shapesworld``) and scored
 - text-to-video: generate from the scene's detailed caption (prompt slot and text stream), read the clip
   with the detector, score the reading against the caption. ``--t2v-condition prompt`` (text stream
   empty) or ``stream`` (prompt slot empty) puts the caption in one channel only: which one steers the video.
-- joint: generate clip and caption together from the brief prompt (the caption's schedule leading the
-  video's, ``--joint-text-shift``); score the caption's main object against the prompt, and the detector's
+- joint: generate clip and caption together from the brief prompt (``--joint-text-shift`` below 1 reveals
+  the caption earlier); score the caption's main object against the prompt, and the detector's
   reading of the clip against the generated caption.
 
 With ``--base-transformer`` the plain Wan generator is evaluated on text-to-video only (it has no text
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from univigu.pipeline_univigu import CAPTION_STEPS, JOINT_TEXT_SHIFT
+from univigu.pipeline_univigu import CAPTION_STEPS
 
 from .sampling import decode_latents, wan_sample
 from .shapesworld import (
@@ -101,7 +101,7 @@ class Evaluator:
         text_order: str = "auto",
         caption_steps: int | None = None,
         t2v_condition: str = "both",
-        joint_text_shift: float = JOINT_TEXT_SHIFT,
+        joint_text_shift: float = 1.0,
     ):
         from univigu.pipeline_univigu import UniViGUPipeline
 
@@ -348,8 +348,8 @@ def main(argv=None):
     parser.add_argument(
         "--joint-text-shift",
         type=float,
-        default=JOINT_TEXT_SHIFT,
-        help="joint generation: the text schedule's shift (1 = paced with the video; below 1 the text leads)",
+        default=1.0,
+        help="joint generation: the text schedule's shift (1 = linear; below 1 the caption is revealed earlier)",
     )
     parser.add_argument(
         "--t2v-condition",
