@@ -177,11 +177,16 @@ def test_uniflow_loss_lambda_and_independent_times(formulation):
         UniFlowLoss(lambda_text=-1)
 
 
-def test_uniflow_loss_holds_a_share_of_videos_clean():
-    """video_clean_prob: those rows see noise level 0 (the captioning condition) and add no video loss."""
+def _discrete_batch():
+    """A tiny discrete-text model and a batch of 8: latents, ids, prompt embeddings."""
     torch.manual_seed(0)
     model = UniViGUTransformer(**tiny_wan_config(), text_formulation="discrete", vocab_size=20, text_source="mask")
-    latents, ids, cond = torch.randn(8, 4, 3, 4, 6), torch.randint(1, 20, (8, 9)), torch.randn(8, 5, 32)
+    return model, torch.randn(8, 4, 3, 4, 6), torch.randint(1, 20, (8, 9)), torch.randn(8, 5, 32)
+
+
+def test_uniflow_loss_holds_a_share_of_videos_clean():
+    """video_clean_prob: those rows see noise level 0 (the captioning condition) and add no video loss."""
+    model, latents, ids, cond = _discrete_batch()
     loss_fn = UniFlowLoss(video_clean_prob=0.5)
     out = loss_fn(model, latents, ids, cond, generator=torch.Generator().manual_seed(1))
     clean = out.sigma_video == 0
@@ -197,3 +202,26 @@ def test_uniflow_loss_holds_a_share_of_videos_clean():
     assert not torch.allclose(again.text_loss, out.text_loss)  # but their text is still learned from the clip
     with pytest.raises(ValueError, match="video_clean_prob"):
         UniFlowLoss(video_clean_prob=1.0)
+
+
+def test_uniflow_loss_holds_a_share_of_texts_clean():
+    """text_clean_prob: those rows see clean text (the text-to-video condition) and add no text loss; a row's
+    video and text are never both held clean."""
+    model, latents, ids, cond = _discrete_batch()
+    loss_fn = UniFlowLoss(text_clean_prob=0.5)
+    out = loss_fn(model, latents, ids, cond, generator=torch.Generator().manual_seed(1))
+    clean = out.sigma_text == 0
+    assert 0 < clean.sum() < 8 and (out.sigma_video > 0).all()
+    # Other ids in the clean rows leave the text loss alone (it skips them) but not the video loss (it reads them).
+    other = ids.clone()
+    other[clean] = (other[clean] % 19) + 1
+    again = loss_fn(model, latents, other, cond, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again.sigma_text, out.sigma_text)
+    torch.testing.assert_close(again.text_loss, out.text_loss)
+    assert not torch.allclose(again.video_loss, out.video_loss)
+    both = UniFlowLoss(video_clean_prob=0.5, text_clean_prob=0.9)
+    out = both(model, latents, ids, cond, generator=torch.Generator().manual_seed(2))
+    assert (out.sigma_text == 0).any() and (out.sigma_video == 0).any()
+    assert not ((out.sigma_text == 0) & (out.sigma_video == 0)).any()
+    with pytest.raises(ValueError, match="text_clean_prob"):
+        UniFlowLoss(text_clean_prob=-0.1)

@@ -289,11 +289,19 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
     result = {"name": "tiny", "split": "test", "n": 2, **evaluator.run("test", 2)}
     assert set(result) >= {"captioning", "text_to_video", "joint"}
     assert 0.0 <= result["joint"]["caption_vs_prompt"] <= 1.0
+    assert result["joint"]["second_named"] in (0.0, 0.5, 1.0)
     assert result["captioning"]["parsed"] in (0.0, 0.5, 1.0)
     table = markdown_table([result])
     assert "| captioning: main colour |" in table and "joint: detector agrees with caption" in table
+    assert "| joint: captions naming a second object (info) |" in table
     assert table.splitlines()[0].endswith("| bar (test) | order-blind ceiling (test) |")
     assert set(evaluator.run("test", 2, tasks=("captioning",))) == {"captioning", "seconds"}
+    # --text-temperature reaches the sampler: sampled captions differ from the greedy ones
+    greedy = evaluator.run("test", 4, tasks=("captioning",))["captioning"]["examples"]
+    sampled = Evaluator(str(tmp_path / "pipe"), steps=2, batch=2, text_temperature=1.0)
+    assert sampled.run("test", 4, tasks=("captioning",))["captioning"]["examples"] != greedy
+    with pytest.raises(ValueError, match="text_temperature"):
+        Evaluator(str(tmp_path / "pipe"), text_temperature=-1.0)
 
 
 def test_assemble_converts_the_base_generator(tiny_run, tiny_stages, tmp_path):

@@ -20,7 +20,8 @@ Clips are rendered from the split's scenes (``training.shapesworld``) and scored
 With ``--base-transformer`` the plain Wan generator is evaluated on text-to-video only (it has no text
 stream); the pipeline folder then only supplies its tokenizer, text encoder, VAE and scheduler.
 Sampling is batched (``UniViGUPipeline.sample``; ``training.sampling.wan_sample`` for the base generator),
-seeded per batch, greedy for text (the surest masked tokens revealed first: ``text_order="auto"``).
+seeded per batch, greedy for text (the surest masked tokens revealed first: ``text_order="auto"``;
+``--text-temperature`` samples each revealed word instead).
 """
 
 import argparse
@@ -102,6 +103,7 @@ class Evaluator:
         caption_steps: int | None = None,
         t2v_condition: str = "both",
         joint_text_shift: float = 1.0,
+        text_temperature: float = 0.0,
     ):
         from univigu.pipeline_univigu import UniViGUPipeline
 
@@ -122,6 +124,9 @@ class Evaluator:
             raise ValueError("the base generator has no text stream: t2v_condition='stream' does not apply")
         self.t2v_condition = t2v_condition
         self.joint_text_shift = joint_text_shift
+        if not text_temperature >= 0:
+            raise ValueError(f"text_temperature must be >= 0 (0: greedy), got {text_temperature!r}")
+        self.text_temperature = text_temperature
         cfg = self.pipe.config
         self.latent_shape = self.pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
         self.empty = self.embed([""])
@@ -155,6 +160,7 @@ class Evaluator:
                 video_latents=latents,
                 num_inference_steps=self.caption_steps,
                 text_order=self.text_order,
+                text_temperature=self.text_temperature,
                 generator=self._gen(k),
             )
             captions += self.texts(ids)
@@ -212,7 +218,7 @@ class Evaluator:
 
     def joint(self, scenes) -> dict:
         prompts = [brief_prompt(s) for s in scenes]
-        agree, agree_brief, detector, captions = [], [], [], []
+        agree, agree_brief, detector, captions, with_second = [], [], [], [], []
         for k in range(0, len(scenes), self.batch):
             chunk = prompts[k : k + self.batch]
             latents, ids, _ = self.pipe.sample(
@@ -223,12 +229,15 @@ class Evaluator:
                 guidance_scale=self.guidance,
                 text_order=self.text_order,
                 text_shift=self.joint_text_shift,
+                text_temperature=self.text_temperature,
                 generator=self._gen(k),
             )
             texts = self.texts(ids)
             clips = decode_latents(self.vae, latents).numpy()
             for prompt, text, clip in zip(chunk, texts, clips):
                 agree.append(score_prompt_agreement(text, prompt))
+                caption = parse_caption(text)
+                with_second.append(int(caption is not None and caption.second is not None))
                 parsed = parse_prompt(text)
                 want = parse_prompt(prompt)
                 agree_brief.append(
@@ -246,6 +255,8 @@ class Evaluator:
             "caption_vs_prompt_all3": _mean(all(r.values()) for r in agree),
             "detector_vs_caption": _mean(_mean(r.values()) for r in detector),
             "detector_attrs": det_attrs,
+            # the scorer reads a second object's attributes only where the caption names one
+            "second_named": _mean(with_second),
             "brief_grammar": aggregate(agree_brief),
             "examples": list(zip(prompts[:8], captions[:8])),
         }
@@ -293,6 +304,7 @@ ROWS = [
     ("text_to_video", "detail_attrs", "text-to-video: detail attributes (mean)"),
     ("joint", "caption_vs_prompt", "joint: caption agrees with prompt"),
     ("joint", "detector_vs_caption", "joint: detector agrees with caption"),
+    ("joint", "second_named", "joint: captions naming a second object (info)"),
 ]
 
 
@@ -357,6 +369,12 @@ def main(argv=None):
         choices=T2V_CONDITIONS,
         help="text-to-video's caption in the prompt slot and the text stream (both), or in one of them only",
     )
+    parser.add_argument(
+        "--text-temperature",
+        type=float,
+        default=0.0,
+        help="captioning and joint: sample each revealed word at this temperature (0 = greedy, the default)",
+    )
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -391,6 +409,7 @@ def main(argv=None):
         args.caption_steps,
         args.t2v_condition,
         args.joint_text_shift,
+        args.text_temperature,
     )
     result = {
         "name": args.name or Path(args.model).name,
@@ -405,6 +424,7 @@ def main(argv=None):
         "joint_text_shift": args.joint_text_shift,
         "seed": args.seed,
         "text_order": args.text_order,
+        "text_temperature": args.text_temperature,
         **evaluator.run(args.split, args.n, tuple(args.tasks)),
     }
     table = markdown_table([result])

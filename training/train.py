@@ -79,6 +79,7 @@ class Config:
     video_shift: float = 3.0
     text_shift: float = 1.0
     video_clean_prob: float = 0.0  # recall/refine: share of rows whose video is held clean (see UniFlowLoss)
+    text_clean_prob: float = 0.0  # recall/refine: share of the other rows whose text is held clean
     lambda_text: str | float = "auto"
     # optimisation
     batch_size: int = 16  # per process and micro-batch
@@ -389,6 +390,7 @@ def train(cfg: Config) -> dict:
         video_shift=cfg.video_shift,
         text_shift=cfg.text_shift,
         video_clean_prob=cfg.video_clean_prob,
+        text_clean_prob=cfg.text_clean_prob,
     )
     empty = data.empty_embed
     # The weights Wan and the text stream share: everything but the text embedding, time embedder, head and

@@ -10,6 +10,10 @@ unconditional half of classifier-free guidance.
 condition captioning runs in. With shifted noise levels most samples' video is too noisy to read shape
 or motion from, so a small model trained briefly learns to caption from little; a clean sample's video
 velocity target is pure noise, so it contributes no video loss.
+
+``text_clean_prob`` (0 = the paper's training draws) holds a share of the other samples' text clean: the
+condition text-to-video runs in (clean text, noisy video), where the video can only learn what the text
+stream says if the text is all there. A clean sample's text is its own target, so it contributes no text loss.
 """
 
 from dataclasses import dataclass
@@ -59,6 +63,7 @@ class UniFlowLoss:
         video_shift, text_shift: time shifts applied to the uniformly drawn noise levels.
         kappa_exponent: discrete path schedule ``kappa(t) = t**n``.
         video_clean_prob: probability that a sample's video is held clean (its noise level set to 0).
+        text_clean_prob: probability that a sample whose video is not held clean has its text held clean.
     """
 
     def __init__(
@@ -68,16 +73,20 @@ class UniFlowLoss:
         text_shift: float = 1.0,
         kappa_exponent: float = 1.0,
         video_clean_prob: float = 0.0,
+        text_clean_prob: float = 0.0,
     ):
         if lambda_text != "auto" and not float(lambda_text) >= 0:
             raise ValueError(f"lambda_text must be 'auto' or a number >= 0, got {lambda_text!r}")
         if not 0.0 <= video_clean_prob < 1.0:
             raise ValueError(f"video_clean_prob must be in [0, 1), got {video_clean_prob!r}")
+        if not 0.0 <= text_clean_prob < 1.0:
+            raise ValueError(f"text_clean_prob must be in [0, 1), got {text_clean_prob!r}")
         self.lambda_text = lambda_text
         self.video_shift = video_shift
         self.text_shift = text_shift
         self.kappa_exponent = kappa_exponent
         self.video_clean_prob = video_clean_prob
+        self.text_clean_prob = text_clean_prob
 
     def lambda_for(self, transformer, video_latents: torch.Tensor, text_len: int) -> float:
         if self.lambda_text == "auto":
@@ -105,6 +114,10 @@ class UniFlowLoss:
         if self.video_clean_prob > 0:  # no draw otherwise: the paper's objective keeps its random stream
             clean_video = (torch.rand(batch, generator=generator) < self.video_clean_prob).to(device)
             sigma_v = torch.where(clean_video, torch.zeros_like(sigma_v), sigma_v)
+        clean_text = torch.zeros(batch, dtype=torch.bool, device=device)
+        if self.text_clean_prob > 0:
+            clean_text = (torch.rand(batch, generator=generator) < self.text_clean_prob).to(device) & ~clean_video
+            sigma_t = torch.where(clean_text, torch.zeros_like(sigma_t), sigma_t)
 
         # 2. Noisy video
         noise = torch.randn(video_latents.shape, generator=generator, dtype=video_latents.dtype).to(device)
@@ -140,6 +153,6 @@ class UniFlowLoss:
             per_sample = flow.loss(out.text_logits, text_ids)
         else:
             per_sample = flow.loss(out.text_velocity, flow.target(x1, text_noise))
-        text_loss = _masked_mean(per_sample, ~drop_text)
+        text_loss = _masked_mean(per_sample, ~drop_text & ~clean_text)
         lam = self.lambda_for(transformer, video_latents, text_ids.shape[1])
         return UniFlowLossOutput(video_loss + lam * text_loss, video_loss, text_loss, lam, sigma_v, sigma_t)
