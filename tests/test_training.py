@@ -290,6 +290,7 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
     assert set(result) >= {"captioning", "text_to_video", "joint"}
     assert 0.0 <= result["joint"]["caption_vs_prompt"] <= 1.0
     assert result["joint"]["second_named"] in (0.0, 0.5, 1.0)
+    assert set(result["captioning"]["two_object_binding"]) <= {"main", "second"}
     assert result["captioning"]["parsed"] in (0.0, 0.5, 1.0)
     table = markdown_table([result])
     assert "| captioning: main colour |" in table and "joint: detector agrees with caption" in table
@@ -302,6 +303,25 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
     assert sampled.run("test", 4, tasks=("captioning",))["captioning"]["examples"] != greedy
     with pytest.raises(ValueError, match="text_temperature"):
         Evaluator(str(tmp_path / "pipe"), text_temperature=-1.0)
+
+
+def test_binding_reads_which_object_a_caption_describes():
+    from dataclasses import replace
+
+    from training.evaluate import _binding
+
+    scene = next(
+        s
+        for _, s in iter_split("test", 50)
+        if s.second is not None and s.second.motion != s.main.motion and s.second.cell != s.main.cell
+    )
+    swapped = replace(scene, main=scene.second, second=scene.main)
+    assert _binding(detailed_caption(scene), scene) == {"main": 1, "second": 0}
+    assert _binding(detailed_caption(swapped), scene) == {"main": 0, "second": 1}
+    # the main object's colour with the second object's motion and cell: bound to neither
+    mixed = replace(scene, main=replace(scene.second, color=scene.main.color))
+    assert _binding(detailed_caption(mixed), scene) == {"main": 0, "second": 0}
+    assert _binding("not a caption", scene) == {"main": 0, "second": 0}
 
 
 def test_assemble_converts_the_base_generator(tiny_run, tiny_stages, tmp_path):

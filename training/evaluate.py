@@ -90,6 +90,20 @@ def _brief_grammar(text: str, scene) -> dict[str, int]:
     return {a: int(parsed is not None and getattr(parsed, a) == getattr(want, a)) for a in PROMPT_ATTRS}
 
 
+BOUND = ("color", "motion", "cell")  # the attributes a caption must take from one object (see _binding)
+
+
+def _binding(caption: str, scene) -> dict[str, int]:
+    """A two-object clip's caption: are the main object's colour, motion and cell all those of the scene's
+    main object, or all those of its second object (the caption describes one object, in either order)?"""
+    parsed = parse_caption(caption)
+
+    def same(obj) -> int:
+        return int(parsed is not None and all(getattr(parsed.main, a) == getattr(obj, a) for a in BOUND))
+
+    return {"main": same(scene.main), "second": same(scene.second)}
+
+
 class Evaluator:
     def __init__(
         self,
@@ -174,6 +188,11 @@ class Evaluator:
             "prompt_attrs": _mean(attrs[a] for a in PROMPT_ATTRS),
             "detail_attrs": _mean(attrs[a] for a in DETAIL_ATTRS if a in attrs),
             "brief_grammar": brief,
+            # where the captioner loses: one- vs two-object clips, and whether a two-object clip's caption
+            # binds colour, motion and cell to one of the objects
+            "attrs_one_object": aggregate(r for r, s in zip(scores, scenes) if s.second is None),
+            "attrs_two_objects": aggregate(r for r, s in zip(scores, scenes) if s.second is not None),
+            "two_object_binding": aggregate(_binding(c, s) for c, s in zip(captions, scenes) if s.second is not None),
             "examples": captions[:8],
         }
 
