@@ -265,7 +265,7 @@ class Evaluator:
                         for a in PROMPT_ATTRS
                     }
                 )
-                detector.append(score_detection(detect(clip), text))
+                detector.append(score_detection(detect(clip), caption))
             captions += texts
         agree_attrs, det_attrs = aggregate(agree), aggregate(detector)
         return {

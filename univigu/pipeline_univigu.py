@@ -27,7 +27,7 @@ import torch
 from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
-from .flows import DiscreteTextFlow, VideoFlow, text_flow_for, to_timestep
+from .flows import DiscreteTextFlow, VideoFlow, shift_sigmas, text_flow_for, to_timestep
 from .models import UniViGUTransformer
 from .pipeline_output import TrajectoryStep, UniViGUPipelineOutput
 from .video_io import fit_video
@@ -37,21 +37,21 @@ StepCallback = Callable[[TrajectoryStep], None]
 # Captioning's default steps. The clip is held clean, so steps only pace the text: with the mask source the
 # sampler reveals the surest tokens first, and at 40 steps about one of the bundled model's 32 text
 # positions per step. On its test clips 20 -> 40 steps took captions that parse from 97.5% to 100% and main
-# colour from 74.5% to 77%; 64 steps scored the same as 40 (the bundled model's card, "What changed in this
-# revision").
+# colour from 74.5% to 77%; 64 steps scored the same as 40 (the bundled model's card, "What changed in the
+# previous revision (same weights)").
 CAPTION_STEPS = 40
+
 
 def shifted_sigmas(steps: int, shift: float) -> list[float]:
     """``steps + 1`` noise levels from 1 to 0: linear at shift 1, earlier (< 1) or later (> 1) otherwise.
 
-    ``shift * u / (1 + (shift - 1) * u)`` where the linear schedule is at ``u`` (the video scheduler's time
-    shift). Joint generation paces its text linearly by default: a leading caption (shift 0.5) raised the
-    bundled model's detector-vs-caption agreement on the test split's 200 prompts from 64.2 to 68.5% but
-    not on the val split's (64.8 to 65.3%, and the caption then agreed with the prompt 92.8% instead of
-    97.5%); the model card, "What changed in this revision".
+    The linear schedule under the video scheduler's time shift (:func:`~univigu.flows.shift_sigmas`). Joint
+    generation paces its text linearly by default: a leading caption (shift 0.5) raised the v11 weights'
+    detector-vs-caption agreement on the test split's 200 prompts from 64.2 to 68.5% but not on the val
+    split's (64.8 to 65.3%, and the caption then agreed with the prompt 92.8% instead of 97.5%); the model
+    card, "The previous revision (`runs/shapesworld-v11`)".
     """
-    u = torch.linspace(1.0, 0.0, steps + 1)
-    return (shift * u / (1 + (shift - 1) * u)).tolist()
+    return shift_sigmas(torch.linspace(1.0, 0.0, steps + 1), shift).tolist()
 
 
 def _timesteps(sigma: float, rows: int, device) -> torch.Tensor:
