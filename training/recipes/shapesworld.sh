@@ -2,7 +2,8 @@
 # The whole Uni-ViGU recipe on ShapesWorld, from nothing to assets/univigu-shapesworld/:
 #   data -> tokenizer + UMT5 + VAE -> latent cache -> base generator -> Stage 1 (recall) -> Stage 2 (refine)
 #   -> pipeline folder -> evaluation (base, Stage 1, Stage 1+2 on test and compositional) -> model card table.
-# Budgeted for a 2-core CPU (within 2 hours). Each finished stage is skipped on a re-run (delete RUN to redo).
+# Budgeted for a 2-core CPU: within 2 hours (one measured run from nothing took 1 h 44 min: the model card's
+# "Time and machine"). Each finished stage is skipped on a re-run (delete RUN to redo).
 #   bash training/recipes/shapesworld.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
