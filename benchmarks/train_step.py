@@ -1,4 +1,4 @@
-"""Where a Stage 2 training step's time goes on the bundled model: forward, backward, AdamW.
+"""Where a Stage 2 training step's time goes on the bundled model: forward, backward, clipping + AdamW.
 
 The recipe trains as two processes of one thread, each a batch of 4 clips (17x64x64 -> latents 8x5x16x16,
 80 video tokens + 32 text tokens). This times one such process's step on a batch of those shapes, with
