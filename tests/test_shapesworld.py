@@ -448,6 +448,30 @@ def test_order_blind_ceiling_counts_only_clips_that_hide_the_main_object() -> No
     assert sw.order_blind_ceiling([apart, meets, alone])["color"] == pytest.approx(5 / 6)
 
 
+def test_main_posterior_is_calibrated_on_the_sampler() -> None:
+    """The only-the-second-object-is-redrawn asymmetry: the posterior that the scene's main object is the main
+    one beats a coin on sampled scenes, and guessing by it is right as often as it predicts."""
+    sample = importlib.import_module("training.shapesworld.sample")
+    main = ObjectSpec(color="red", shape="circle", size="large", motion="moves right", x0=4, y0=22)
+    rng = np.random.default_rng(7)
+    pairs = sample._second_pairs(main.color, main.shape)
+    draws = [sample._sample_object(rng, pairs) for _ in range(20_000)]
+    accepted = np.mean([sample.box_gap(main, d) >= sample.MIN_GAP_PX for d in draws])
+    assert sample._room_for_second(main) == pytest.approx(accepted, abs=0.01)  # exact vs Monte Carlo
+
+    posteriors = []
+    while len(posteriors) < 4000:
+        scene = sample.sample_scene(rng, "train")
+        if scene.second is not None:
+            posteriors.append(sw.main_posterior(scene))
+    p = np.array(posteriors)
+    assert np.log(2 * p).sum() > 5.0  # log-likelihood ratio against a coin, in nats (about 14-32 by seed)
+    likelier = np.maximum(p, 1 - p)
+    sd = np.sqrt((likelier * (1 - likelier)).sum()) / len(p)
+    assert abs(np.mean(p >= 0.5) - likelier.mean()) < 3 * sd
+    assert sw.main_posterior(dataclasses.replace(scene, second=None)) == 1.0
+
+
 def test_export_writes_metadata_and_lossless_videos(tmp_path) -> None:
     export = importlib.import_module("training.shapesworld.export")
     metadata = export.export_dataset(tmp_path, "val", 3, start=2)

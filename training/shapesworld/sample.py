@@ -84,6 +84,45 @@ def box_gap(a: ObjectSpec, b: ObjectSpec) -> int:
     return max(gap_x, gap_y)
 
 
+def _second_pairs(main_color: str, main_shape: str) -> list[tuple[str, str]]:
+    return [(c, s) for c, s in TRAIN_PAIRS if c != main_color and s != main_shape]
+
+
+def _room_for_second(main: ObjectSpec) -> float:
+    """The probability that one draw of a second object's size, motion and corner clears ``main`` by MIN_GAP_PX
+    (the rejection sampler's acceptance rate; the pair does not matter), computed exactly over all draws."""
+    total = 0.0
+    for side in SIZES.values():
+        for motion in MOTIONS:
+            (x_lo, x_hi), (y_lo, y_hi) = start_range(side, motion)
+            x0 = np.arange(x_lo, x_hi + 1)
+            y0 = np.arange(y_lo, y_hi + 1)
+            gap_x = np.maximum(x0 - (main.x0 + main.side), main.x0 - (x0 + side))
+            gap_y = np.maximum(y0 - (main.y0 + main.side), main.y0 - (y0 + side))
+            clear = np.maximum(gap_x[None, :], gap_y[:, None]) >= MIN_GAP_PX
+            total += clear.mean() / (len(SIZES) * len(MOTIONS))
+    return float(total)
+
+
+def main_posterior(scene: Scene) -> float:
+    """P(the scene's main object is the one drawn as main | its two objects, unordered), under `sample_scene`.
+
+    The order is not symmetric: only the second object is redrawn until it fits, so
+    P(main=a, second=b) = p(a) q_a(b) / R(a), where q_a draws among the `|pairs(a)|` pairs allowed beside a and
+    R(a) is the chance that a draw fits beside a (`_room_for_second`). Every other factor is common to both
+    orders, so the odds of the scene's order against the swap are |pairs(b)| R(b) / (|pairs(a)| R(a)): an object
+    that leaves little room (large, central) is the likelier main one. 1.0 for one object, and where the
+    swapped scene cannot be drawn (a held-out pair is never a second object)."""
+    if scene.second is None:
+        return 1.0
+    a, b = scene.main, scene.second
+    if (a.color, a.shape) not in TRAIN_PAIRS:
+        return 1.0
+    weight_a = len(_second_pairs(a.color, a.shape)) * _room_for_second(a)
+    weight_b = len(_second_pairs(b.color, b.shape)) * _room_for_second(b)
+    return weight_b / (weight_a + weight_b)
+
+
 def _sample_object(rng: np.random.Generator, pairs: list[tuple[str, str]]) -> ObjectSpec:
     color, shape = pairs[int(rng.integers(len(pairs)))]
     size = list(SIZES)[int(rng.integers(len(SIZES)))]
@@ -103,7 +142,7 @@ def sample_scene(rng: np.random.Generator, split: str) -> Scene:
     main = _sample_object(rng, main_pairs)
     if rng.random() >= 0.5:
         return Scene(background=background, main=main, second=None)
-    second_pairs = [(c, s) for c, s in TRAIN_PAIRS if c != main.color and s != main.shape]
+    second_pairs = _second_pairs(main.color, main.shape)
     for _ in range(_MAX_TRIES):
         second = _sample_object(rng, second_pairs)
         if box_gap(main, second) >= MIN_GAP_PX:

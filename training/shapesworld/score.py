@@ -17,6 +17,7 @@ import numpy as np
 
 from .detect import Detection
 from .render import render
+from .sample import main_posterior
 from .spec import Scene
 from .text import ParsedCaption, detailed_caption, parse_caption, parse_prompt
 
@@ -144,21 +145,24 @@ def order_visible(scene: Scene) -> bool:
 
 
 def order_blind_ceiling(scenes: Iterable[Scene]) -> dict[str, float]:
-    """Captioning accuracy of a perfect captioner that cannot tell main from second object (information).
+    """Captioning accuracy of a perfect captioner that cannot see which object is main (information).
 
     Captions are scored against the scene's order (main first), but in a two-object clip whose objects never
-    overlap nothing shows which one is main. Such a captioner reads everything else right and guesses the
-    order: half the time it swaps the objects, scoring 0 on each attribute the two differ in. This is the
-    expected per-attribute accuracy over ``scenes`` -- the ceiling for any captioner that does not read the
-    overlaps.
+    overlap nothing in the pixels shows which one is main. Such a captioner reads everything else right and
+    names first the object more likely to be main where they lie (`main_posterior`: the sampler makes the
+    object that leaves less room the likelier main one, a weak cue); it swaps the objects with the remaining
+    probability, scoring 0 on each attribute the two differ in. This is its expected per-attribute accuracy
+    over ``scenes`` -- the ceiling for any captioner that does not read the overlaps.
     """
     rows = []
     for scene in scenes:
         row = {k: 1.0 for k in score_keys(scene.second is not None)}
         if not order_visible(scene):
+            p_main = main_posterior(scene)
+            right = max(p_main, 1.0 - p_main)
             for f in _OBJECT_FIELDS:
-                differs = getattr(scene.main, f) != getattr(scene.second, f)
-                row[f] = row[f"second_{f}"] = 1.0 - 0.5 * differs
+                if getattr(scene.main, f) != getattr(scene.second, f):
+                    row[f] = row[f"second_{f}"] = right
         rows.append(row)
     return aggregate(rows)
 
