@@ -185,6 +185,47 @@ def test_the_shared_weights_can_be_held(tiny_run, tiny_stages, option):
         train_mod.load_config(_args(tiny_run, "base", "x", option))
 
 
+def test_grow_adds_identity_blocks_that_train(tiny_run, tiny_stages, tmp_path):
+    """``components grow``: a transformer given one more block computes what it did, the new block's zeroed
+    output projections get gradients, and Stage 1 trains from a base generator grown by the command."""
+    from training.components import grow_transformer
+    from training.components import main as components_main
+    from univigu.flows import to_timestep
+    from univigu.models import UniViGUTransformer
+
+    model = UniViGUTransformer.from_pretrained(str(tiny_run / "recall" / "final"))
+    grown = grow_transformer(model, 1)
+    assert grown.config.num_layers == model.config.num_layers + 1
+    torch.manual_seed(0)
+    c = grown.config
+    inputs = dict(
+        video_latents=torch.randn(2, c.out_channels, 5, 16, 16),
+        video_timestep=to_timestep(torch.tensor([0.3, 0.9])),
+        encoder_hidden_states=torch.randn(2, 4, c.text_dim),
+        text_timestep=to_timestep(torch.tensor([0.5, 1.0])),
+        text_tokens=torch.randint(0, c.vocab_size, (2, c.max_text_len)),
+    )
+    out, before = grown(**inputs), model(**inputs)
+    assert torch.allclose(out.video_velocity, before.video_velocity, atol=1e-6)
+    assert torch.allclose(out.text_logits, before.text_logits, atol=1e-6)
+    (out.video_velocity.square().mean() + out.text_logits.logsumexp(-1).mean()).backward()
+    new = grown.blocks[-1]
+    assert new.attn1.to_out[0].weight.grad.abs().sum() > 0 and new.ffn_t.net[-1].weight.grad.abs().sum() > 0
+
+    base, grown_dir = tiny_run / "base" / "final", tmp_path / "grown"
+    with pytest.raises(SystemExit):  # a base generator needs the tokenizer to be converted
+        components_main(["grow", "--transformer", str(base), "--out", str(grown_dir)])
+    args = ["grow", "--transformer", str(base), "--out", str(grown_dir), "--extra-layers", "1"]
+    components_main([*args, "--components", str(tiny_run / "components")])
+    init = UniViGUTransformer.from_pretrained(str(grown_dir))
+    assert init.config.num_layers == model.config.num_layers + 1
+    recall_args = _args(tiny_run, "recall", "recall-grown", "--max_steps=1", f"--init={grown_dir}")
+    train_mod.train(train_mod.load_config(recall_args))
+    trained = UniViGUTransformer.from_pretrained(str(tiny_run / "recall-grown" / "final"))
+    assert trained.config.num_layers == init.config.num_layers
+    assert not torch.equal(trained.blocks[-1].attn1.to_out[0].weight, init.blocks[-1].attn1.to_out[0].weight)
+
+
 def test_two_process_launch(tiny_run, tiny_stages):
     accelerate = Path(sys.executable).with_name("accelerate")
     # accelerate's --cpu launcher starts one process (multi-CPU needs mpirun); torchrun's does start two,
@@ -303,6 +344,56 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
     assert sampled.run("test", 4, tasks=("captioning",))["captioning"]["examples"] != greedy
     with pytest.raises(ValueError, match="text_temperature"):
         Evaluator(str(tmp_path / "pipe"), text_temperature=-1.0)
+
+
+def test_reading_probe_tells_main_second_and_neither(tiny_run, tiny_stages, tmp_path, monkeypatch):
+    """``training.probe_reading``: a stand-in transformer that answers with a given caption's words is scored
+    as reading the main object, the second, or neither, per attribute; the real one runs end to end."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from training import probe_reading
+    from training.components import assemble
+    from training.shapesworld import detailed_caption, iter_split, parse_caption
+    from training.shapesworld.text import format_caption
+
+    pipe = assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "p"), 3.0)
+    scenes = [s for _, s in iter_split("test", 40) if s.second is not None][:12]
+    real, vocab = pipe.transformer, pipe.transformer.config.vocab_size
+
+    class Answers:  # logits that name the words of the given captions
+        config, text_key_mask = real.config, real.text_key_mask
+
+        def __init__(self, captions):
+            self.ids = pipe.text_id_rows(captions)
+
+        def __call__(self, text_tokens, **_):
+            rows = [next(i for i, r in enumerate(self.ids) if ((r == t) | (t == vocab)).all()) for t in text_tokens]
+            return SimpleNamespace(text_logits=torch.nn.functional.one_hot(self.ids[rows], vocab + 1).float())
+
+    def swapped(scene, attribute, value=None):  # the caption with the main object's value replaced
+        caption = parse_caption(detailed_caption(scene))
+        value = value or getattr(caption.second, attribute)
+        return format_caption(dataclasses.replace(caption, **{attribute: value}))
+
+    latents = torch.zeros(len(scenes), 1)
+    for attribute in ("color", "cell", "motion"):
+        expected = sum(probe_reading.masked_positions(pipe, s, attribute) is not None for s in scenes)
+        assert expected > 0
+        truth = [detailed_caption(s) for s in scenes]
+        cases = {"main": truth, "second": [swapped(s, attribute) for s in scenes]}
+        for answer, captions in cases.items():
+            monkeypatch.setattr(pipe, "transformer", Answers(captions + truth))
+            counts = probe_reading.read_attribute(pipe, latents, scenes, attribute)
+            assert counts["n"] == expected and counts[answer] == expected, (attribute, answer, counts)
+    # neither: a colour that no object has
+    wrong = [swapped(s, "color", "gray") for s in scenes]
+    monkeypatch.setattr(pipe, "transformer", Answers(wrong))
+    assert probe_reading.read_attribute(pipe, latents, scenes, "color")["neither"] == len(scenes)
+    monkeypatch.undo()
+    result = probe_reading.probe(str(tmp_path / "p"), "test", 6, batch=3)
+    assert set(result) == set(probe_reading.ATTRIBUTES)
+    assert all(r["n"] == 0 or abs(r["main"] + r["second"] + r["neither"] - 1) < 0.01 for r in result.values())
 
 
 def test_binding_reads_which_object_a_caption_describes():

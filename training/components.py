@@ -3,6 +3,8 @@
     python -m training.components build --data runs/data/train --out runs/components [--vae-steps N ...]
     python -m training.components assemble --components runs/components --transformer runs/refine/final \
         --out assets/univigu-shapesworld --shift 3.0 [--base runs/base/final --alpha 0.75]
+    python -m training.components grow --transformer runs/base/final --out runs/grown --extra-layers 2 \
+        --components runs/components
 
 ``build`` writes ``tokenizer/``, ``text_encoder/`` and ``vae/`` in the diffusers pipeline layout:
 
@@ -475,14 +477,39 @@ def uni_from_base(
     )
 
 
-def load_transformer(transformer_dir: str, tokenizer, max_text_len: int | None = None) -> UniViGUTransformer:
+def load_transformer(
+    transformer_dir: str, tokenizer, max_text_len: int | None = None, ffn_t_init: str = "copy"
+) -> UniViGUTransformer:
     """A trained UniViGU transformer, or a base generator (``WanTransformer3DModel``) converted with
     :func:`uni_from_base`."""
     config = json.loads((Path(transformer_dir) / "config.json").read_text())
     if config.get("_class_name") == WanTransformer3DModel.__name__:
         wan = WanTransformer3DModel.from_pretrained(transformer_dir)
-        return uni_from_base(wan, tokenizer, max_text_len=max_text_len)
+        return uni_from_base(wan, tokenizer, ffn_t_init, max_text_len=max_text_len)
     return UniViGUTransformer.from_pretrained(transformer_dir)
+
+
+def grow_transformer(model: UniViGUTransformer, extra_layers: int) -> UniViGUTransformer:
+    """``model`` with ``extra_layers`` more blocks on top, each the identity at first.
+
+    A block adds its self-attention, cross-attention and FFN outputs to the residual stream; with those
+    output projections at zero (both FFNs) the grown model computes exactly what ``model`` did, and the
+    zeroed weights still get gradients, so training puts the new depth to use (as adaLN-zero and ControlNet
+    start new layers). The other weights of the new blocks start as diffusers initialises them; float32."""
+    if extra_layers < 1:
+        raise ValueError(f"extra_layers must be at least 1, got {extra_layers}")
+    layers = model.config.num_layers
+    grown = UniViGUTransformer.from_config({**model.config, "num_layers": layers + extra_layers})
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    new_blocks = tuple(f"blocks.{i}." for i in range(layers, layers + extra_layers))
+    assert not unexpected and all(k.startswith(new_blocks) for k in missing), (missing, unexpected)
+    with torch.no_grad():
+        for block in grown.blocks[layers:]:
+            ffn_outs = [[m for m in ffn.net if isinstance(m, torch.nn.Linear)][-1] for ffn in (block.ffn, block.ffn_t)]
+            for out in (block.attn1.to_out[0], block.attn2.to_out[0], *ffn_outs):
+                out.weight.zero_()
+                out.bias.zero_()
+    return grown
 
 
 def interpolate_shared(tuned: UniViGUTransformer, base: UniViGUTransformer, alpha: float) -> UniViGUTransformer:
@@ -576,9 +603,31 @@ def main(argv=None):
     )
     a.add_argument("--base", help="a generator to interpolate the shared weights toward (with --alpha)")
     a.add_argument("--alpha", type=float, default=1.0, help="shared weights = alpha * transformer + (1 - alpha) * base")
+    g = sub.add_parser("grow", help="add identity blocks on top of a transformer (a base generator is converted)")
+    g.add_argument("--transformer", required=True)
+    g.add_argument("--out", required=True)
+    g.add_argument("--extra-layers", type=int, default=2)
+    g.add_argument("--components", help="the tokenizer's folder's parent: needed to convert a base generator")
+    g.add_argument(
+        "--max-text-len", type=int, default=None, help="text positions of a converted base (default: the tokenizer's)"
+    )
+    g.add_argument("--seed", type=int, default=0, help="the new blocks' (and a converted base's text stream's) init")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    if args.cmd == "build":
+    if args.cmd == "grow":
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(Path(args.components) / "tokenizer") if args.components else None
+            config = json.loads((Path(args.transformer) / "config.json").read_text())
+            if tokenizer is None and config.get("_class_name") == WanTransformer3DModel.__name__:
+                parser.error("--transformer is a base generator: pass --components to convert it")
+            torch.manual_seed(args.seed)
+            model = load_transformer(args.transformer, tokenizer, max_text_len=args.max_text_len)
+            torch.manual_seed(args.seed)
+            grow_transformer(model, args.extra_layers).save_pretrained(args.out)
+        except (ValueError, OSError) as error:
+            parser.error(str(error))
+        print(f"wrote a {model.config.num_layers + args.extra_layers}-block transformer to {args.out}")
+    elif args.cmd == "build":
         try:
             build(
                 args.data,

@@ -3,7 +3,8 @@
     accelerate launch -m training.train --config training/configs/base.yaml [--key=value ...]
 
 - ``base``: text-to-video flow matching of a plain diffusers ``WanTransformer3DModel``.
-- ``recall`` (Stage 1, Knowledge Recall): ``UniViGUTransformer.from_wan(base)``; text target = the prompt.
+- ``recall`` (Stage 1, Knowledge Recall): ``UniViGUTransformer.from_wan(base)`` (or a UniViGU transformer made
+  from it, e.g. deeper: ``python -m training.components grow``); text target = the prompt.
 - ``refine`` (Stage 2, Capability Refinement): from the recall model; text target = the detailed caption.
 
 Conditioning per sample, drawn from the step's RNG: with ``p_uncond`` the prompt slot is empty AND the
@@ -38,7 +39,7 @@ from transformers import AutoTokenizer
 from univigu.flows import UniFlowLoss, VideoFlow, sample_sigmas, to_timestep
 from univigu.models import UniViGUTransformer
 
-from .components import uni_from_base
+from .components import load_transformer
 from .data import LatentCache, step_generator
 from .sampling import wan_velocity
 
@@ -182,10 +183,9 @@ def build_model(cfg: Config, data: LatentCache):
         return WanTransformer3DModel(
             in_channels=channels + cfg.position_channels, out_channels=channels, text_dim=text_dim, **cfg.model
         )
-    if cfg.stage == "recall":
-        wan = WanTransformer3DModel.from_pretrained(cfg.init)
+    if cfg.stage == "recall":  # from a base generator, or one already a UniViGU (`components grow`)
         tokenizer = AutoTokenizer.from_pretrained(Path(cfg.components) / "tokenizer")
-        return uni_from_base(wan, tokenizer, cfg.ffn_t_init, max_text_len=data.prompt_ids.shape[1])
+        return load_transformer(cfg.init, tokenizer, data.prompt_ids.shape[1], cfg.ffn_t_init)
     return UniViGUTransformer.from_pretrained(cfg.init)
 
 
