@@ -368,6 +368,7 @@ def test_reading_probe_tells_main_second_and_neither(tiny_run, tiny_stages, tmp_
             self.ids = pipe.text_id_rows(captions)
 
         def __call__(self, text_tokens, **_):
+            self.seen = text_tokens
             rows = [next(i for i, r in enumerate(self.ids) if ((r == t) | (t == vocab)).all()) for t in text_tokens]
             return SimpleNamespace(text_logits=torch.nn.functional.one_hot(self.ids[rows], vocab + 1).float())
 
@@ -386,6 +387,16 @@ def test_reading_probe_tells_main_second_and_neither(tiny_run, tiny_stages, tmp_
             monkeypatch.setattr(pipe, "transformer", Answers(captions + truth))
             counts = probe_reading.read_attribute(pipe, latents, scenes, attribute)
             assert counts["n"] == expected and counts[answer] == expected, (attribute, answer, counts)
+    # --hide-second: the second clause, end token and pads masked as well, the main clause untouched but the
+    # attribute; the answers are read the same way
+    stand_in = Answers([swapped(s, "color") for s in scenes] + truth)
+    monkeypatch.setattr(pipe, "transformer", stand_in)
+    counts = probe_reading.read_attribute(pipe, latents, scenes, "color", hide_second=True)
+    assert counts["second"] == counts["n"] == len(scenes)
+    for tokens, scene in zip(stand_in.seen, scenes):
+        start = probe_reading.second_clause_start(pipe, scene)
+        masked = (tokens == vocab).nonzero().flatten().tolist()
+        assert masked == [2, *range(start, len(tokens))]  # "a {size} {colour} ...": the colour is the third word
     # neither: a colour that no object has
     wrong = [swapped(s, "color", "gray") for s in scenes]
     monkeypatch.setattr(pipe, "transformer", Answers(wrong))

@@ -5,9 +5,12 @@ written into the text stream with the words of one of the main object's attribut
 objects differ in it, and their words for it are as many tokens, so the mask does not give the answer's
 length away); one forward at that noise level, greedy. Each prediction is the main object's value, the
 second object's, or neither's. The captioner is told everything else -- the main object's other attributes
-included -- so the decoding order plays no part: "second's" is a binding error, "neither's" a misreading::
+included -- so the decoding order plays no part: "second's" is a binding error, "neither's" a misreading.
+Told the second object's words too, it can answer by elimination (the objects always differ in colour and
+shape); ``--hide-second`` masks everything after the main object's clause and the background (the second
+clause, the end token and the pads), so only the main object's other words say which object is meant::
 
-    python -m training.probe_reading --model assets/univigu-shapesworld --split test --n 200
+    python -m training.probe_reading --model assets/univigu-shapesworld --split test --n 200 [--hide-second]
 """
 
 import argparse
@@ -41,10 +44,19 @@ def masked_positions(pipe, scene, attribute: str) -> tuple[list[int], list[int],
     return positions, [ids[i] for i in positions], [other[i] for i in positions]
 
 
+def second_clause_start(pipe, scene) -> int:
+    """The first text position after the main object's clause and the background (where the caption of the
+    same scene without its second object would end)."""
+    ids = pipe.text_ids(detailed_caption(scene))
+    alone = pipe.text_ids(detailed_caption(dataclasses.replace(scene, second=None)))
+    return next(i for i, (a, b) in enumerate(zip(ids, alone)) if a != b)
+
+
 @torch.no_grad()
-def read_attribute(pipe, latents: torch.Tensor, scenes: list, attribute: str) -> dict:
+def read_attribute(pipe, latents: torch.Tensor, scenes: list, attribute: str, hide_second: bool = False) -> dict:
     """Counts of predictions that are the main object's value, the second's, or neither's, for clips
-    ``latents`` (normalised, [B, C, f, h, w]) of two-object ``scenes``."""
+    ``latents`` (normalised, [B, C, f, h, w]) of two-object ``scenes``; ``hide_second``: the text after the
+    main object's clause and the background masked too."""
     transformer = pipe.transformer
     rows = [(k, masked_positions(pipe, s, attribute)) for k, s in enumerate(scenes)]
     rows = [(k, found) for k, found in rows if found is not None]
@@ -53,8 +65,10 @@ def read_attribute(pipe, latents: torch.Tensor, scenes: list, attribute: str) ->
         return counts
     index = torch.tensor([k for k, _ in rows])
     ids = pipe.text_id_rows([detailed_caption(scenes[k]) for k, _ in rows])
-    for row, (_, (positions, _, _)) in enumerate(rows):
+    for row, (k, (positions, _, _)) in enumerate(rows):
         ids[row, positions] = transformer.config.vocab_size  # the mask id
+        if hide_second:
+            ids[row, second_clause_start(pipe, scenes[k]) :] = transformer.config.vocab_size
     sigma = (ids == transformer.config.vocab_size).float().mean(1)  # the path's masked fraction
     cond = pipe.encode_prompt([""], "cpu", torch.float32).expand(len(rows), -1, -1)
     out = transformer(
@@ -72,7 +86,7 @@ def read_attribute(pipe, latents: torch.Tensor, scenes: list, attribute: str) ->
     return counts
 
 
-def probe(model_dir: str, split: str = "test", n: int = 200, batch: int = 50) -> dict:
+def probe(model_dir: str, split: str = "test", n: int = 200, batch: int = 50, hide_second: bool = False) -> dict:
     """Per attribute: how many two-object clips of the split's first ``n`` it was probed on, and the fraction
     of predictions naming the main object's value, the second's, or neither's."""
     from .evaluate import Evaluator
@@ -84,7 +98,7 @@ def probe(model_dir: str, split: str = "test", n: int = 200, batch: int = 50) ->
         chunk = scenes[k : k + batch]
         latents = evaluator.encode([render(s) for s in chunk])
         for attribute in ATTRIBUTES:
-            for key, value in read_attribute(evaluator.pipe, latents, chunk, attribute).items():
+            for key, value in read_attribute(evaluator.pipe, latents, chunk, attribute, hide_second).items():
                 totals[attribute][key] += value
     return {
         a: {"n": t["n"], **{k: round(t[k] / max(t["n"], 1), 3) for k in ("main", "second", "neither")}}
@@ -97,10 +111,11 @@ def main(argv=None):
     parser.add_argument("--model", required=True, help="pipeline folder")
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "compositional"])
     parser.add_argument("--n", type=int, default=200, help="clips of the split (its two-object ones are probed)")
+    parser.add_argument("--hide-second", action="store_true", help="mask the second object's clause too")
     parser.add_argument("--out", help="also write the result as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    result = probe(args.model, args.split, args.n)
+    result = probe(args.model, args.split, args.n, hide_second=args.hide_second)
     print("| attribute | clips | main object's | second object's | neither's |\n|---|---|---|---|---|")
     for attribute, r in result.items():
         print(f"| {attribute} | {r['n']} | {r['main']:.3f} | {r['second']:.3f} | {r['neither']:.3f} |")
