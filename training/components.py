@@ -484,6 +484,10 @@ def load_transformer(
     :func:`uni_from_base`."""
     config = json.loads((Path(transformer_dir) / "config.json").read_text())
     if config.get("_class_name") == WanTransformer3DModel.__name__:
+        if tokenizer is None:
+            raise ValueError(
+                f"{transformer_dir} is a base generator: converting it needs the tokenizer (pass --components)"
+            )
         wan = WanTransformer3DModel.from_pretrained(transformer_dir)
         return uni_from_base(wan, tokenizer, ffn_t_init, max_text_len=max_text_len)
     return UniViGUTransformer.from_pretrained(transformer_dir)
@@ -617,14 +621,11 @@ def main(argv=None):
     if args.cmd == "grow":
         try:
             tokenizer = AutoTokenizer.from_pretrained(Path(args.components) / "tokenizer") if args.components else None
-            config = json.loads((Path(args.transformer) / "config.json").read_text())
-            if tokenizer is None and config.get("_class_name") == WanTransformer3DModel.__name__:
-                parser.error("--transformer is a base generator: pass --components to convert it")
             torch.manual_seed(args.seed)
             model = load_transformer(args.transformer, tokenizer, max_text_len=args.max_text_len)
             torch.manual_seed(args.seed)
             grow_transformer(model, args.extra_layers).save_pretrained(args.out)
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError) as error:  # a base generator without --components, a missing folder
             parser.error(str(error))
         print(f"wrote a {model.config.num_layers + args.extra_layers}-block transformer to {args.out}")
     elif args.cmd == "build":
