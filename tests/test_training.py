@@ -344,6 +344,10 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
     assert sampled.run("test", 4, tasks=("captioning",))["captioning"]["examples"] != greedy
     with pytest.raises(ValueError, match="text_temperature"):
         Evaluator(str(tmp_path / "pipe"), text_temperature=-1.0)
+    swept = Evaluator(str(tmp_path / "pipe"), steps=2, batch=2, caption_sweeps=1)
+    assert swept.run("test", 2, tasks=("captioning",))["captioning"]["parsed"] in (0.0, 0.5, 1.0)
+    with pytest.raises(ValueError, match="caption_sweeps"):
+        Evaluator(str(tmp_path / "pipe"), caption_sweeps=-1)
 
 
 def test_reading_probe_tells_main_second_and_neither(tiny_run, tiny_stages, tmp_path, monkeypatch):
@@ -405,6 +409,33 @@ def test_reading_probe_tells_main_second_and_neither(tiny_run, tiny_stages, tmp_
     result = probe_reading.probe(str(tmp_path / "p"), "test", 6, batch=3)
     assert set(result) == set(probe_reading.ATTRIBUTES)
     assert all(r["n"] == 0 or abs(r["main"] + r["second"] + r["neither"] - 1) < 0.01 for r in result.values())
+
+
+def test_reconsider_words_repredicts_each_word_given_the_rest():
+    """``training.sampling.reconsider_words``: each word position, masked alone and left to right, becomes the
+    model's greedy word given the others (already reconsidered ones included); end tokens and pads stay."""
+    from types import SimpleNamespace
+
+    from training.sampling import reconsider_words
+
+    vocab, end, pad = 10, 1, 0
+
+    class Copier:  # predicts, at a masked position, the word before it plus one (position 0: word 5)
+        config = SimpleNamespace(vocab_size=vocab)
+
+        def text_key_mask(self, ids):
+            return ids != pad
+
+        def __call__(self, text_tokens, **_):
+            i = int((text_tokens == vocab).nonzero()[0, 1])
+            words = torch.full((len(text_tokens),), 5) if i == 0 else text_tokens[:, i - 1] + 1
+            logits = torch.nn.functional.one_hot(words.clamp(max=vocab - 1), vocab + 1).float()
+            return SimpleNamespace(text_logits=logits[:, None].expand(-1, text_tokens.shape[1], -1))
+
+    ids = torch.tensor([[7, 2, 2, end, pad, pad], [3, 9, end, pad, pad, pad]])
+    out = reconsider_words(Copier(), None, None, ids, (end, pad), sweeps=1)
+    assert out.tolist() == [[5, 6, 7, end, pad, pad], [5, 6, end, pad, pad, pad]]
+    assert torch.equal(reconsider_words(Copier(), None, None, ids, (end, pad), sweeps=0), ids)
 
 
 def test_binding_reads_which_object_a_caption_describes():

@@ -34,7 +34,7 @@ import torch
 
 from univigu.pipeline_univigu import CAPTION_STEPS
 
-from .sampling import decode_latents, wan_sample
+from .sampling import decode_latents, reconsider_words, wan_sample
 from .shapesworld import (
     DETAIL_ATTRS,
     PROMPT_ATTRS,
@@ -118,6 +118,7 @@ class Evaluator:
         t2v_condition: str = "both",
         joint_text_shift: float = 1.0,
         text_temperature: float = 0.0,
+        caption_sweeps: int = 0,
     ):
         from univigu.pipeline_univigu import UniViGUPipeline
 
@@ -141,6 +142,9 @@ class Evaluator:
         if not text_temperature >= 0:
             raise ValueError(f"text_temperature must be >= 0 (0: greedy), got {text_temperature!r}")
         self.text_temperature = text_temperature
+        if caption_sweeps < 0:
+            raise ValueError(f"caption_sweeps must be >= 0, got {caption_sweeps}")
+        self.caption_sweeps = caption_sweeps
         cfg = self.pipe.config
         self.latent_shape = self.pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
         self.empty = self.embed([""])
@@ -177,6 +181,10 @@ class Evaluator:
                 text_temperature=self.text_temperature,
                 generator=self._gen(k),
             )
+            if self.caption_sweeps:
+                ids = reconsider_words(
+                    self.transformer, latents, cond, ids, self.pipe._end_ids(), self.caption_sweeps
+                )
             captions += self.texts(ids)
         scores = [score_caption(c, s) for c, s in zip(captions, scenes)]
         brief = aggregate(_brief_grammar(c, s) for c, s in zip(captions, scenes))
@@ -394,6 +402,12 @@ def main(argv=None):
         default=0.0,
         help="captioning and joint: sample each revealed word at this temperature (0 = greedy, the default)",
     )
+    parser.add_argument(
+        "--caption-sweeps",
+        type=int,
+        default=0,
+        help="captioning: then re-predict each word with only itself masked, this many left-to-right sweeps",
+    )
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -429,6 +443,7 @@ def main(argv=None):
         args.t2v_condition,
         args.joint_text_shift,
         args.text_temperature,
+        args.caption_sweeps,
     )
     result = {
         "name": args.name or Path(args.model).name,
@@ -444,6 +459,7 @@ def main(argv=None):
         "seed": args.seed,
         "text_order": args.text_order,
         "text_temperature": args.text_temperature,
+        "caption_sweeps": args.caption_sweeps,
         **evaluator.run(args.split, args.n, tuple(args.tasks)),
     }
     table = markdown_table([result])
