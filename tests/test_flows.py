@@ -225,3 +225,14 @@ def test_uniflow_loss_holds_a_share_of_texts_clean():
     assert not ((out.sigma_text == 0) & (out.sigma_video == 0)).any()
     with pytest.raises(ValueError, match="text_clean_prob"):
         UniFlowLoss(text_clean_prob=-0.1)
+
+
+def test_uniflow_loss_takes_the_clean_rows_it_is_given():
+    """A caller that drew the clean rows first (draw_clean) passes them in: exactly those rows are held."""
+    model, latents, ids, cond = _discrete_batch()
+    loss_fn = UniFlowLoss(video_clean_prob=0.4, text_clean_prob=0.5)
+    clean_video, clean_text = loss_fn.draw_clean(8, torch.Generator().manual_seed(3))
+    assert clean_video.any() and clean_text.any() and not (clean_video & clean_text).any()
+    gen = torch.Generator().manual_seed(1)
+    out = loss_fn(model, latents, ids, cond, generator=gen, clean=(clean_video, clean_text))
+    assert torch.equal(out.sigma_video == 0, clean_video) and torch.equal(out.sigma_text == 0, clean_text)

@@ -1,5 +1,6 @@
 """Training: the cache, one step per stage, exact resume, two processes, evaluation, the shipped model."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -162,6 +163,43 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_caption_slot_clean_text_gives_the_caption_only_to_text_to_video_rows():
+    """``caption_slot: clean_text``: the caption sits in the prompt slot only in rows whose text is held clean
+    (where the stream denoises the caption, it would be the answer); ``any``: in any row."""
+    from types import SimpleNamespace
+
+    from univigu.flows import UniFlowLoss
+
+    class Spy(UniFlowLoss):
+        def __call__(self, transformer, latents, text_ids, cond, drop_text=None, generator=None, clean=None):
+            self.cond, self.clean = cond, clean
+            zero = torch.zeros(())
+            return SimpleNamespace(loss=zero, video_loss=zero, text_loss=zero, lambda_text=1.0)
+
+    rows = 64
+    batch = {
+        "latents": torch.zeros(rows, 4, 2, 2, 2),
+        "caption_embeds": torch.ones(rows, 3, 8),
+        "prompt_embeds": torch.full((rows, 3, 8), 2.0),
+        "caption_ids": torch.ones(rows, 5, dtype=torch.long),
+        "prompt_ids": torch.ones(rows, 5, dtype=torch.long),
+    }
+    for slot in ("clean_text", "any"):
+        cfg = train_mod.Config(stage="refine", text_target="caption", cond_caption_prob=1.0, p_uncond=0.0,
+                               caption_slot=slot, video_clean_prob=0.4, text_clean_prob=0.5)
+        spy = Spy(video_clean_prob=0.4, text_clean_prob=0.5)
+        train_mod.compute_loss(cfg, None, None, batch, torch.zeros(1, 3, 8), torch.Generator().manual_seed(0), spy)
+        caption_rows = (spy.cond == 1).all(-1).all(-1)
+        if slot == "any":
+            assert caption_rows.all() and spy.clean is None
+        else:
+            clean_video, clean_text = spy.clean
+            assert 0 < clean_text.sum() < rows and clean_video.any()
+            assert torch.equal(caption_rows, clean_text)
+    with pytest.raises(SystemExit, match="caption_slot"):
+        train_mod.load_config(["--caption_slot=sometimes"])
 
 
 @pytest.mark.parametrize("option", ["--text_warmup_steps=1", "--shared_lr_scale=0"])
@@ -333,6 +371,16 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
     assert result["joint"]["second_named"] in (0.0, 0.5, 1.0)
     assert set(result["captioning"]["two_object_binding"]) <= {"main", "second"}
     assert result["captioning"]["parsed"] in (0.0, 0.5, 1.0)
+    # text-to-video's one- and two-object breakdowns add up to its overall scores
+    from training.shapesworld import iter_split
+
+    two = sum(s.second is not None for _, s in iter_split("test", 4))
+    assert 0 < two < 4
+    t2v = evaluator.run("test", 4, tasks=("text_to_video",))["text_to_video"]
+    for key in ("color", "motion", "background"):
+        parts = [(4 - two, t2v["attrs_one_object"][key]), (two, t2v["attrs_two_objects"][key])]
+        assert t2v["attrs"][key] == pytest.approx(sum(n * v for n, v in parts) / 4)
+    assert "second_color" in t2v["attrs_two_objects"] and "second_color" not in t2v["attrs_one_object"]
     table = markdown_table([result])
     assert "| captioning: main colour |" in table and "joint: detector agrees with caption" in table
     assert "| joint: captions naming a second object (info) |" in table
@@ -353,7 +401,6 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
 def test_reading_probe_tells_main_second_and_neither(tiny_run, tiny_stages, tmp_path, monkeypatch):
     """``training.probe_reading``: a stand-in transformer that answers with a given caption's words is scored
     as reading the main object, the second, or neither, per attribute; the real one runs end to end."""
-    import dataclasses
     from types import SimpleNamespace
 
     from training import probe_reading
@@ -529,6 +576,15 @@ def test_evaluate_text_to_video_in_one_channel(tiny_run, tiny_stages, tmp_path, 
     is_empty = torch.equal(cond, evaluator.empty.expand(2, -1, -1))
     all_pad = bool((kwargs["text_ids"] == pad).all())
     assert (is_empty, all_pad) == ((False, True) if condition == "prompt" else (True, False))
+    # main-slot: the stream holds the whole caption, the slot the caption without the second object's clause
+    scenes = [s for _, s in iter_split("test", 4)][2:]  # two two-object scenes
+    assert all(s.second is not None for s in scenes)
+    evaluator.t2v_condition, seen[:] = "main-slot", []
+    evaluator.text_to_video(scenes)
+    (cond, kwargs) = seen[0]
+    alone = [detailed_caption(dataclasses.replace(s, second=None)) for s in scenes]
+    torch.testing.assert_close(cond, evaluator.embed(alone))
+    assert torch.equal(kwargs["text_ids"], evaluator.pipe.text_id_rows([detailed_caption(s) for s in scenes]))
     with pytest.raises(ValueError, match="t2v_condition"):
         Evaluator(str(tmp_path / "p"), t2v_condition="video")
 

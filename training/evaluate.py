@@ -13,6 +13,9 @@ Clips are rendered from the split's scenes (``training.shapesworld``) and scored
 - text-to-video: generate from the scene's detailed caption (prompt slot and text stream), read the clip
   with the detector, score the reading against the caption. ``--t2v-condition prompt`` (text stream
   empty) or ``stream`` (prompt slot empty) puts the caption in one channel only: which one steers the video.
+  ``main-slot`` leaves the second object's clause out of the prompt slot (the stream keeps the whole caption):
+  does the slot, where the caption's words are a set, bind each object's attributes to it? Results add
+  ``attrs_one_object`` and ``attrs_two_objects``.
 - joint: generate clip and caption together from the brief prompt (``--joint-text-shift`` below 1 reveals
   the caption earlier); score the caption's main object against the prompt, and the detector's
   reading of the clip against the generated caption.
@@ -25,6 +28,7 @@ seeded per batch, greedy for text (the surest masked tokens revealed first: ``te
 """
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -54,7 +58,9 @@ from .shapesworld import (
 )
 
 TASKS = ("captioning", "text_to_video", "joint")
-T2V_CONDITIONS = ("both", "prompt", "stream")  # where text-to-video's caption goes (prompt slot, text stream)
+# where text-to-video's caption goes: prompt slot and text stream, one of them, or (a probe of the slot's
+# binding) the whole caption in the stream and, in the slot, the caption of the scene without its second object
+T2V_CONDITIONS = ("both", "prompt", "stream", "main-slot")
 
 # Quality bars on the test split (see the issue); None: reported without a bar
 BARS = {
@@ -135,8 +141,8 @@ class Evaluator:
         self.caption_steps = caption_steps or steps
         if t2v_condition not in T2V_CONDITIONS:
             raise ValueError(f"t2v_condition must be one of {T2V_CONDITIONS}, got {t2v_condition!r}")
-        if base_transformer and t2v_condition == "stream":
-            raise ValueError("the base generator has no text stream: t2v_condition='stream' does not apply")
+        if base_transformer and t2v_condition in ("stream", "main-slot"):
+            raise ValueError(f"the base generator has no text stream: t2v_condition={t2v_condition!r} does not apply")
         self.t2v_condition = t2v_condition
         self.joint_text_shift = joint_text_shift
         if not text_temperature >= 0:
@@ -206,10 +212,16 @@ class Evaluator:
 
     def text_to_video(self, scenes) -> dict:
         captions = [detailed_caption(s) for s in scenes]
+        if self.t2v_condition == "main-slot":
+            slots = [detailed_caption(dataclasses.replace(s, second=None)) for s in scenes]
+        else:
+            slots = captions
         scores = []
         for k in range(0, len(scenes), self.batch):
             chunk = captions[k : k + self.batch]
-            cond = self.embed(chunk) if self.t2v_condition != "stream" else self.empty.expand(len(chunk), -1, -1)
+            cond = self.embed(slots[k : k + self.batch])
+            if self.t2v_condition == "stream":
+                cond = self.empty.expand(len(chunk), -1, -1)
             text_ids = self.pipe.text_id_rows(chunk)
             if self.t2v_condition == "prompt":  # an all-pad stream: every text key masked
                 text_ids = torch.full_like(text_ids, self.transformer.config.pad_token_id)
@@ -241,6 +253,9 @@ class Evaluator:
             "attrs": attrs,
             "prompt_attrs": _mean(attrs[a] for a in PROMPT_ATTRS),
             "detail_attrs": _mean(attrs[a] for a in DETAIL_ATTRS if a in attrs),
+            # where the generator loses: clips drawn from one-object captions vs two-object ones
+            "attrs_one_object": aggregate(r for r, s in zip(scores, scenes) if s.second is None),
+            "attrs_two_objects": aggregate(r for r, s in zip(scores, scenes) if s.second is not None),
         }
 
     def joint(self, scenes) -> dict:

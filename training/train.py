@@ -11,6 +11,8 @@ Conditioning per sample, drawn from the step's RNG: with ``p_uncond`` the prompt
 text stream is dropped (the unconditional row of classifier-free guidance); otherwise the cross-attention
 slot holds the detailed caption with ``cond_caption_prob`` or the brief prompt, and that slot is emptied
 with ``p_drop_prompt`` while the text target stays (Stage 1's "prompt dropped with probability p").
+``caption_slot: clean_text`` gives the caption to the slot only in rows whose text stream is held clean
+(text-to-video from a caption): where the stream denoises the caption, a caption in the slot is its answer.
 
 Exact resume: every random draw (batch rows, noise levels, noise, dropping) comes from a generator seeded
 by (seed, step, micro-batch, rank), the learning rate is a function of the step, and the checkpoint holds
@@ -75,6 +77,9 @@ class Config:
     # objective
     text_target: str = "prompt"  # prompt | caption
     cond_caption_prob: float = 0.0
+    # recall/refine: which rows may hold the caption in the prompt slot: "any", or "clean_text" (only rows
+    # generating video from clean text, cond_caption_prob of them; elsewhere it would be the text's answer)
+    caption_slot: str = "any"
     p_drop_prompt: float = 0.0
     p_uncond: float = 0.1
     video_shift: float = 3.0
@@ -145,6 +150,8 @@ def load_config(argv: list[str]) -> Config:
     cfg = Config(**values)
     if cfg.stage not in STAGES:
         raise SystemExit(f"stage must be one of {STAGES}, got {cfg.stage!r}")
+    if cfg.caption_slot not in ("any", "clean_text"):
+        raise SystemExit(f"caption_slot must be 'any' or 'clean_text', got {cfg.caption_slot!r}")
     if cfg.stage != "base" and not cfg.init:
         raise SystemExit(f"stage {cfg.stage!r} starts from a trained model: set --init=DIR")
     if cfg.stage == "base" and (cfg.text_warmup_steps or cfg.shared_lr_scale != 1.0):
@@ -223,7 +230,12 @@ def compute_loss(
     latents = batch["latents"]
     size = latents.shape[0]
     # 1. Conditioning: which text sits in the cross-attention slot, and which rows are unconditional
+    clean = None
+    if cfg.caption_slot == "clean_text" and cfg.stage != "base":
+        clean = uni_loss.draw_clean(size, gen)
     use_caption = torch.rand(size, generator=gen) < cfg.cond_caption_prob
+    if clean is not None:
+        use_caption &= clean[1]
     cond = torch.where(use_caption[:, None, None], batch["caption_embeds"], batch["prompt_embeds"])
     uncond = torch.rand(size, generator=gen) < cfg.p_uncond
     drop_prompt = (torch.rand(size, generator=gen) < cfg.p_drop_prompt) | uncond
@@ -240,7 +252,7 @@ def compute_loss(
 
     # 3. Recall / refine: the uni-flow loss; the text target is the prompt or the detailed caption
     text_ids = batch["prompt_ids"] if cfg.text_target == "prompt" else batch["caption_ids"]
-    out = uni_loss(_Forward(model, unwrapped), latents, text_ids, cond, drop_text=uncond, generator=gen)
+    out = uni_loss(_Forward(model, unwrapped), latents, text_ids, cond, drop_text=uncond, generator=gen, clean=clean)
     return StepOutput(out.loss, out.video_loss.detach(), out.text_loss.detach(), out.lambda_text)
 
 

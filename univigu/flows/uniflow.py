@@ -14,6 +14,8 @@ velocity target is pure noise, so it contributes no video loss.
 ``text_clean_prob`` (0 = the paper's training draws) holds a share of the other samples' text clean: the
 condition text-to-video runs in (clean text, noisy video), where the video can only learn what the text
 stream says if the text is all there. A clean sample's text is its own target, so it contributes no text loss.
+A caller that must know which samples are held clean before the forward (to choose their condition) draws
+them with :meth:`UniFlowLoss.draw_clean` and passes them in.
 """
 
 from dataclasses import dataclass
@@ -93,6 +95,16 @@ class UniFlowLoss:
             return num_video_tokens(transformer, video_latents) / text_len
         return float(self.lambda_text)
 
+    def draw_clean(self, batch: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which samples are held clean: (video [B] bool, text [B] bool), never both for one sample."""
+        clean_video = torch.zeros(batch, dtype=torch.bool)
+        if self.video_clean_prob > 0:  # no draw otherwise: the paper's objective keeps its random stream
+            clean_video = torch.rand(batch, generator=generator) < self.video_clean_prob
+        clean_text = torch.zeros(batch, dtype=torch.bool)
+        if self.text_clean_prob > 0:
+            clean_text = (torch.rand(batch, generator=generator) < self.text_clean_prob) & ~clean_video
+        return clean_video, clean_text
+
     def __call__(
         self,
         transformer,
@@ -101,23 +113,19 @@ class UniFlowLoss:
         encoder_hidden_states: torch.Tensor,  # [B, L_c, text_dim]
         drop_text: torch.Tensor | None = None,  # [B] bool
         generator: torch.Generator | None = None,
+        clean: tuple[torch.Tensor, torch.Tensor] | None = None,  # (video, text) [B] bool: draw_clean's
     ) -> UniFlowLossOutput:
         batch, device = video_latents.shape[0], video_latents.device
         flow = text_flow_for(transformer, self.kappa_exponent)
         if drop_text is None:
             drop_text = torch.zeros(batch, dtype=torch.bool, device=device)
 
-        # 1. Independent noise levels per sample and modality
+        # 1. Independent noise levels per sample and modality; the samples held clean
         sigma_v = sample_sigmas(batch, self.video_shift, generator).to(device)
         sigma_t = sample_sigmas(batch, self.text_shift, generator).to(device)
-        clean_video = torch.zeros(batch, dtype=torch.bool, device=device)
-        if self.video_clean_prob > 0:  # no draw otherwise: the paper's objective keeps its random stream
-            clean_video = (torch.rand(batch, generator=generator) < self.video_clean_prob).to(device)
-            sigma_v = torch.where(clean_video, torch.zeros_like(sigma_v), sigma_v)
-        clean_text = torch.zeros(batch, dtype=torch.bool, device=device)
-        if self.text_clean_prob > 0:
-            clean_text = (torch.rand(batch, generator=generator) < self.text_clean_prob).to(device) & ~clean_video
-            sigma_t = torch.where(clean_text, torch.zeros_like(sigma_t), sigma_t)
+        clean_video, clean_text = (c.to(device) for c in clean or self.draw_clean(batch, generator))
+        sigma_v = torch.where(clean_video, torch.zeros_like(sigma_v), sigma_v)
+        sigma_t = torch.where(clean_text, torch.zeros_like(sigma_t), sigma_t)
 
         # 2. Noisy video
         noise = torch.randn(video_latents.shape, generator=generator, dtype=video_latents.dtype).to(device)
