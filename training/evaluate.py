@@ -219,9 +219,10 @@ class Evaluator:
         scores = []
         for k in range(0, len(scenes), self.batch):
             chunk = captions[k : k + self.batch]
-            cond = self.embed(slots[k : k + self.batch])
             if self.t2v_condition == "stream":
                 cond = self.empty.expand(len(chunk), -1, -1)
+            else:
+                cond = self.embed(slots[k : k + self.batch])
             text_ids = self.pipe.text_id_rows(chunk)
             if self.t2v_condition == "prompt":  # an all-pad stream: every text key masked
                 text_ids = torch.full_like(text_ids, self.transformer.config.pad_token_id)
