@@ -12,6 +12,7 @@ Every Wan-derived weight keeps the key it has in ``WanTransformer3DModel``, so a
 loads into this model with only the text-stream keys missing.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +120,15 @@ def _rotate_joint(x: torch.Tensor, num_video: int, video_rope, text_rope) -> tor
     video = apply_rotary_emb(x[:, :num_video], video_rope, use_real_unbind_dim=-1, sequence_dim=1)
     text = apply_rotary_emb(x[:, num_video:], text_rope, use_real_unbind_dim=-2, sequence_dim=1)
     return torch.cat([video, text], dim=1)
+
+
+def _sinusoid_float64(timestep: torch.Tensor, channels: int) -> torch.Tensor:
+    """``Timesteps(channels, flip_sin_to_cos=True, downscale_freq_shift=0)``: the same fp32 exponents and angles,
+    with exp, cos and sin evaluated in float64 and rounded once, so every machine gets the same fp32 values."""
+    half = channels // 2
+    exponent = -math.log(10000) * torch.arange(half, dtype=torch.float32, device=timestep.device) / half
+    angles = timestep.float()[:, None] * torch.exp(exponent.double()).float()[None]
+    return torch.cat([torch.cos(angles.double()), torch.sin(angles.double())], dim=-1).float()
 
 
 class TextTimeEmbedding(nn.Module):
@@ -321,7 +331,12 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
             timestep = timestep.expand(batch)
         if timestep.numel() != batch:
             raise ValueError(f"expected one timestep per sample ({batch}), got {timestep.numel()}")
-        freqs = embedder.timesteps_proj(timestep)
+        if self.config.time_embedding_rounding == "bfloat16" and timestep.device.type != "mps":
+            # The bf16 rounding below turns an ulp of difference in the sinusoid into a whole bf16 step, and fp32
+            # exp/sin/cos differ by an ulp between CPU instruction sets: correctly rounded values are portable.
+            freqs = _sinusoid_float64(timestep, embedder.timesteps_proj.num_channels)
+        else:
+            freqs = embedder.timesteps_proj(timestep)
         freqs = freqs.to(next(embedder.time_embedder.parameters()).dtype)
         temb = embedder.time_embedder(freqs).to(dtype)
         if self.config.time_embedding_rounding == "bfloat16":
