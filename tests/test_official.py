@@ -1,15 +1,25 @@
 """The authors' released checkpoint format: parity on every fixture case, strict and safe loading."""
 
 import argparse
+import filecmp
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from univigu import UniViGUTransformer
 from univigu.cli import main as cli_main
-from univigu.official import CheckpointError, transformer_from_official
+from univigu.loading import convert_official, load_pipeline
+from univigu.official import (
+    WEIGHTS_INDEX_NAME,
+    CheckpointError,
+    convert_official_state_dict,
+    load_official_state_dict,
+    transformer_from_official,
+)
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +156,138 @@ def test_cli_convert_writes_a_loadable_folder(fixture, tmp_path, capsys):
     assert convert("cases.pt", bad_out) == 2
     assert not bad_out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".convert-")]
     assert "holds no state dict" in capsys.readouterr().err
+
+
+def _convert_cli(checkpoint, wan, out, *extra):
+    return cli_main(["convert-official", "--checkpoint", str(checkpoint), "--wan", str(wan), "--out", str(out), *extra])
+
+
+def _no_leftovers(folder) -> bool:
+    return not [p for p in os.listdir(folder) if p.startswith(".convert-")]
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(fixture, tmp_path, capsys):
+    path, _, wan = fixture
+    wan_config = os.path.join(path, "wan_transformer_config.json")
+    good = open(os.path.join(path, "checkpoint.pth"), "rb").read()
+    (tmp_path / "truncated.pth").write_bytes(good[: len(good) // 2])
+    (tmp_path / "garbage.pth").write_bytes(b"these are not the weights you are looking for\n" * 20)
+    torch.save({"model": {}, "hook": argparse.Namespace(cmd="rm -rf /")}, tmp_path / "evil.pth")
+    (tmp_path / "wide.json").write_text(json.dumps(dict(wan, num_attention_heads=4)))
+    (tmp_path / "deep.json").write_text(json.dumps(dict(wan, num_layers=3)))
+    cases = [
+        ("truncated.pth", wan_config, "is truncated or corrupted"),
+        ("garbage.pth", wan_config, "is not a torch checkpoint"),
+        ("evil.pth", wan_config, "holds pickled code (argparse.Namespace)"),
+        (os.path.join(path, "checkpoint.pth"), tmp_path / "wide.json", "is 64 wide but the Wan config is 128"),
+        (os.path.join(path, "checkpoint.pth"), tmp_path / "deep.json", "has 2 blocks but the Wan config has 3"),
+    ]
+    for checkpoint, config, message in cases:
+        out = tmp_path / "out"
+        assert _convert_cli(tmp_path / checkpoint, config, out, "--vocab-size", "50") == 2, message
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and err.startswith("error: "), err
+        assert not out.exists() and _no_leftovers(tmp_path)
+
+
+def test_a_disk_filling_mid_write_leaves_nothing(fixture, tmp_path):
+    """A file-size limit below the checkpoint's size: the shard write fails (EFBIG, as a full disk's ENOSPC)."""
+    path, _, _ = fixture
+    argv = [
+        "convert-official", "--checkpoint", os.path.join(path, "checkpoint.pth"),
+        "--wan", os.path.join(path, "wan_transformer_config.json"), "--out", str(tmp_path / "out"),
+        "--vocab-size", "50",
+    ]  # fmt: skip
+    script = (
+        "import resource, sys\nfrom univigu.cli import main\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))\n"  # after the imports (.pyc writes)
+        f"sys.exit(main({argv!r}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "could not write" in proc.stderr and "File too large" in proc.stderr
+    assert not (tmp_path / "out").exists() and _no_leftovers(tmp_path)
+
+
+def test_bfloat16_shards_load_in_diffusers_and_keep_fp32_modules(fixture, tmp_path):
+    path, _, wan = fixture
+    out = tmp_path / "bf16"
+    convert_official(
+        os.path.join(path, "checkpoint.pth"), os.path.join(path, "wan_transformer_config.json"), str(out),
+        vocab_size=50, dtype="bfloat16", max_shard_size="200KB",
+    )  # fmt: skip
+    index = json.loads((out / WEIGHTS_INDEX_NAME).read_text())
+    assert len(set(index["weight_map"].values())) >= 2
+    source = convert_official_state_dict(load_official_state_dict(os.path.join(path, "checkpoint.pth")), 32)
+    model = UniViGUTransformer.from_pretrained(out, dtype=torch.bfloat16)
+    state = model.state_dict()
+    assert set(state) == set(source)
+    assert state["blocks.0.ffn_t.net.0.proj.weight"].dtype == torch.bfloat16
+    assert state["condition_embedder.time_embedder.linear_1.weight"].dtype == torch.float32  # kept, as stored
+    for name, tensor in state.items():
+        expected = source[name].to(torch.float32 if tensor.dtype == torch.float32 else torch.bfloat16)
+        assert torch.equal(tensor, expected), name
+
+
+def _wan_pipeline_folder(folder, wan: dict):
+    """A Wan2.1-layout Diffusers folder (WanPipeline.save_pretrained) whose transformer config is ``wan``."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+
+    from univigu.tiny import tiny_text_encoder, tiny_vae
+    from univigu.tokenization import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer([f"w{i}" for i in range(47)])  # 50 ids with <pad>, </s>, <unk>
+    config = {k: v for k, v in wan.items() if not k.startswith("_")}
+    WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=tiny_text_encoder(len(tokenizer), d_model=wan["text_dim"]),
+        vae=tiny_vae(z_dim=wan["in_channels"]),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        transformer=WanTransformer3DModel(**config),
+    ).save_pretrained(folder)
+    return folder
+
+
+def test_a_wan_pipeline_folder_gives_a_pipeline_with_its_components_copied(fixture, tmp_path, monkeypatch):
+    from diffusers import AutoencoderKLWan
+    from transformers import UMT5EncoderModel
+
+    path, cases, wan = fixture
+    wan_dir = _wan_pipeline_folder(tmp_path / "wan", wan)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("convert-official loaded a component it only has to copy")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(AutoencoderKLWan, "from_pretrained", refuse)
+        patch.setattr(UMT5EncoderModel, "from_pretrained", refuse)
+        assert _convert_cli(os.path.join(path, "checkpoint.pth"), wan_dir, tmp_path / "pipe") == 0
+    for name in ("tokenizer", "text_encoder", "vae", "scheduler"):
+        cmp = filecmp.dircmp(wan_dir / name, tmp_path / "pipe" / name)
+        assert not (cmp.left_only or cmp.right_only or cmp.diff_files), name
+    pipe = load_pipeline(str(tmp_path / "pipe"))
+    assert pipe.transformer.config.vocab_size == 50 and pipe.transformer.config.text_source == "uniform"
+    case = cases["a_batch2_nomask"]
+    torch.testing.assert_close(
+        _run(pipe.transformer.eval(), case["inputs"]).video_velocity,
+        case["expected"]["video_velocity"],
+        atol=1e-4,
+        rtol=1e-4,
+    )
+
+
+def test_an_old_format_checkpoint_converts_without_mapping(fixture, tmp_path):
+    path, cases, _ = fixture
+    legacy = tmp_path / "legacy.pth"
+    blob = torch.load(os.path.join(path, "checkpoint.pth"), weights_only=True)
+    torch.save(blob, legacy, _use_new_zipfile_serialization=False)  # torch < 1.6's format: no mmap
+    out = tmp_path / "out"
+    wan_config = os.path.join(path, "wan_transformer_config.json")
+    convert_official(str(legacy), wan_config, str(out), vocab_size=50, max_shard_size="200KB")
+    case = cases["b_batch1_textpad3"]
+    torch.testing.assert_close(
+        _run(UniViGUTransformer.from_pretrained(out).eval(), case["inputs"]).video_velocity,
+        case["expected"]["video_velocity"],
+        atol=1e-4,
+        rtol=1e-4,
+    )
