@@ -457,7 +457,7 @@ def test_step_previews_decode_and_project(tmp_path):
 
 
 def test_run_history_is_capped_and_forgotten_files_go(tmp_path):
-    from univigu.studio.engine import RunRecord, RunStore
+    from univigu.studio.runs import RunRecord, RunStore
 
     store = RunStore(per_session=2, total=3)
     records = []
@@ -479,7 +479,7 @@ def test_run_history_is_capped_and_forgotten_files_go(tmp_path):
 def test_unexpected_errors_are_one_line_and_logged(caplog):
     import gradio as gr
 
-    from univigu.studio.ui import guarded
+    from univigu.studio.errors import guarded
 
     @guarded
     def broken_run(prompt):
@@ -499,7 +499,7 @@ def test_unexpected_errors_are_one_line_and_logged(caplog):
 def test_spaces_gpu_is_a_no_op_without_spaces():
     import importlib.util
 
-    from univigu.studio.ui import gpu
+    from univigu.studio.tasks import gpu
 
     def fn():
         return 1

@@ -1,0 +1,89 @@
+"""The denoising scrubber: pick a run and a step to see the clip and the text predicted there, or play it."""
+
+import gradio as gr
+
+from . import render
+from .engine import Studio
+from .errors import guarded
+from .runs import RunRecord, session_of
+
+
+def _views(studio: Studio, record: RunRecord | None, k: int | None, full: bool = False) -> list:
+    """[frame image, frame note, text html, stats html, step info, decode button]"""
+    if record is None or not record.trajectory:
+        empty = render.text_panel_html(None)
+        return [None, "", empty, "", "", gr.Button(visible=False)]
+    k = max(1, min(int(k or len(record.trajectory)), len(record.trajectory)))
+    step = record.trajectory[k - 1]
+    path, note = studio.step_preview(record, k, full=full)
+    text = render.text_panel_html(step, held_prompt=record.prompt)
+    stats = render.stats_svg(record.trajectory, k)
+    projected = record.task != "caption" and path is not None and path.endswith("-project.png")
+    label = "The input clip (held clean)" if record.task == "caption" else f"Clip predicted at step {k}"
+    image = gr.Image(value=path, label=f"{label}: frames left to right")
+    return [image, note, text, stats, render.step_info(step), gr.Button(visible=projected)]
+
+
+def _slider(record: RunRecord | None, k: int | None = None) -> gr.Slider:
+    n = len(record.trajectory) if record else 1  # gradio wants minimum < maximum: a 1-step run gets 0..1
+    return gr.Slider(
+        minimum=1 if n > 1 else 0,
+        maximum=n,
+        step=1,
+        value=min(k or n, n) if record else 1,
+        interactive=bool(record and n > 1),
+        label=f"Denoising step (1–{n})" if record else "Denoising step",
+    )
+
+
+def make_scrubber_handlers(studio: Studio) -> dict:
+    def record_of(run_id, request) -> RunRecord | None:
+        return studio.store.get(session_of(request), run_id)
+
+    @guarded
+    def show_latest(request: gr.Request):
+        runs = studio.store.runs(session_of(request))
+        record = runs[-1] if runs else None
+        choices = [(r.label, r.run_id) for r in reversed(runs)]
+        dropdown = gr.Dropdown(choices=choices, value=record.run_id if record else None)
+        return [dropdown, _slider(record), *_views(studio, record, None), gr.Timer(active=False)]
+
+    @guarded
+    def select_run(run_id, request: gr.Request):
+        record = record_of(run_id, request)
+        return [_slider(record), *_views(studio, record, None), gr.Timer(active=False)]
+
+    @guarded
+    def show_step(run_id, k, request: gr.Request):
+        return _views(studio, record_of(run_id, request), k)
+
+    @guarded
+    def decode_step(run_id, k, request: gr.Request):
+        return _views(studio, record_of(run_id, request), k, full=True)[:2]
+
+    @guarded
+    def play(run_id, k, request: gr.Request):
+        record = record_of(run_id, request)
+        if record is None or len(record.trajectory) < 2:
+            return [gr.Timer(active=False), gr.skip(), *[gr.skip()] * 6]
+        n = len(record.trajectory)
+        k = 1 if int(k or n) >= n else int(k)
+        return [gr.Timer(active=True), gr.Slider(value=k), *_views(studio, record, k)]
+
+    @guarded
+    def tick(run_id, k, request: gr.Request):
+        record = record_of(run_id, request)
+        if record is None:
+            return [gr.skip(), *[gr.skip()] * 6, gr.Timer(active=False)]
+        n = len(record.trajectory)
+        k = min(int(k or 0) + 1, n)
+        return [gr.Slider(value=k), *_views(studio, record, k), gr.Timer(active=k < n)]
+
+    return {
+        "show_latest": show_latest,
+        "select_run": select_run,
+        "show_step": show_step,
+        "decode_step": decode_step,
+        "play": play,
+        "tick": tick,
+    }
