@@ -5,7 +5,8 @@ import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures", "official_tiny")
+# The official forward pass on a tiny model, recorded with the authors' code (its README says how).
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "official_tiny")
 
 
 def pytest_configure(config):
@@ -17,7 +18,7 @@ def pytest_configure(config):
 def official_fixture() -> str:
     path = os.path.abspath(os.environ.get("UNIVIGU_OFFICIAL_FIXTURE", FIXTURE))
     if not os.path.isdir(path):
-        pytest.fail(f"reference fixture missing at {path}: clone next to shared/ or set UNIVIGU_OFFICIAL_FIXTURE")
+        pytest.fail(f"reference fixture missing at {path}: restore tests/fixtures/ or set UNIVIGU_OFFICIAL_FIXTURE")
     return path
 
 

@@ -27,11 +27,12 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import torch
+from diffusers import AutoencoderKLWan
 from safetensors.torch import load_file, save_file
 
 from univigu.video_io import fit_video, read_video
 
-from .components import encode_clips, load_components
+from .components import load_components
 
 DEFAULT_BUCKETS = ((17, 64, 64),)
 
@@ -71,6 +72,22 @@ def read_frames(path) -> np.ndarray:
 def load_clips(data_dir, rows, size: tuple[int, int, int]) -> np.ndarray:
     """uint8 [N, F, H, W, 3]: the clips of ``rows`` fitted to one size."""
     return np.stack([fit_video(read_frames(Path(data_dir) / r["video"]), *size)[0] for r in rows])
+
+
+def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 [..., F, H, W, 3] -> float [..., 3, F, H, W] in [-1, 1]."""
+    x = torch.as_tensor(np.asarray(frames)).float() / 127.5 - 1.0
+    return x.movedim(-1, -4)
+
+
+@torch.no_grad()
+def encode_clips(vae: AutoencoderKLWan, clips: torch.Tensor | np.ndarray, batch_size: int = 16) -> torch.Tensor:
+    """Raw (unnormalised) latent means [N, z, f, h, w] of uint8 clips [N, F, H, W, 3]."""
+    out = [
+        vae.encode(frames_to_tensor(clips[i : i + batch_size])).latent_dist.mode()
+        for i in range(0, len(clips), batch_size)
+    ]
+    return torch.cat(out)
 
 
 def _text_ids(tokenizer, texts: list[str], length: int, pad_id: int) -> torch.Tensor:

@@ -47,7 +47,7 @@ launch() {
 stage data "$RUN/data/train/metadata.jsonl" \
   $PY -m training.shapesworld.export --out "$RUN/data/train" --split train --n "$N_TRAIN"
 stage components "$RUN/components/report.json" \
-  $PY -m training.components build --data "$RUN/data/train" --out "$RUN/components" --vae-steps "$VAE_STEPS" \
+  $PY -m training.shapesworld.components --data "$RUN/data/train" --out "$RUN/components" --vae-steps "$VAE_STEPS" \
   --vae-temporal-steps "$VAE_TEMPORAL_STEPS" --text-steps 1500 --text-context 3
 stage precompute "$RUN/cache/train.safetensors" \
   $PY -m training.data --data "$RUN/data/train" --components "$RUN/components" --out "$RUN/cache/train.safetensors"
@@ -63,10 +63,10 @@ stage refine "$RUN/refine/final/config.json" \
 
 # The Stage 1+2 pipeline (shipped to OUT once evaluated), and a Stage-1-only pipeline for the comparison
 stage assemble "$RUN/pipeline/model_index.json" \
-  $PY -m training.components assemble --components "$RUN/components" --transformer "$RUN/refine/final" \
+  $PY -m training.shapesworld.assemble --components "$RUN/components" --transformer "$RUN/refine/final" \
   --out "$RUN/pipeline" --shift $SHIFT
 stage assemble_recall "$RUN/pipe-recall/model_index.json" \
-  $PY -m training.components assemble --components "$RUN/components" --transformer "$RUN/recall/final" \
+  $PY -m training.shapesworld.assemble --components "$RUN/components" --transformer "$RUN/recall/final" \
   --out "$RUN/pipe-recall" --shift $SHIFT
 
 for split in test compositional; do

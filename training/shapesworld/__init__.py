@@ -1,7 +1,12 @@
-"""ShapesWorld v1: the procedurally generated world and benchmark of shared/SHAPESWORLD.md (beside this repository).
+"""ShapesWorld v1.1: the procedurally generated world and benchmark of shared/SHAPESWORLD.md (beside this repository).
 
 spec (constants, dataclasses) -> sample (seeded scenes, splits) -> render (clips) ->
 text (sentences, parsers) -> detect (clip -> attributes) -> score (benchmark) -> export (dataset).
+
+The bundled model's parts and tools are modules of their own, imported by name (they need torch):
+tokenizer, text_encoder, vae -> components (the frozen parts) -> assemble (the pipeline folder); examples
+(the studio's example clips); and the experiments: grow (deeper models), interpolate (toward the base),
+probe (which caption words a generator reads), probe_reading (which object the captioner reads).
 
 The export names (export_dataset, read_video, write_video) load lazily, so importing the package
 needs no imageio and `python -m training.shapesworld.export` runs without a runpy warning.
@@ -32,7 +37,6 @@ from .score import (
     aggregate,
     exact_rate,
     is_exact,
-    order_blind_ceiling,
     order_visible,
     score_caption,
     score_detection,
@@ -109,7 +113,6 @@ __all__ = [
     "exact_rate",
     "export_dataset",
     "format_caption",
-    "order_blind_ceiling",
     "order_visible",
     "is_exact",
     "iter_split",

@@ -7,7 +7,7 @@ A generator that reads a word does worse when it is swapped; one that ignores th
 detector's reading of generated clips says *that* an attribute is not followed; this says whether the text
 reaches the generator at all, per attribute and noise level, in a minute::
 
-    python -m training.probe --transformer runs/shapesworld/base/final --run runs/shapesworld
+    python -m training.shapesworld.probe --transformer runs/shapesworld/base/final --run runs/shapesworld
 """
 
 import argparse
@@ -21,11 +21,11 @@ from diffusers import WanTransformer3DModel
 
 from univigu.flows import VideoFlow, to_timestep
 
-from .components import load_components
-from .data import LatentCache, embed_texts, read_metadata
-from .sampling import wan_velocity
-from .shapesworld.spec import BACKGROUNDS, CELLS, COLORS, MOTIONS, SHAPES, SIZES
-from .shapesworld.text import ParsedCaption, format_caption, parse_caption
+from ..components import load_components
+from ..data import LatentCache, embed_texts, read_metadata
+from ..sampling import wan_velocity
+from .spec import BACKGROUNDS, CELLS, COLORS, MOTIONS, SHAPES, SIZES
+from .text import ParsedCaption, format_caption, parse_caption
 
 CHOICES = {
     "color": list(COLORS),

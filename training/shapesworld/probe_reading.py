@@ -10,7 +10,7 @@ Told the second object's words too, it can answer by elimination (the objects al
 shape); ``--hide-second`` masks everything after the main object's clause and the background (the second
 clause, the end token and the pads), so only the main object's other words say which object is meant::
 
-    python -m training.probe_reading --model assets/univigu-shapesworld --split test --n 200 [--hide-second]
+    python -m training.shapesworld.probe_reading --model assets/univigu-shapesworld --split test --n 200 [--hide-second]
 """
 
 import argparse
@@ -21,8 +21,9 @@ import torch
 
 from univigu.flows import to_timestep
 
-from .shapesworld import detailed_caption, iter_split, parse_caption, render
-from .shapesworld.text import format_caption
+from .render import render
+from .sample import iter_split
+from .text import detailed_caption, format_caption, parse_caption
 
 ATTRIBUTES = ("color", "shape", "size", "cell", "motion")
 
@@ -89,7 +90,7 @@ def read_attribute(pipe, latents: torch.Tensor, scenes: list, attribute: str, hi
 def probe(model_dir: str, split: str = "test", n: int = 200, batch: int = 50, hide_second: bool = False) -> dict:
     """Per attribute: how many two-object clips of the split's first ``n`` it was probed on, and the fraction
     of predictions naming the main object's value, the second's, or neither's."""
-    from .evaluate import Evaluator
+    from ..evaluate import Evaluator
 
     evaluator = Evaluator(model_dir, batch=batch)
     scenes = [s for _, s in iter_split(split, n) if s.second is not None]
