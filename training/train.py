@@ -4,7 +4,7 @@
 
 - ``base``: text-to-video flow matching of a plain diffusers ``WanTransformer3DModel``.
 - ``recall`` (Stage 1, Knowledge Recall): ``UniViGUTransformer.from_wan(base)`` (or a UniViGU transformer made
-  from it, e.g. deeper: ``python -m training.components grow``); text target = the prompt.
+  from it, e.g. deeper: ``python -m training.shapesworld.grow``); text target = the prompt.
 - ``refine`` (Stage 2, Capability Refinement): from the recall model; text target = the detailed caption.
 
 Conditioning per sample, drawn from the step's RNG: with ``p_uncond`` the prompt slot is empty AND the
@@ -15,9 +15,11 @@ with ``p_drop_prompt`` while the text target stays (Stage 1's "prompt dropped wi
 (text-to-video from a caption): where the stream denoises the caption, a caption in the slot is its answer.
 
 Exact resume: every random draw (batch rows, noise levels, noise, dropping) comes from a generator seeded
-by (seed, step, micro-batch, rank), the learning rate is a function of the step, and the checkpoint holds
-the weights and the optimizer state; so a killed-and-resumed run logs the same losses as an unbroken one.
-Checkpoints are written to a temporary folder and renamed into place.
+by (seed, step, global micro-batch = micro-batch x processes + rank), the learning rate is a function of the
+step, and the checkpoint holds the weights and the optimizer state; so a killed-and-resumed run logs the same
+losses as an unbroken one, and N processes train as one process with N x grad_accum. Checkpoints are written to
+a temporary folder and renamed into place. ``--config_file training/configs/fsdp.yaml`` shards the model (FSDP2,
+``training/distributed.py``), its checkpoints too.
 """
 
 import dataclasses
@@ -41,7 +43,8 @@ from transformers import AutoTokenizer
 from univigu.flows import UniFlowLoss, VideoFlow, sample_sigmas, to_timestep
 from univigu.models import UniViGUTransformer
 
-from .components import load_transformer
+from . import distributed
+from .components import load_transformer, uni_from_base
 from .data import LatentCache, step_generator
 from .sampling import wan_velocity
 
@@ -54,7 +57,7 @@ class Config:
     out_dir: str = "runs/base"
     cache: str = "runs/cache/train.safetensors"  # from training.data
     components: str = "runs/components"  # tokenizer/, text_encoder/, vae/ (validation samples)
-    init: str = ""  # recall: the base model folder; refine: the recall model folder
+    init: str = ""  # recall: the base model folder; refine: the recall model folder; "random": see build_model
     # the generator (base stage only; later stages inherit the architecture)
     model: dict = field(
         default_factory=lambda: dict(
@@ -72,6 +75,9 @@ class Config:
     )
     position_channels: int = 0  # base: coordinate maps beside the latents (univigu.models.append_positions)
     ffn_t_init: str = "copy"  # recall: FFN_t from FFN_v ("copy", the release) or fresh ("random", the paper)
+    # recall (or init "random"): the text stream made for the base generator, "discrete" (token ids, the
+    # release) or "embedding" (continuous flow over a fixed codebook, the paper's eq. 7-8); later stages inherit
+    text_formulation: str = "discrete"
     text_warmup_steps: int = 0  # recall/refine: first steps in which only the text stream's own weights learn
     shared_lr_scale: float = 1.0  # recall/refine: the shared (Wan) weights' learning rate, relative to lr
     # objective
@@ -153,7 +159,9 @@ def load_config(argv: list[str]) -> Config:
     if cfg.caption_slot not in ("any", "clean_text"):
         raise SystemExit(f"caption_slot must be 'any' or 'clean_text', got {cfg.caption_slot!r}")
     if cfg.stage != "base" and not cfg.init:
-        raise SystemExit(f"stage {cfg.stage!r} starts from a trained model: set --init=DIR")
+        raise SystemExit(f"stage {cfg.stage!r} starts from a trained model: set --init=DIR (or --init=random)")
+    if cfg.text_formulation not in ("discrete", "embedding"):
+        raise SystemExit(f"text_formulation must be 'discrete' or 'embedding', got {cfg.text_formulation!r}")
     if cfg.stage == "base" and (cfg.text_warmup_steps or cfg.shared_lr_scale != 1.0):
         raise SystemExit(
             "text_warmup_steps and shared_lr_scale apply to recall/refine: the base generator has no text stream"
@@ -174,8 +182,12 @@ def lr_at(cfg: Config, step: int) -> float:
 # -------------------------------------------------------------------------------------------------
 # Models
 def build_model(cfg: Config, data: LatentCache):
-    """The stage's starting model: a fresh Wan (base), Wan -> UniViGU (recall), or UniViGU (refine)."""
-    if cfg.stage == "base":
+    """The stage's starting model: a fresh Wan (base), Wan -> UniViGU (recall), or UniViGU (refine; a Wan folder
+    is converted as in recall).
+
+    ``init: random`` (recall or refine) starts from a fresh Wan of ``model`` converted as Stage 1 converts the
+    base generator: the same UniViGU architecture from random weights (the from-scratch ablation)."""
+    if cfg.stage == "base" or cfg.init == "random":
         latents = data.latents[data.buckets[0]]
         channels, text_dim = latents.shape[1], data.prompt_embeds.shape[-1]
         patch_values = channels * math.prod(cfg.model["patch_size"])
@@ -187,13 +199,17 @@ def build_model(cfg: Config, data: LatentCache):
                 f"a patch holds {patch_values} latent values ({channels} channels x {cfg.model['patch_size']})"
                 f" but the hidden size is {hidden}: lower model.patch_size or raise the heads x head dim"
             )
-        return WanTransformer3DModel(
+        wan = WanTransformer3DModel(
             in_channels=channels + cfg.position_channels, out_channels=channels, text_dim=text_dim, **cfg.model
         )
-    if cfg.stage == "recall":  # from a base generator, or one already a UniViGU (`components grow`)
+        if cfg.stage == "base":
+            return wan
         tokenizer = AutoTokenizer.from_pretrained(Path(cfg.components) / "tokenizer")
-        return load_transformer(cfg.init, tokenizer, data.prompt_ids.shape[1], cfg.ffn_t_init)
-    return UniViGUTransformer.from_pretrained(cfg.init)
+        return uni_from_base(wan, tokenizer, cfg.ffn_t_init, data.prompt_ids.shape[1], cfg.text_formulation)
+    # recall: from a base generator, or one already a UniViGU (`shapesworld.grow`); refine: from Stage 1's model,
+    # or (the no-Stage-1 ablation) from a base generator, converted as Stage 1 converts it
+    tokenizer = AutoTokenizer.from_pretrained(Path(cfg.components) / "tokenizer")
+    return load_transformer(cfg.init, tokenizer, data.prompt_ids.shape[1], cfg.ffn_t_init, cfg.text_formulation)
 
 
 class _Forward:
@@ -236,19 +252,21 @@ def compute_loss(
     use_caption = torch.rand(size, generator=gen) < cfg.cond_caption_prob
     if clean is not None:
         use_caption &= clean[1]
-    cond = torch.where(use_caption[:, None, None], batch["caption_embeds"], batch["prompt_embeds"])
+    # drawn on the CPU (the generator's device), used where the batch is
+    cond = torch.where(use_caption.to(latents.device)[:, None, None], batch["caption_embeds"], batch["prompt_embeds"])
     uncond = torch.rand(size, generator=gen) < cfg.p_uncond
-    drop_prompt = (torch.rand(size, generator=gen) < cfg.p_drop_prompt) | uncond
+    drop_prompt = ((torch.rand(size, generator=gen) < cfg.p_drop_prompt) | uncond).to(latents.device)
+    uncond = uncond.to(latents.device)
     cond = torch.where(drop_prompt[:, None, None], empty.expand_as(cond), cond)
 
     # 2. Base: plain video flow matching
     if cfg.stage == "base":
-        sigma = sample_sigmas(size, cfg.video_shift, gen)
-        noise = torch.randn(latents.shape, generator=gen)
+        sigma = sample_sigmas(size, cfg.video_shift, gen).to(latents.device)
+        noise = torch.randn(latents.shape, generator=gen).to(latents.device)
         x_t = VideoFlow.add_noise(latents, noise, sigma)
         velocity = wan_velocity(model, x_t, to_timestep(sigma), cond, module=unwrapped)
         loss = VideoFlow.loss(velocity, VideoFlow.target(latents, noise)).mean()
-        return StepOutput(loss, loss.detach(), torch.zeros(()), 0.0)
+        return StepOutput(loss, loss.detach(), torch.zeros((), device=latents.device), 0.0)
 
     # 3. Recall / refine: the uni-flow loss; the text target is the prompt or the detailed caption
     text_ids = batch["prompt_ids"] if cfg.text_target == "prompt" else batch["caption_ids"]
@@ -263,17 +281,18 @@ def checkpoints(out_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def save_checkpoint(accelerator: Accelerator, cfg: Config, model, step: int, out_dir: Path) -> Path:
-    """model/ (save_pretrained) + state/ (weights, optimizer, RNG) + config.yaml, written then renamed."""
+def save_checkpoint(accelerator: Accelerator, cfg: Config, model, optimizer, step: int, out_dir: Path) -> Path:
+    """model/ (save_pretrained) + state/ (weights, optimizer, RNG; FSDP: sharded) + config.yaml, written, renamed."""
     final = out_dir / f"checkpoint-{step}"
     tmp = out_dir / f".tmp-checkpoint-{step}"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp / "state"))
+    distributed.save_state(accelerator, model, optimizer, tmp / "state")
+    plain = distributed.full_model(accelerator, model)
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(tmp / "model")
+        plain.save_pretrained(tmp / "model")
         (tmp / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))  # written last: marks it complete
         shutil.rmtree(final, ignore_errors=True)
@@ -376,7 +395,7 @@ def train(cfg: Config) -> dict:
     model = build_model(cfg, data)
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    model.train()
+    model = distributed.shard(accelerator, model.train())  # FSDP2 when the launch config asks for it
     # Four groups: weight decay or not, x shared with Wan (lr scaled by shared_lr_scale) or the text's own
     groups = {}
     for n, p in model.named_parameters():
@@ -395,7 +414,7 @@ def train(cfg: Config) -> dict:
         lr=cfg.lr,
         betas=(0.9, 0.99),
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = distributed.prepare(accelerator, model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     uni_loss = UniFlowLoss(
         lambda_text=cfg.lambda_text,
@@ -404,7 +423,7 @@ def train(cfg: Config) -> dict:
         video_clean_prob=cfg.video_clean_prob,
         text_clean_prob=cfg.text_clean_prob,
     )
-    empty = data.empty_embed
+    empty = data.empty_embed.to(accelerator.device)
     # The weights Wan and the text stream share: everything but the text embedding, time embedder, head and
     # FFN_t. Stage 1 costs the base generator much of its text-to-video skill within its first 100 steps (see
     # the bundled model's card); ``text_warmup_steps`` holds these weights for the first steps and
@@ -415,7 +434,7 @@ def train(cfg: Config) -> dict:
     start_step = 0
     found = checkpoints(out_dir) if cfg.resume else []
     if found:
-        accelerator.load_state(str(found[-1] / "state"))
+        distributed.load_state(accelerator, model, optimizer, found[-1] / "state")
         start_step = json.loads((found[-1] / "trainer_state.json").read_text())["step"]
         accelerator.print(f"resumed from {found[-1]} at step {start_step}")
     metrics_path = out_dir / "metrics.jsonl"
@@ -440,10 +459,11 @@ def train(cfg: Config) -> dict:
         lr = lr_at(cfg, step)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
-        sums = torch.zeros(3)
+        sums = torch.zeros(3, device=accelerator.device)
         for micro in range(cfg.grad_accum):
-            batch = data.batch(cfg.batch_size, cfg.seed, step, micro, rank)
-            gen = step_generator(cfg.seed, step, micro, rank, stream=1)
+            index = micro * world + rank  # the global micro-batch: N processes draw what one does with N x grad_accum
+            batch = {k: v.to(accelerator.device) for k, v in data.batch(cfg.batch_size, cfg.seed, step, index).items()}
+            gen = step_generator(cfg.seed, step, index, 0, stream=1)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     out = compute_loss(cfg, model, unwrapped, batch, empty, gen, uni_loss)
@@ -485,22 +505,24 @@ def train(cfg: Config) -> dict:
                     text=f"{row['text_loss']:.3f}",
                 )
         if cfg.val_every and (step + 1) % cfg.val_every == 0:
+            plain = distributed.full_model(accelerator, model)
             if accelerator.is_main_process:
-                validate(cfg, unwrapped, data, step + 1, writer)
+                validate(cfg, plain, data, step + 1, writer)
             accelerator.wait_for_everyone()
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.max_steps:
-            save_checkpoint(accelerator, cfg, model, step + 1, out_dir)
+            save_checkpoint(accelerator, cfg, model, optimizer, step + 1, out_dir)
         if cfg.stop_at and step + 1 >= cfg.stop_at and step + 1 < cfg.max_steps:
             accelerator.print(f"stopping at step {step + 1} (stop_at)")
             accelerator.end_training()
             return last
 
     # 4. The final model folder (what the next stage's --init and the pipeline take)
+    plain = distributed.full_model(accelerator, model)
     if accelerator.is_main_process:
         final = out_dir / "final"
         tmp = out_dir / ".tmp-final"
         shutil.rmtree(tmp, ignore_errors=True)
-        unwrapped.save_pretrained(tmp)
+        plain.save_pretrained(tmp)
         (tmp / "config_train.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
