@@ -1,4 +1,4 @@
-"""ShapesWorld v1 (training/shapesworld) against shared/SHAPESWORLD.md (beside this repository)."""
+"""ShapesWorld v1.1 (training/shapesworld) against shared/SHAPESWORLD.md (beside this repository)."""
 
 from __future__ import annotations
 
@@ -434,18 +434,87 @@ def test_prompt_agreement_and_aggregation() -> None:
 # ---------------------------------------------------------------- export
 
 
-def test_order_blind_ceiling_counts_only_clips_that_hide_the_main_object() -> None:
+def test_caption_order_counts_only_where_the_clip_shows_it() -> None:
+    """v1.1: a two-object clip shows which object is main only where they overlap (main is drawn on top)."""
     main = ObjectSpec(color="red", shape="circle", size="large", motion="moves right", x0=4, y0=20)
-    second = ObjectSpec(color="blue", shape="square", size="large", motion="stays still", x0=40, y0=20)
+    second = ObjectSpec(color="blue", shape="square", size="small", motion="stays still", x0=40, y0=24)
     meets = Scene(background="gray", main=main, second=second)  # main slides over the second: order shows
     apart = dataclasses.replace(meets, main=dataclasses.replace(main, motion="stays still"))
     alone = dataclasses.replace(meets, second=None)
     assert sw.order_visible(meets) and not sw.order_visible(apart) and sw.order_visible(alone)
-    ceiling = sw.order_blind_ceiling([apart])
-    # colour, shape, cell differ: a coin flip; size and motion are shared, so a swap costs nothing
-    assert ceiling["color"] == ceiling["second_cell"] == 0.5
-    assert ceiling["size"] == ceiling["motion"] == ceiling["background"] == 1.0
-    assert sw.order_blind_ceiling([apart, meets, alone])["color"] == pytest.approx(5 / 6)
+    keys = sw.score_keys(True)
+
+    def swapped(scene: Scene) -> str:
+        return detailed_caption(dataclasses.replace(scene, main=scene.second, second=scene.main))
+
+    # apart: the other order is as right as the drawing order, on every attribute and the exact sentence
+    assert score_caption(swapped(apart), apart) == dict.fromkeys(keys, 1)
+    assert sw.is_exact(swapped(apart), apart) and sw.is_exact(detailed_caption(apart), apart)
+    # meets: the other order names the wrong object first; it scores only what the two objects share
+    wrong = score_caption(swapped(meets), meets)
+    assert wrong["background"] == wrong["second_present"] == 1
+    assert all(wrong[a] == 0 for a in keys if a not in ("background", "second_present"))
+    assert not sw.is_exact(swapped(meets), meets) and sw.is_exact(detailed_caption(meets), meets)
+    # the matching picks the better assignment per caption, not per attribute: the second object described
+    # first, with its colour wrong, still matches it (4 of 5 attributes beat main's 0) ...
+    parsed = parse_caption(swapped(apart))
+    off = dataclasses.replace(parsed, color="green")
+    scores = score_caption(format_caption(off), apart)
+    assert scores["color"] == 0 and sum(scores.values()) == len(keys) - 1
+    # ... and a caption naming one object only is matched to whichever of the two it describes
+    only_second = score_caption(format_caption(dataclasses.replace(parsed, second=None)), apart)
+    assert only_second["color"] == only_second["cell"] == 1 and only_second["second_present"] == 0
+    assert score_caption(format_caption(dataclasses.replace(parsed, second=None)), meets)["color"] == 0
+    # one-object clips: unchanged from v1 (the two-object caption of `meets` names red circle first)
+    truth = detailed_caption(alone)
+    assert score_caption(truth, alone) == dict.fromkeys(sw.score_keys(False), 1)
+    assert score_caption(swapped(meets), alone)["color"] == 0 and not sw.is_exact(swapped(meets), alone)
+
+
+def test_wilson_and_bootstrap_intervals() -> None:
+    intervals = importlib.import_module("training.shapesworld.intervals")
+    wilson = intervals.wilson_interval
+    # textbook values (Wilson 1927; e.g. Newcombe 1998, table I): 0/10 and 5/10
+    assert wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    lo, hi = wilson(200, 200)
+    assert hi == 1.0 and 0.97 < lo < 0.99  # not degenerate at all-correct, unlike the normal approximation
+    with pytest.raises(ValueError):
+        wilson(11, 10)
+    # bootstrap of the mean of attribute means: NaN cells (attributes a clip does not have) are skipped
+    m = intervals.score_matrix([{"a": 1, "b": 0}, {"a": 1}, {"a": 0, "b": 1}, {"a": 1}], ["a", "b"])
+    assert np.isnan(m[1, 1]) and intervals.mean_of_means(m) == pytest.approx((0.75 + 0.5) / 2)
+    coin = np.array([[1.0], [0.0]] * 100)
+    lo, hi = intervals.bootstrap_interval(coin)
+    assert intervals.bootstrap_interval(coin) == (lo, hi)  # seeded
+    assert lo < 0.5 < hi and (lo, hi) == pytest.approx(wilson(100, 200), abs=0.015)  # agrees with Wilson
+    wide = intervals.bootstrap_interval(coin[:20])
+    assert wide[1] - wide[0] > 2 * (hi - lo)  # 10x fewer clips: about sqrt(10)x wider
+    assert intervals.bootstrap_interval(np.ones((50, 3))) == (1.0, 1.0)
+
+
+def test_evaluator_table_prints_intervals_from_per_clip_scores() -> None:
+    from training.evaluate import markdown_table
+
+    scores = [{"color": int(i < 150), "background": 1} for i in range(200)]
+    brief = [dict.fromkeys(sw.PROMPT_ATTRS, 0)] * 200
+    per_clip = {"scores": scores, "exact": [int(i < 20) for i in range(200)], "brief": brief}
+    result = {
+        "name": "m",
+        "split": "test",
+        "captioning": {"attrs": sw.aggregate(scores), "exact": 0.1, "brief_grammar": sw.aggregate(brief)},
+    }
+    result["captioning"]["per_clip"] = per_clip
+    old = {"name": "v1", "split": "test", "captioning": {"attrs": {"color": 0.5}, "exact": 0.0, "brief_grammar": {}}}
+    lines = markdown_table([result, old]).splitlines()
+    assert lines[0] == "| metric | m (test) | v1 (test) | bar (test) |"
+    row = next(line for line in lines if line.startswith("| captioning: main colour |"))
+    assert row == "| captioning: main colour | 75.0 [68.6–80.5] | 50.0 | ≥ 90 |"  # Wilson 150/200; none in v1
+    assert "| captioning: background | 100.0 [98.1–100.0] | – |" in "\n".join(lines)
+    assert "| captioning: exact sentence | 10.0 [6.6–14.9] | 0.0 |" in "\n".join(lines)
+    # a mean over attributes (here only background is a detail attribute, always right): the bootstrap's
+    result["captioning"]["detail_attrs"] = 1.0
+    assert "| captioning: detail attributes (mean) | 100.0 [100.0–100.0] |" in markdown_table([result])
 
 
 def test_main_posterior_is_calibrated_on_the_sampler() -> None:

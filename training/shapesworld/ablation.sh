@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# One row of the ShapesWorld ablation (issue 21): the recipe's stages (training/recipes/shapesworld.sh) with other
+# starting points and step counts, configs only; every row trains for as many optimizer steps as the shipped
+# model's base + Stage 1 + Stage 2, then is evaluated on test and compositional.
+#   bash training/shapesworld/ablation.sh ROW        ROW: shipped | no-stage1 | scratch | embedding
+#   SEED=1 bash training/shapesworld/ablation.sh ROW (the seed rerun of the row's own stages: another folder)
+#   PARTIAL=1 bash training/shapesworld/ablation.sh ROW   (evaluate the newest checkpoint of the stage in progress)
+# Rows:
+#   shipped    base -> Stage 1 -> Stage 2: the bundled model, evaluated as it ships (OUT).
+#   no-stage1  base -> Stage 2, Stage 1's steps given to Stage 2 (refine.yaml from the base generator).
+#   scratch    the same UniViGU architecture from random weights (base.yaml's model, init=random) trained on Stage 2's
+#              data and objective (refine.yaml) for base + Stage 1 + Stage 2 steps.
+#   embedding  base -> Stage 1 -> Stage 2 with text_formulation=embedding (the paper's eq. 7-8).
+# Shared prerequisites under RUN (data, latent cache, base generator) are the recipe's, made once for all rows
+# with the shipped tokenizer, text encoder and VAE (COMPONENTS) rather than rebuilt. Every stage is skipped once
+# finished and resumes from its newest checkpoint when stopped (training.train), so a re-run loses nothing.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROW=${1:?usage: ablation.sh shipped|no-stage1|scratch|embedding}
+PY=${PY:-.venv/bin/python}
+ACCEL=${ACCEL:-.venv/bin/accelerate}
+RUN=${RUN:-runs/shapesworld}
+OUT=${OUT:-assets/univigu-shapesworld}
+COMPONENTS=${COMPONENTS:-$OUT}  # tokenizer/, text_encoder/, vae/: the shipped ones
+N_TRAIN=${N_TRAIN:-3000}
+BASE_STEPS=${BASE_STEPS:-8000}
+RECALL_STEPS=${RECALL_STEPS:-2500}
+REFINE_STEPS=${REFINE_STEPS:-8500}
+EVAL_N=${EVAL_N:-200}
+SEED=${SEED:-0}
+PARTIAL=${PARTIAL:-0}
+SHIFT=6.0
+export OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+ROW_DIR="$RUN/ablation/$ROW$([ "$SEED" = 0 ] || echo "-seed$SEED")"
+mkdir -p "$ROW_DIR"
+TIMES="$ROW_DIR/timings.tsv"
+stage() {  # stage NAME DONE_FILE COMMAND...: run unless DONE_FILE exists; log the wall time
+  local name=$1 done_file=$2; shift 2
+  if [ -e "$done_file" ]; then echo "== $name: done already ($done_file)"; return; fi
+  echo "== $name: $*"
+  local t0=$(date +%s)
+  "$@"
+  echo -e "$name\t$(( $(date +%s) - t0 ))" >> "$TIMES"
+}
+NPROC=${NPROC:-2}
+BATCH=8
+launch() {  # as the recipe: NPROC single-thread gloo processes drawing BATCH / NPROC rows each
+  if [ "$NPROC" -gt 1 ]; then
+    OMP_NUM_THREADS=1 "$ACCEL" launch --multi_gpu --num_processes "$NPROC" --num_machines 1 --mixed_precision no \
+      --dynamo_backend no "$@" --num_threads=1 --batch_size=$((BATCH / NPROC))
+  else
+    "$ACCEL" launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no "$@" \
+      --batch_size=$BATCH
+  fi
+}
+newest() {  # newest DIR: its checkpoint-N folder of the highest N (none: empty)
+  ls -d "$1"/checkpoint-* 2>/dev/null | awk -F- '{print $NF, $0}' | sort -n | tail -1 | cut -d' ' -f2-
+}
+evaluate() {  # evaluate PIPELINE NAME SUFFIX: test and compositional, every task
+  for split in test compositional; do
+    stage "eval${3}_$split" "$ROW_DIR/eval$3-$split.json" $PY -m training.evaluate --model "$1" --name "$2" \
+      --split $split --n "$EVAL_N" --out "$ROW_DIR/eval$3-$split.json"
+  done
+}
+
+if [ "$ROW" = shipped ]; then
+  evaluate "$OUT" shipped ""
+  exit 0
+fi
+
+# Shared prerequisites: the recipe's data, latent cache and (except from scratch) base generator
+stage data "$RUN/data/train/metadata.jsonl" \
+  $PY -m training.shapesworld.export --out "$RUN/data/train" --split train --n "$N_TRAIN"
+stage precompute "$RUN/cache/train.safetensors" \
+  $PY -m training.data --data "$RUN/data/train" --components "$COMPONENTS" --out "$RUN/cache/train.safetensors"
+COMMON=(--cache="$RUN/cache/train.safetensors" --components="$COMPONENTS" --video_shift=$SHIFT)
+BASE="$RUN/base/final"
+if [ "$ROW" != scratch ]; then
+  if [ "$PARTIAL" = 1 ] && [ ! -e "$BASE/config.json" ]; then
+    echo "the base generator is still training (newest: $(newest "$RUN/base")); no $ROW checkpoint yet" >&2
+    exit 1
+  fi
+  stage base "$BASE/config.json" \
+    launch -m training.train --config training/configs/base.yaml "${COMMON[@]}" --out_dir="$RUN/base" \
+    --max_steps="$BASE_STEPS"
+fi
+
+# The row's stages: NAME CONFIG INIT STEPS [EXTRA...] each
+case "$ROW" in
+  no-stage1) STAGES=("refine training/configs/refine.yaml $BASE $((RECALL_STEPS + REFINE_STEPS))") ;;
+  scratch)
+    STAGES=("refine training/configs/refine.yaml random $((BASE_STEPS + RECALL_STEPS + REFINE_STEPS))")
+    MODEL_CONFIG=(--config training/configs/base.yaml)  # its model architecture; refine.yaml's objective after it
+    ;;
+  embedding)
+    STAGES=("recall training/configs/recall.yaml $BASE $RECALL_STEPS --text_formulation=embedding"
+      "refine training/configs/refine.yaml $ROW_DIR/recall/final $REFINE_STEPS")
+    ;;
+  *) echo "unknown row $ROW: shipped, no-stage1, scratch or embedding" >&2; exit 2 ;;
+esac
+
+for spec in "${STAGES[@]}"; do
+  read -r name config init steps extra <<< "$spec"
+  dir="$ROW_DIR/$name"
+  if [ "$PARTIAL" = 1 ] && [ ! -e "$dir/final/config.json" ]; then
+    # the stage in progress: its newest checkpoint, evaluated as a pipeline
+    ckpt=$(newest "$dir")
+    [ -n "$ckpt" ] || { echo "no checkpoint of $name in $dir yet" >&2; exit 1; }
+    at=${ckpt##*-}
+    stage "assemble_${name}_$at" "$ROW_DIR/pipe-$name-$at/model_index.json" \
+      $PY -m training.shapesworld.assemble --components "$COMPONENTS" --transformer "$ckpt/model" \
+      --out "$ROW_DIR/pipe-$name-$at" --shift $SHIFT
+    evaluate "$ROW_DIR/pipe-$name-$at" "$ROW ($name step $at of $steps, partial)" "-$name-$at"
+    exit 0
+  fi
+  stage "$name" "$dir/final/config.json" \
+    launch -m training.train ${MODEL_CONFIG[@]+"${MODEL_CONFIG[@]}"} --config "$config" "${COMMON[@]}" \
+    --out_dir="$dir" --init="$init" --max_steps="$steps" --seed="$SEED" $extra
+done
+stage assemble "$ROW_DIR/pipeline/model_index.json" \
+  $PY -m training.shapesworld.assemble --components "$COMPONENTS" --transformer "$ROW_DIR/${name}/final" \
+  --out "$ROW_DIR/pipeline" --shift $SHIFT
+evaluate "$ROW_DIR/pipeline" "$ROW$([ "$SEED" = 0 ] || echo " seed $SEED")" ""
+echo "row $ROW finished: $ROW_DIR; stage wall times (s):"; cat "$TIMES"
