@@ -191,6 +191,13 @@ def test_served_offline_without_analytics(app):
     assert "gradio.live" not in app.log() and "public URL" not in app.log()
 
 
+def test_header_names_the_model_not_its_path(app, workdir):
+    with urllib.request.urlopen(app.url + "config", timeout=10) as response:
+        page = response.read().decode()
+    assert "Model `tiny-model`" in page  # the folder's name ...
+    assert str(workdir) not in page  # ... never where it lies on the server
+
+
 def test_text_to_video(client):
     video, trajectory, status = client.predict(
         prompt="a red circle moves left", seed=7, steps=4, guidance=3.0, api_name="/text_to_video"
@@ -387,6 +394,34 @@ def test_settings(client):
     good_request(client)
 
 
+def test_step_cache_setting(client):
+    # An undocumented endpoint, run by the page's Apply after /apply_settings
+    with pytest.raises(AppError, match="unknown step cache 'warp'; valid: none, first_block"):
+        client.predict("warp", api_name="/apply_step_cache")
+    try:
+        applied = client.predict("first_block", api_name="/apply_step_cache")
+        assert "step cache first_block:0.05" in applied  # the default threshold, named
+        good_request(client)
+        assert "step cache first_block:0.05" in client.predict(
+            "cpu", "float32", "none", False, "auto", api_name="/apply_settings"
+        )  # the other settings keep it
+    finally:
+        assert "step cache none" in client.predict("none", api_name="/apply_step_cache")
+    good_request(client)
+
+
+def test_caption_clip_cache_interval(client, clips):
+    for every in (1, 3):
+        caption, _, _, trajectory, _ = client.predict(
+            video=handle_file(str(clips["mp4"])), seed=0, steps=3, video_cache_interval=every, api_name="/caption"
+        )
+        assert len(trajectory["steps"]) == 3
+    with pytest.raises(AppError, match="Clip cache interval: Value 0 is less than minimum value 1"):
+        client.predict(
+            video=handle_file(str(clips["mp4"])), seed=0, steps=3, video_cache_interval=0, api_name="/caption"
+        )
+
+
 def test_missing_model_is_one_line(workdir):
     env = {**os.environ, "UNIVIGU_MODEL": str(workdir / "no-such-model"), "PYTHONPATH": str(REPO)}
     result = subprocess.run(
@@ -456,6 +491,42 @@ def test_step_previews_decode_and_project(tmp_path):
     assert path.endswith("-project.png")
 
 
+def test_step_cache_setting_reaches_the_pipeline(tmp_path):
+    from univigu.studio.engine import Settings, Studio, UserError
+    from univigu.tiny import tiny_pipeline
+
+    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    transformer = studio.pipe.transformer
+    assert studio.pipe.step_cache == "none" and not transformer.is_cache_enabled
+    assert "step cache taylorseer:3" in studio.apply_settings(Settings(device="cpu", step_cache="taylorseer:3"))
+    assert studio.pipe.step_cache == "taylorseer:3" and transformer.is_cache_enabled
+    assert studio.pipe is not None and studio.pipe.transformer is transformer  # switched in place, not reloaded
+    with pytest.raises(UserError, match="taylorseer's interval must be an integer"):
+        studio.apply_settings(Settings(device="cpu", step_cache="taylorseer:99"))
+    assert studio.pipe.step_cache == "taylorseer:3" and studio.settings.step_cache == "taylorseer:3"
+    studio.apply_settings(Settings(device="cpu", step_cache="none"))
+    assert studio.pipe.step_cache == "none" and not transformer.is_cache_enabled
+
+
+def test_caption_clip_cache_reaches_the_pipeline(tmp_path, clips, monkeypatch):
+    from univigu.studio import tasks
+    from univigu.studio.engine import Settings, Studio
+    from univigu.tiny import tiny_pipeline
+
+    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    asked, caption = [], studio.pipe.caption
+
+    def recorded(*args, **kwargs):
+        asked.append(kwargs["video_cache_interval"])
+        return caption(*args, **kwargs)
+
+    monkeypatch.setattr(studio.pipe, "caption", recorded)
+    handlers = tasks.make_handlers(studio)
+    for every in (2, None):  # None: the pipeline's default
+        *_, (text, *_) = handlers["caption"](str(clips["mp4"]), 0, 4, "", every, request=None)
+    assert asked == [2, tasks.CAPTION_VIDEO_CACHE_INTERVAL]
+
+
 def test_run_history_is_capped_and_forgotten_files_go(tmp_path):
     from univigu.studio.runs import RunRecord, RunStore
 
@@ -496,18 +567,145 @@ def test_unexpected_errors_are_one_line_and_logged(caplog):
     assert any(r.exc_info and "tensor went sideways" in str(r.exc_info[1]) for r in caplog.records)
 
 
-def test_spaces_gpu_is_a_no_op_without_spaces():
-    import importlib.util
+def test_model_name_is_a_folder_name_or_hub_id(tmp_path):
+    from univigu.studio.engine import Settings, Studio
+    from univigu.tiny import tiny_pipeline
 
-    from univigu.studio.tasks import gpu
+    pipe = tiny_pipeline(size=TINY_SIZE)
+    snapshot = tmp_path / "hub" / "models--org--uni-vigu-1.3b" / "snapshots" / "0123abc"
+    for model, name, folder in [
+        (tmp_path / "my-model", "my-model", True),
+        (str(tmp_path / "my-model") + os.sep, "my-model", True),
+        (snapshot, "org/uni-vigu-1.3b", True),
+        ("org/uni-vigu-1.3b", "org/uni-vigu-1.3b", False),  # a hub id not downloaded yet
+    ]:
+        if folder:
+            Path(model).mkdir(parents=True, exist_ok=True)
+        studio = Studio(str(model), Settings(device="cpu"), str(tmp_path / "out"), pipe=pipe)
+        assert studio.model_name == name
+        assert str(tmp_path) not in studio.model_name
 
-    def fn():
-        return 1
 
-    if importlib.util.find_spec("spaces") is None:
-        assert gpu(fn) is fn
-    else:  # pragma: no cover - on a Space
-        assert gpu(fn)() == 1
+def test_spaces_gpu_is_a_no_op_off_spaces(monkeypatch):
+    spaces = pytest.importorskip("spaces")  # requirements-dev.txt
+    from univigu.studio import tasks
+
+    def handler(session, task, *args):
+        yield "done", 1
+
+    assert tasks.spaces is spaces and not spaces.config.Config.zero_gpu  # the real package, off a Space
+    assert tasks.gpu(lambda *args, **kwargs: 30)(handler) is handler
+    monkeypatch.setattr(tasks, "spaces", None)  # without the package
+    assert tasks.gpu(lambda *args, **kwargs: 30)(handler) is handler
+
+
+def _same(a, b) -> bool:
+    """Deep equality of what the handlers yield: strings, dataclasses, arrays, tensors, containers."""
+    import dataclasses
+
+    import torch
+
+    if type(a) is not type(b):
+        return False
+    if dataclasses.is_dataclass(a):
+        return all(_same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, torch.Tensor):
+        return a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if hasattr(a, "__dict__"):  # e.g. the fitted LatentProjection
+        return _same(vars(a), vars(b))
+    return a == b
+
+
+def test_zerogpu_wraps_the_streaming_runs(tmp_path, monkeypatch, clips):
+    """On a ZeroGPU Space, ``spaces.GPU(duration=fn)`` calls ``fn(*args, **kwargs)`` with the handler's own
+    arguments to size the GPU lease (``static_duration`` in spaces/zero/wrappers.py), runs the generator in a
+    forked worker and pickles each yielded value back (a fork-context ``SimpleQueue``). This stands in for that
+    lease and transport (they need a Space's device API) to check what the studio hands them and gets back."""
+    import inspect
+    import math
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+    from types import SimpleNamespace
+
+    from univigu.studio import tasks
+    from univigu.studio.engine import Settings, Studio
+    from univigu.tiny import tiny_pipeline
+
+    leases = []
+
+    def GPU(duration):
+        def decorate(fn):
+            assert inspect.isgeneratorfunction(fn)  # the streaming function, not a whole-run one
+
+            def on_gpu(*args, **kwargs):
+                lease = {"seconds": duration(*args, **kwargs), "args": args, "sent": [], "back": []}
+                leases.append(lease)
+                for item in fn(*args, **kwargs):
+                    back = pickle.loads(ForkingPickler.dumps(item))
+                    lease["sent"].append(item)
+                    lease["back"].append(back)
+                    yield back
+
+            return on_gpu
+
+        return decorate
+
+    monkeypatch.setattr(tasks, "spaces", SimpleNamespace(GPU=GPU))
+    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    handlers = tasks.make_handlers(studio)
+    f0, h0, w0 = TINY_SIZE
+    *_, joint = handlers["joint"]("a red circle", 3, 4, 5.0, f0, h0, w0, request=None)
+    *_, caption = handlers["caption"](str(clips["mp4"]), 0, 2, "", 1, request=None)
+
+    assert [lease["args"][1] for lease in leases] == ["joint", "caption"]
+    for lease in leases:
+        kinds = [kind for kind, _ in lease["back"]]
+        assert kinds[-1] == "done" and set(kinds[:-1]) == {"progress"}
+        assert all(_same(a, b) for a, b in zip(lease["sent"], lease["back"], strict=True))  # unchanged
+    joint_record, caption_record = (lease["back"][-1][1] for lease in leases)
+    assert joint[0] == joint_record.video_path and Path(joint[0]).is_file()  # the page shows what came back
+    assert len(joint[2]["steps"]) == 4 and caption[0] == (caption_record.text or "")
+    assert studio.store.runs("anonymous") == [joint_record, caption_record]  # stored: the copies that came back
+
+    # The lease is sized from the request, in whole seconds
+    expected = [
+        math.ceil(tasks.gpu_seconds(studio, "joint", 4, 5.0, f0, h0, w0)),
+        math.ceil(tasks.gpu_seconds(studio, "caption", 2, video_cache_interval=1)),
+    ]
+    assert [lease["seconds"] for lease in leases] == expected
+    assert all(isinstance(s, int) and s >= tasks.GPU_OVERHEAD_S for s in expected)
+
+
+def test_zerogpu_duration_follows_the_request(tmp_path):
+    from univigu.studio.engine import Settings, Studio
+    from univigu.studio.tasks import GPU_OVERHEAD_S, gpu_seconds
+    from univigu.tiny import tiny_pipeline
+
+    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    f0, h0, w0 = TINY_SIZE
+
+    def compute(task="joint", steps=10, guidance=5.0, frames=f0, height=h0, width=w0) -> float:
+        return gpu_seconds(studio, task, steps, guidance, frames, height, width) - GPU_OVERHEAD_S
+
+    assert compute() > 0
+    assert compute(steps=20) == pytest.approx(2 * compute(steps=10))  # linear in the steps
+    assert compute(guidance=1.0) == pytest.approx(compute() / 2)  # no guidance: one pass a step, not two
+    assert compute(frames=1) < compute() and compute(height=8, width=8) < compute()  # smaller clips, sooner
+    # A caption: the default size, one pass; the steps between refreshes of the clip's cache run the text only
+    assert gpu_seconds(studio, "caption", 10, video_cache_interval=1) - GPU_OVERHEAD_S == pytest.approx(
+        compute(guidance=1.0)
+    )
+    cached = [gpu_seconds(studio, "caption", 10, video_cache_interval=k) for k in (1, 2, 5, 10)]
+    assert cached == sorted(cached, reverse=True) and cached[-1] < cached[0]
+    # Values the checks will refuse size a run that stops at the checks: 1 step, the default clip
+    assert compute(steps="many") == pytest.approx(compute(steps=1))
+    assert compute(steps=10**6, frames=10**6) == pytest.approx(compute(steps=1))
 
 
 def test_token_html_marks_changes_and_masks():

@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -19,3 +21,14 @@ def test_train_step_times_each_phase_of_a_step_on_the_bundled_model():
     for phase in ("forward_ms", "backward_ms", "optimizer_ms"):
         assert row[phase] > 0
     assert abs(row["step_ms"] - (row["forward_ms"] + row["backward_ms"] + row["optimizer_ms"])) < 0.2
+
+
+def test_caption_cost_prices_the_cached_clip_and_the_release_at_a_toy_size():
+    rows = _load("caption_cost").measure("toy", interval=4, steps=4, release_steps=6, release_text=16)
+    cached, release = rows
+    assert [r["row"] for r in rows] == ["cached", "release"] and all(list(r)[-1] == "ratio" for r in rows)
+    assert cached["video_tokens"] == 3 * 4 * 7 and cached["vae_encode_s"] > 0
+    # the ratios are of the unrounded times; the printed times are rounded to the millisecond
+    assert cached["ratio"] == pytest.approx(cached["full_s"] / cached["cached_s"], rel=0.1)
+    assert release["text_positions"] == 16
+    assert release["ratio"] == pytest.approx(release["release_s"] / release["ours_s"], rel=0.1)

@@ -68,3 +68,22 @@ def test_errors_are_one_line_messages(tiny_pipe_dir, tmp_path):
     )
     assert code == 2 and "1 + 4k" in err
     assert not (tmp_path / "y.mp4").exists()
+
+
+def test_unknown_words_and_unreadable_checkpoints_are_one_line(tiny_pipe_dir, tmp_path):
+    code, _, err = run(
+        "t2v", "--model", tiny_pipe_dir, "--prompt", "a zebra circle gallops", "--out", str(tmp_path / "z.mp4")
+    )
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "does not know 'zebra', 'gallops'; rephrase without them" in err and "circle" in err  # it lists its words
+    assert not (tmp_path / "z.mp4").exists()
+
+    config = tmp_path / "wan.json"
+    config.write_text(json.dumps({"_class_name": "WanTransformer3DModel", "attention_head_dim": 32}))
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x80\x04not really a pickle" * 10)
+    code, _, err = run(
+        "convert-official", "--checkpoint", str(garbage), "--wan", str(config), "--out", str(tmp_path / "o")
+    )
+    assert code == 2 and err.count("\n") == 1 and "is not a torch checkpoint" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

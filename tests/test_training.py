@@ -29,9 +29,9 @@ TINY_MODEL = [
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A 12-clip dataset, tiny components (a few optimiser steps) and the latent cache."""
-    from training.components import build
     from training.data import precompute
     from training.shapesworld import export_dataset
+    from training.shapesworld.components import build
 
     root = tmp_path_factory.mktemp("train")
     export_dataset(root / "data", "train", 12)
@@ -112,6 +112,43 @@ def test_one_step_of_each_stage(tiny_run, tiny_stages):
     base = json.loads((tiny_run / "base" / "final" / "config.json").read_text())
     assert (base["in_channels"], base["out_channels"]) == (7, 4)
     assert (config["in_channels"], config["position_channels"]) == (4, 3)
+
+
+def test_ablation_rows_are_configurations(tiny_run, tiny_stages, tmp_path):
+    """The ablation's rows without forked code: ``init=random`` trains the UniViGU architecture of ``model``
+    from random weights (no base folder exists for it); Stage 2 starts from the base generator as Stage 1
+    does (no Stage 1); ``text_formulation=embedding`` gives Stage 1's
+    conversion the paper's continuous text stream, which Stage 2 and the evaluator then run."""
+    from training.evaluate import Evaluator
+    from training.shapesworld.assemble import assemble
+
+    base_yaml = f"--config={ROOT / 'training' / 'configs' / 'base.yaml'}"  # its model, then refine.yaml's objective
+    scratch = tiny_run / "scratch"
+    cfg = train_mod.load_config([base_yaml, *_args(tiny_run, "refine", "scratch", "--max_steps=1", "--init=random")])
+    assert (cfg.stage, cfg.text_target, cfg.position_channels) == ("refine", "caption", 3)
+    last = train_mod.train(train_mod.load_config([*_args(tiny_run, "refine", "scratch", "--max_steps=1"),
+                                                  "--init=random", *TINY_MODEL, "--position_channels=3"]))
+    assert np.isfinite(last["loss"]) and last["text_loss"] > 0
+    config = json.loads((scratch / "final" / "config.json").read_text())
+    assert config["_class_name"] == "UniViGUTransformer" and config["text_formulation"] == "discrete"
+    assert (config["num_layers"], config["position_channels"], config["ffn_dim"]) == (1, 3, 32)
+
+    base = f"--init={tiny_run / 'base' / 'final'}"
+    train_mod.train(train_mod.load_config(_args(tiny_run, "refine", "no-recall", "--max_steps=1", base)))
+    config = json.loads((tiny_run / "no-recall" / "final" / "config.json").read_text())
+    assert config["_class_name"] == "UniViGUTransformer" and config["position_channels"] == 3  # Stage 2 from base
+    train_mod.train(train_mod.load_config(
+        _args(tiny_run, "recall", "emb-recall", "--max_steps=1", base, "--text_formulation=embedding")))
+    last = train_mod.train(train_mod.load_config(
+        _args(tiny_run, "refine", "emb-refine", "--max_steps=1", f"--init={tiny_run / 'emb-recall' / 'final'}")))
+    assert np.isfinite(last["loss"]) and last["text_loss"] > 0
+    config = json.loads((tiny_run / "emb-refine" / "final" / "config.json").read_text())
+    assert config["text_formulation"] == "embedding"
+    assemble(str(tiny_run / "components"), str(tiny_run / "emb-refine" / "final"), str(tmp_path / "pipe"), shift=3.0)
+    result = Evaluator(str(tmp_path / "pipe"), steps=2, batch=2).run("test", 2, tasks=("captioning",))
+    assert len(result["captioning"]["per_clip"]["scores"]) == 2
+    with pytest.raises(SystemExit, match="text_formulation"):
+        train_mod.load_config(_args(tiny_run, "recall", "x", base, "--text_formulation=continuous"))
 
 
 def test_a_patch_wider_than_the_hidden_size_is_refused(tiny_run):
@@ -223,11 +260,11 @@ def test_the_shared_weights_can_be_held(tiny_run, tiny_stages, option):
         train_mod.load_config(_args(tiny_run, "base", "x", option))
 
 
-def test_grow_adds_identity_blocks_that_train(tiny_run, tiny_stages, tmp_path):
-    """``components grow``: a transformer given one more block computes what it did, the new block's zeroed
+def test_grow_adds_identity_blocks_that_train(tiny_run, tiny_stages, tmp_path, capsys):
+    """``training.shapesworld.grow``: a transformer given one more block computes what it did, the new block's zeroed
     output projections get gradients, and Stage 1 trains from a base generator grown by the command."""
-    from training.components import grow_transformer
-    from training.components import main as components_main
+    from training.shapesworld.grow import grow_transformer
+    from training.shapesworld.grow import main as grow_main
     from univigu.flows import to_timestep
     from univigu.models import UniViGUTransformer
 
@@ -252,9 +289,10 @@ def test_grow_adds_identity_blocks_that_train(tiny_run, tiny_stages, tmp_path):
 
     base, grown_dir = tiny_run / "base" / "final", tmp_path / "grown"
     with pytest.raises(SystemExit):  # a base generator needs the tokenizer to be converted
-        components_main(["grow", "--transformer", str(base), "--out", str(grown_dir)])
-    args = ["grow", "--transformer", str(base), "--out", str(grown_dir), "--extra-layers", "1"]
-    components_main([*args, "--components", str(tiny_run / "components")])
+        grow_main(["--transformer", str(base), "--out", str(grown_dir)])
+    assert "converting it needs the tokenizer (pass --components)" in capsys.readouterr().err
+    args = ["--transformer", str(base), "--out", str(grown_dir), "--extra-layers", "1"]
+    grow_main([*args, "--components", str(tiny_run / "components")])
     init = UniViGUTransformer.from_pretrained(str(grown_dir))
     assert init.config.num_layers == model.config.num_layers + 1
     recall_args = _args(tiny_run, "recall", "recall-grown", "--max_steps=1", f"--init={grown_dir}")
@@ -358,8 +396,8 @@ def test_batched_sampler_matches_the_pipeline():
 
 
 def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
-    from training.components import assemble
     from training.evaluate import Evaluator, markdown_table
+    from training.shapesworld.assemble import assemble
 
     assemble(
         str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "pipe"), shift=3.0
@@ -384,7 +422,7 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
     table = markdown_table([result])
     assert "| captioning: main colour |" in table and "joint: detector agrees with caption" in table
     assert "| joint: captions naming a second object (info) |" in table
-    assert table.splitlines()[0].endswith("| bar (test) | order-blind ceiling (test) |")
+    assert table.splitlines()[0].endswith("| tiny (test) | bar (test) |")
     assert set(evaluator.run("test", 2, tasks=("captioning",))) == {"captioning", "seconds"}
     # --text-temperature reaches the sampler: sampled captions differ from the greedy ones
     greedy = evaluator.run("test", 4, tasks=("captioning",))["captioning"]["examples"]
@@ -399,13 +437,12 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
 
 
 def test_reading_probe_tells_main_second_and_neither(tiny_run, tiny_stages, tmp_path, monkeypatch):
-    """``training.probe_reading``: a stand-in transformer that answers with a given caption's words is scored
-    as reading the main object, the second, or neither, per attribute; the real one runs end to end."""
+    """``training.shapesworld.probe_reading``: a stand-in transformer that answers with a given caption's words
+    is scored as reading the main object, the second, or neither, per attribute; the real one runs end to end."""
     from types import SimpleNamespace
 
-    from training import probe_reading
-    from training.components import assemble
-    from training.shapesworld import detailed_caption, iter_split, parse_caption
+    from training.shapesworld import detailed_caption, iter_split, parse_caption, probe_reading
+    from training.shapesworld.assemble import assemble
     from training.shapesworld.text import format_caption
 
     pipe = assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "p"), 3.0)
@@ -508,8 +545,8 @@ def test_assemble_converts_the_base_generator(tiny_run, tiny_stages, tmp_path):
     """A base-generator pipeline samples text-to-video (text stream masked) exactly as plain Wan does."""
     from diffusers import WanTransformer3DModel
 
-    from training.components import assemble
     from training.sampling import wan_sample
+    from training.shapesworld.assemble import assemble
 
     base = tiny_run / "base" / "final"
     pipe = assemble(str(tiny_run / "components"), str(base), str(tmp_path / "pipe"), shift=3.0)
@@ -531,7 +568,9 @@ def test_assemble_interpolates_the_shared_weights_toward_the_base(tiny_run, tiny
     weights the tuned ones; a base of another architecture or an alpha out of [0, 1] is refused."""
     from transformers import AutoTokenizer
 
-    from training.components import assemble, interpolate_shared, load_transformer
+    from training.components import load_transformer
+    from training.shapesworld.assemble import assemble
+    from training.shapesworld.interpolate import interpolate_shared
     from univigu.models import UniViGUTransformer
     from univigu.tiny import tiny_pipeline
 
@@ -559,8 +598,8 @@ def test_assemble_interpolates_the_shared_weights_toward_the_base(tiny_run, tiny
 @pytest.mark.parametrize("condition", ["prompt", "stream"])
 def test_evaluate_text_to_video_in_one_channel(tiny_run, tiny_stages, tmp_path, condition, monkeypatch):
     """``t2v_condition`` puts the caption in the prompt slot only (text stream all pad) or the stream only."""
-    from training.components import assemble
     from training.evaluate import Evaluator
+    from training.shapesworld.assemble import assemble
 
     assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "p"), shift=3.0)
     evaluator = Evaluator(str(tmp_path / "p"), steps=1, batch=2, t2v_condition=condition)
@@ -617,87 +656,16 @@ def test_shipped_model_loads_and_captions_a_rendered_clip():
     assert sum(s["color"] for s in scores) >= 3 and sum(s["background"] for s in scores) >= 4, captions
 
 
-def test_vae_is_per_frame_and_crops_find_objects():
-    """The bundled VAE design: a frame's latent does not depend on earlier frames; crops centre on objects."""
-    from training.components import _crop, build_vae, encode_clips
-
-    torch.manual_seed(0)
-    vae = build_vae(base_dim=4, z_dim=4).eval()
-    clip = render(next(iter_split("train", 1))[1])
-    whole = encode_clips(vae, clip[None])
-    assert whole.shape == (1, 4, 17, 16, 16)
-    for k in (0, 5, 16):
-        alone = encode_clips(vae, clip[None, k : k + 1])
-        torch.testing.assert_close(alone[:, :, 0], whole[:, :, k], rtol=1e-5, atol=1e-5)
-
-    gen = torch.Generator().manual_seed(0)
-    frames = torch.from_numpy(clip[:1])
-    background = frames.flatten(0, 2).median(dim=0).values
-    for _ in range(20):
-        crop = _crop(frames, 16, 4, 1.0, gen)
-        assert crop.shape == (1, 16, 16, 3)
-        assert ((crop.int() - background.int()).abs().sum(-1) > 20).any()  # always holds part of an object
-
-
-def test_temporal_vae_starts_as_every_fourth_frame_of_the_per_frame_one():
-    """The 4x temporal VAE made from a per-frame one encodes frame 4j into latent frame j and decodes each latent
-    frame as four copies of the per-frame decoding, before any fine-tuning; a compressing VAE is refused."""
-    from training.components import build_vae, encode_clips, temporal_from_per_frame
-
-    torch.manual_seed(0)
-    per_frame = build_vae(base_dim=4, z_dim=4).eval()
-    with torch.no_grad():  # past kernel slices stay zero; random weights elsewhere so every layer matters
-        for p in per_frame.parameters():
-            p.add_(0.05 * torch.randn_like(p) * (p != 0))
-    temporal = temporal_from_per_frame(per_frame).eval()
-    assert temporal.config.scale_factor_temporal == 4
-    clip = render(next(iter_split("train", 1))[1])
-    z_frame, z_time = encode_clips(per_frame, clip[None]), encode_clips(temporal, clip[None])
-    assert z_time.shape == (1, 4, 5, 16, 16)
-    torch.testing.assert_close(z_time, z_frame[:, :, ::4], rtol=1e-4, atol=1e-5)
-    with torch.no_grad():
-        x_frame, x_time = per_frame.decode(z_time).sample, temporal.decode(z_time).sample
-    assert x_time.shape == (1, 3, 17, 64, 64)
-    repeat = torch.tensor([0] + [j for j in range(1, 5) for _ in range(4)])
-    torch.testing.assert_close(x_time, x_frame[:, :, repeat], rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="per-frame"):
-        temporal_from_per_frame(temporal)
-
-
-def test_context_pretraining_makes_a_word_depend_on_its_place():
-    """Wan cross-attends the prompt as an unordered set of vectors: with ``context`` the text encoder gives
-    "left" as a cell and "left" as a motion different vectors; with masked words alone they stay alike."""
-    from training.components import build_text_encoder, build_tokenizer, pretrain_text_encoder
-
-    tokenizer = build_tokenizer()
-    texts = [detailed_caption(scene) for _, scene in iter_split("train", 64)]
-    probe = ["a large red circle at the top left moves right on a white background.",
-             "a large red circle at the top right moves left on a white background."]
-    enc = tokenizer(probe, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
-    words = [tokenizer.convert_ids_to_tokens(row) for row in enc.input_ids]
-    cell, motion = words[0].index("left"), words[1].index("left")
-    similarity = {}
-    for context in (0, 3):
-        torch.manual_seed(0)
-        encoder = build_text_encoder(len(tokenizer))
-        losses = pretrain_text_encoder(encoder, tokenizer, texts, steps=300, batch_size=32, context=context)
-        assert losses[-1] < losses[0]
-        with torch.no_grad():
-            h = encoder(enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
-        similarity[context] = torch.cosine_similarity(h[0, cell], h[1, motion], dim=0).item()
-    assert similarity[3] < 0.6 < similarity[0], similarity
-
-
 def test_probe_swaps_one_attribute_and_reads_the_generator(tiny_run):
-    """``training.probe``: a swap changes exactly the named attribute; a generator whose cross-attention adds
-    nothing reads no word (every swap leaves its loss unchanged), a random one reads them."""
+    """``training.shapesworld.probe``: a swap changes exactly the named attribute; a generator whose
+    cross-attention adds nothing reads no word (every swap leaves its loss unchanged), a random one reads them."""
     import random
 
     from diffusers import WanTransformer3DModel
 
     from training.components import load_components
     from training.data import LatentCache, embed_texts
-    from training.probe import CHOICES, swap, word_sensitivity
+    from training.shapesworld.probe import CHOICES, swap, word_sensitivity
 
     rng = random.Random(0)
     for _, scene in iter_split("train", 20):
@@ -728,12 +696,12 @@ def test_probe_swaps_one_attribute_and_reads_the_generator(tiny_run):
     assert deaf[texts[0]] == deaf[texts[1]]
 
 
-def test_text_only_rebuild_keeps_the_vae(tiny_run, tmp_path):
+def test_text_only_rebuild_keeps_the_vae(tiny_run, tmp_path, capsys):
     """``build --text-only`` retrains the text encoder of an existing components folder and keeps its VAE (and its
     VAE report); a folder with no VAE is refused with a message."""
     import shutil
 
-    from training.components import build, main
+    from training.shapesworld.components import build, main
 
     components = tmp_path / "components"
     shutil.copytree(tiny_run / "components", components)
@@ -745,5 +713,6 @@ def test_text_only_rebuild_keeps_the_vae(tiny_run, tmp_path):
     assert report["text_encoder"]["context"] == 1 and "vae" in report
     assert json.loads((components / "report.json").read_text()) == report
     with pytest.raises(SystemExit):
-        main(["build", "--data", str(tiny_run / "data"), "--out", str(tmp_path / "empty"), "--text-only"])
+        main(["--data", str(tiny_run / "data"), "--out", str(tmp_path / "empty"), "--text-only"])
+    assert "has no vae/" in capsys.readouterr().err
     assert not (tmp_path / "empty").exists()

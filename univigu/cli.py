@@ -13,10 +13,12 @@ from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
 from . import PromptError
-from .loading import ModelLoadError, convert_official, default_model, load_pipeline
+from .caching import CACHE_NAMES, parse_cache
+from .caption_folder import caption_folder, find_clips
+from .loading import CONVERT_DTYPES, ModelLoadError, convert_official, default_model, load_pipeline
 from .official import CheckpointError
 from .offload import DTYPES, OFFLOAD_MODES, apply_offload, default_device
-from .pipeline_univigu import CAPTION_STEPS
+from .pipeline_univigu import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL, check_video_cache_interval
 from .video_io import VideoError, read_video, write_video
 
 
@@ -31,9 +33,25 @@ def _emit(args, result: dict, human: str):
     print(json.dumps(result) if args.json else human)
 
 
+def _check_words(pipe, prompt: str) -> None:
+    """Refuse a prompt with words the model's vocabulary lacks (each would become the unknown token), as the studio
+    does."""
+    unknown = list(dict.fromkeys(pipe.unknown_words(prompt)))
+    if not unknown:
+        return
+    vocabulary = [w for w in pipe.tokenizer.get_vocab() if w.isalnum()]
+    knows = f" (it knows: {' '.join(sorted(vocabulary))})" if len(vocabulary) <= 100 else ""
+    words = ", ".join(f"'{w}'" for w in unknown)
+    them = "it" if len(unknown) == 1 else "them"
+    raise PromptError(f"the model does not know {words}; rephrase without {them}{knows}")
+
+
 def cmd_generate(args):
     """t2v and joint: the same arguments, joint also returns a caption."""
+    parse_cache(args.cache)  # a bad spec fails before the model loads
     pipe = _pipeline(args)
+    pipe.set_step_cache(args.cache)
+    _check_words(pipe, args.prompt)
     task = pipe.joint if args.command == "joint" else pipe.text_to_video
     out = task(
         args.prompt,
@@ -52,10 +70,40 @@ def cmd_generate(args):
 
 
 def cmd_caption(args):
-    frames, _ = read_video(args.video)
+    """One clip (``--video``: the caption printed) or many (``--videos``: rows appended to ``--out``)."""
+    check_video_cache_interval(args.video_cache_interval)
+    if args.video is not None:
+        if args.out is not None:
+            raise ValueError("--out writes the rows of --videos; with --video the caption is printed")
+        frames, _ = read_video(args.video)
+        pipe = _pipeline(args)
+        out = pipe.caption(
+            frames,
+            prompt=args.prompt,
+            num_inference_steps=args.steps,
+            seed=args.seed,
+            video_cache_interval=args.video_cache_interval,
+        )
+        _emit(args, {"caption": out.text, "notes": out.notes, "seed": args.seed}, out.text)
+        return
+    if args.out is None:
+        raise ValueError("--videos needs --out metadata.jsonl, the file the captions are appended to")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    clips = find_clips(args.videos)
     pipe = _pipeline(args)
-    out = pipe.caption(frames, prompt=args.prompt, num_inference_steps=args.steps, seed=args.seed)
-    _emit(args, {"caption": out.text, "notes": out.notes, "seed": args.seed}, out.text)
+
+    def caption(frames: list) -> list[str]:
+        return pipe.caption(
+            frames,
+            prompt=args.prompt,
+            num_inference_steps=args.steps,
+            seed=args.seed,
+            video_cache_interval=args.video_cache_interval,
+        ).text
+
+    summary = caption_folder(caption, clips, args.out, args.batch_size, progress=not args.json)
+    _emit(args, {"out": args.out, **vars(summary)}, summary.line())
 
 
 def cmd_convert(args):
@@ -67,6 +115,7 @@ def cmd_convert(args):
         text_source=args.text_source,
         bf16_time_embedding=not args.fp32_time_embedding,
         overwrite=args.overwrite,
+        dtype=args.dtype,
     )
     _emit(args, {"out": out}, f"wrote {out}")
 
@@ -92,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--frames", type=int, default=None)
         p.add_argument("--height", type=int, default=None)
         p.add_argument("--width", type=int, default=None)
+        p.add_argument(
+            "--cache",
+            default=None,
+            metavar="NAME[:VALUE]",
+            help=f"diffusers' approximate step cache: one of {', '.join(CACHE_NAMES)} (default none; "
+            "see univigu.caching)",
+        )
 
     p = sub.add_parser("t2v", help="text to video")
     model_args(p)
@@ -103,10 +159,21 @@ def build_parser() -> argparse.ArgumentParser:
     gen_args(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("caption", help="caption a video file")
+    p = sub.add_parser("caption", help="caption a video file, or a folder of them into metadata.jsonl")
     model_args(p, steps=CAPTION_STEPS)
-    p.add_argument("--video", required=True)
+    clips = p.add_mutually_exclusive_group(required=True)
+    clips.add_argument("--video", help="one clip: print its caption")
+    clips.add_argument("--videos", help="a folder or glob of clips: append a row per clip to --out")
+    p.add_argument("--out", default=None, help="with --videos: metadata.jsonl (resumed if it exists)")
+    p.add_argument("--batch-size", type=int, default=1, help="with --videos: clips per forward")
     p.add_argument("--prompt", default=None, help="optional prompt to condition the caption")
+    p.add_argument(
+        "--video-cache-interval",
+        type=int,
+        default=CAPTION_VIDEO_CACHE_INTERVAL,
+        help="compute the clip's keys and values every K steps, the text alone between (1: the full sequence "
+        f"every step; default {CAPTION_VIDEO_CACHE_INTERVAL})",
+    )
     p.set_defaults(func=cmd_caption)
 
     p = sub.add_parser("convert-official", help="convert the authors' released checkpoint")
@@ -116,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-size", type=int, default=None, help="text vocabulary (default: the Wan tokenizer's)")
     p.add_argument("--text-source", choices=["uniform", "mask"], default=None)
     p.add_argument("--fp32-time-embedding", action="store_true", help="do not round time embeddings to bf16")
+    p.add_argument(
+        "--dtype", default="keep", choices=list(CONVERT_DTYPES), help="weights' dtype (default: the checkpoint's)"
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_convert)
@@ -129,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with torch.no_grad():  # scoped: main() is also called in-process (tests, scripts)
             args.func(args)
-    except (ModelLoadError, CheckpointError, VideoError, PromptError, ValueError, FileNotFoundError) as err:
-        message = str(err)
+    except (ModelLoadError, CheckpointError, VideoError, PromptError, ValueError, OSError) as err:
+        message = " ".join(str(err).split())  # one line, whatever a library's message looked like
         if getattr(args, "json", False):
             print(json.dumps({"error": message}))
         else:

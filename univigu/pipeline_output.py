@@ -40,9 +40,11 @@ class TrajectoryStep:
 
 @dataclass
 class UniViGUPipelineOutput(BaseOutput):
-    """``frames`` uint8 [F, H, W, 3]; ``text`` the caption; ``notes`` what was done to the inputs."""
+    """``frames`` uint8 [F, H, W, 3]; ``text`` the caption; ``notes`` what was done to the inputs.
+
+    Captioning a list of clips gives a list of captions and, per clip, a list of notes."""
 
     frames: np.ndarray | None = None
-    text: str | None = None
+    text: str | list[str] | None = None
     trajectory: list[TrajectoryStep] | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] | list[list[str]] = field(default_factory=list)

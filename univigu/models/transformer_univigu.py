@@ -13,14 +13,16 @@ loads into this model with only the text-stream keys missing.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn as nn
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry  # no public path in 0.42
 from diffusers.models.attention import AttentionMixin, FeedForward
 from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.embeddings import (
     TimestepEmbedding,
     Timesteps,
@@ -66,9 +68,43 @@ def append_positions(latents: torch.Tensor, channels: int) -> torch.Tensor:
 class UniViGUTransformerOutput(BaseOutput):
     """``video_velocity`` [B,C,F,H,W]; ``text_logits`` [B,L,V'] (discrete) or ``text_velocity`` [B,L,D_t]."""
 
-    video_velocity: torch.Tensor
+    video_velocity: torch.Tensor | None
     text_logits: torch.Tensor | None = None
     text_velocity: torch.Tensor | None = None
+
+
+@dataclass
+class VideoKV:
+    """One block's video keys and values [B, N_v, H, hd], as self-attention sees them (normalised, rotated)."""
+
+    key: torch.Tensor | None = None
+    value: torch.Tensor | None = None
+
+
+@dataclass
+class VideoContext:
+    """The clean clip's context for captioning: every block's video keys and values.
+
+    A full forward given a ``VideoContext`` records it; a forward with ``video_latents=None`` then runs only the
+    text tokens, their queries attending to [cached video K/V; text K/V]. The video tokens attend to the text
+    too, so the cache is exact for the text state it was recorded with and an approximation as the text moves:
+    the pipeline re-records it every ``video_cache_interval`` steps (:meth:`UniViGUPipeline.sample`).
+    """
+
+    layers: list[VideoKV] = field(default_factory=list)
+    dtype: torch.dtype | None = None  # the hidden states' dtype when it was recorded
+
+    @property
+    def filled(self) -> bool:
+        return bool(self.layers) and self.layers[0].key is not None
+
+    @property
+    def num_video(self) -> int:
+        return self.layers[0].key.shape[1]
+
+    @property
+    def batch(self) -> int:
+        return self.layers[0].key.shape[0]
 
 
 class UniViGUAttnProcessor:
@@ -89,17 +125,26 @@ class UniViGUAttnProcessor:
         encoder_hidden_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         rotary_emb: tuple | None = None,
+        video_kv: VideoKV | None = None,
     ) -> torch.Tensor:
         query, key, value = _get_qkv_projections(attn, hidden_states, None)
         query = attn.norm_q(query).unflatten(2, (attn.heads, -1))  # [B, N, H, hd]
         key = attn.norm_k(key).unflatten(2, (attn.heads, -1))
         value = value.unflatten(2, (attn.heads, -1))
 
-        if rotary_emb is not None:
-            video_rope, text_rope = rotary_emb
+        video_rope, text_rope = rotary_emb if rotary_emb is not None else (None, None)
+        if video_rope is not None:
             num_video = video_rope[0].shape[0]
             query = _rotate_joint(query, num_video, video_rope, text_rope)
             key = _rotate_joint(key, num_video, video_rope, text_rope)
+            if video_kv is not None:  # record the clip's context (VideoContext)
+                video_kv.key, video_kv.value = key[:, :num_video], value[:, :num_video]
+        elif video_kv is not None:  # text tokens only: attend to [cached video K/V; text K/V]
+            if text_rope is not None:
+                query = apply_rotary_emb(query, text_rope, use_real_unbind_dim=-2, sequence_dim=1)
+                key = apply_rotary_emb(key, text_rope, use_real_unbind_dim=-2, sequence_dim=1)
+            key = torch.cat([video_kv.key, key], dim=1)
+            value = torch.cat([video_kv.value, value], dim=1)
 
         out = dispatch_attention_fn(
             query,
@@ -168,14 +213,18 @@ class UniViGUBlock(nn.Module):
 
     def forward(
         self,
-        video: torch.Tensor,  # [B, N_v, D]
+        video: torch.Tensor | None,  # [B, N_v, D]; None: text tokens only, on the cached video_kv
         text: torch.Tensor,  # [B, L, D]
         encoder_hidden_states: torch.Tensor,  # [B, L_c, D]
-        temb_video: torch.Tensor,  # [B, 6, D]
+        temb_video: torch.Tensor | None,  # [B, 6, D]
         temb_text: torch.Tensor,  # [B, 6, D]
         rotary_emb: tuple,
         attention_mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        video_kv: VideoKV | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        if video is None:
+            text = self._forward_text(text, encoder_hidden_states, temb_text, rotary_emb, attention_mask, video_kv)
+            return None, text
         num_video = video.shape[1]
         shift_v, scale_v, gate_v, c_shift_v, c_scale_v, c_gate_v = (self.scale_shift_table + temb_video.float()).chunk(
             6, 1
@@ -187,7 +236,7 @@ class UniViGUBlock(nn.Module):
         # 1. Joint self-attention over [video; text]
         norm_v = (self.norm1(video.float()) * (1 + scale_v) + shift_v).type_as(video)
         norm_t = (self.norm1(text.float()) * (1 + scale_t) + shift_t).type_as(text)
-        attn_out = self.attn1(torch.cat([norm_v, norm_t], dim=1), None, attention_mask, rotary_emb)
+        attn_out = self.attn1(torch.cat([norm_v, norm_t], dim=1), None, attention_mask, rotary_emb, video_kv=video_kv)
         video = (video.float() + attn_out[:, :num_video] * gate_v).type_as(video)
         text = (text.float() + attn_out[:, num_video:] * gate_t).type_as(text)
 
@@ -203,8 +252,50 @@ class UniViGUBlock(nn.Module):
         text = (text.float() + self.ffn_t(norm_t).float() * c_gate_t).type_as(text)
         return video, text
 
+    def _forward_text(self, text, encoder_hidden_states, temb_text, rotary_emb, attention_mask, video_kv):
+        """The text rows of :meth:`forward` on a cached clip: every op but self-attention is per token, and there
+        the text queries read the video keys and values ``video_kv`` recorded by a full forward."""
+        if video_kv is None or video_kv.key is None:
+            raise ValueError("a text-only block forward needs the video keys and values of a full forward")
+        shift_t, scale_t, gate_t, c_shift_t, c_scale_t, c_gate_t = (self.scale_shift_table + temb_text.float()).chunk(
+            6, 1
+        )
+        norm_t = (self.norm1(text.float()) * (1 + scale_t) + shift_t).type_as(text)
+        attn_out = self.attn1(norm_t, None, attention_mask, (None, rotary_emb[1]), video_kv=video_kv)
+        text = (text.float() + attn_out * gate_t).type_as(text)
+        text = text + self.attn2(self.norm2(text.float()).type_as(text), encoder_hidden_states, None, None)
+        norm_t = (self.norm3_t(text.float()) * (1 + c_scale_t) + c_shift_t).type_as(text)
+        return (text.float() + self.ffn_t(norm_t).float() * c_gate_t).type_as(text)
 
-class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
+
+class UniViGUBlockMetadata(TransformerBlockMetadata):
+    """What diffusers' step-cache hooks need to know about :class:`UniViGUBlock`: it takes and returns the two
+    streams ``(video, text)``; a skipped block must hand both on.
+
+    The hooks name a dual-stream block's streams ``hidden_states`` and ``encoder_hidden_states`` (diffusers'
+    convention for the second stream; FirstBlockCache and MagCache look those names up whatever the metadata
+    says). Ours are ``video`` and ``text``, ``encoder_hidden_states`` being the prompt every block
+    cross-attends to, so those two lookups are read as ``video`` and ``text``.
+    """
+
+    STREAMS = {"hidden_states": "video", "encoder_hidden_states": "text"}
+
+    def _get_parameter_from_args_kwargs(self, identifier: str, args=(), kwargs=None):
+        return super()._get_parameter_from_args_kwargs(self.STREAMS.get(identifier, identifier), args, kwargs)
+
+
+TransformerBlockRegistry.register(
+    UniViGUBlock,
+    UniViGUBlockMetadata(
+        return_hidden_states_index=0,
+        return_encoder_hidden_states_index=1,
+        hidden_states_argument_name="video",
+        encoder_hidden_states_argument_name="text",
+    ),
+)
+
+
+class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin, CacheMixin):
     r"""Uni-ViGU's unified video-and-text diffusion transformer, composed from Wan2.1's modules.
 
     The first group of arguments are ``WanTransformer3DModel``'s (no image branch). The text stream:
@@ -349,12 +440,15 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
 
     def _check_inputs(self, video_latents, text_tokens, text_latents, encoder_hidden_states, text_attention_mask):
         cfg = self.config
-        if video_latents.ndim != 5 or video_latents.shape[1] != cfg.in_channels:
-            raise ValueError(f"video_latents must be [B,{cfg.in_channels},F,H,W], got {tuple(video_latents.shape)}")
-        _, _, f, h, w = video_latents.shape
-        p_t, p_h, p_w = cfg.patch_size
-        if f % p_t or h % p_h or w % p_w:
-            raise ValueError(f"latent grid {(f, h, w)} is not divisible by the patch size {tuple(cfg.patch_size)}")
+        if video_latents is not None:  # None: a text-only forward on a cached clip (VideoContext)
+            if video_latents.ndim != 5 or video_latents.shape[1] != cfg.in_channels:
+                raise ValueError(
+                    f"video_latents must be [B,{cfg.in_channels},F,H,W], got {tuple(video_latents.shape)}"
+                )
+            _, _, f, h, w = video_latents.shape
+            p_t, p_h, p_w = cfg.patch_size
+            if f % p_t or h % p_h or w % p_w:
+                raise ValueError(f"latent grid {(f, h, w)} is not divisible by the patch size {tuple(cfg.patch_size)}")
         if cfg.text_formulation == "discrete":
             if text_tokens is None or text_latents is not None:
                 raise ValueError("the discrete text formulation takes text_tokens [B,L] (int), not text_latents")
@@ -373,7 +467,7 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
             if text_latents.ndim != 3 or text_latents.shape[-1] != cfg.text_latent_dim:
                 raise ValueError(f"text_latents must be [B,L,{cfg.text_latent_dim}], got {tuple(text_latents.shape)}")
             text = text_latents
-        batch = video_latents.shape[0]
+        batch = video_latents.shape[0] if video_latents is not None else text.shape[0]
         if text.shape[0] != batch:
             raise ValueError(f"video batch {batch} and text batch {text.shape[0]} differ")
         if (
@@ -391,8 +485,8 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
 
     def forward(
         self,
-        video_latents: torch.Tensor,
-        video_timestep: torch.Tensor,
+        video_latents: torch.Tensor | None,
+        video_timestep: torch.Tensor | None,
         encoder_hidden_states: torch.Tensor,
         text_timestep: torch.Tensor,
         text_tokens: torch.Tensor | None = None,
@@ -400,6 +494,7 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
         text_attention_mask: torch.Tensor | None = None,
         attention_kwargs: dict[str, Any] | None = None,
         return_dict: bool = True,
+        video_context: VideoContext | None = None,
     ) -> UniViGUTransformerOutput | tuple:
         """Predict the video velocity and the text stream's output in one pass.
 
@@ -409,55 +504,75 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin):
             encoder_hidden_states: [B, L_c, text_dim] prompt embeddings (UMT5), cross-attended by all tokens.
             text_tokens: [B, L] ids (discrete) — or ``text_latents`` [B, L, text_latent_dim] (embedding).
             text_attention_mask: [B, L] bool, True = real token; masked positions are not attended to.
+            video_context: with ``video_latents``, record each block's video keys and values into it; with
+                ``video_latents=None``, run only the text tokens on the clip it holds (``video_velocity`` is
+                then ``None``): :class:`VideoContext`.
         """
+        text_only = video_latents is None
+        if text_only and (video_context is None or not video_context.filled):
+            raise ValueError("video_latents=None runs the text tokens only: pass a video_context a full forward filled")
         self._check_inputs(video_latents, text_tokens, text_latents, encoder_hidden_states, text_attention_mask)
-        batch, _, num_frames, height, width = video_latents.shape
-        p_t, p_h, p_w = self.config.patch_size
-        grid = (num_frames // p_t, height // p_h, width // p_w)
 
-        # 1. Video tokens [B, N_v, D] and 3-D RoPE; text tokens [B, L, D] and 1-D RoPE
-        freqs_cos, freqs_sin = self.rope(video_latents)
-        video_rope = (freqs_cos[0, :, 0], freqs_sin[0, :, 0])  # [N_v, hd] each
-        video = append_positions(video_latents, self.config.position_channels)
-        video = self.patch_embedding(video).flatten(2).transpose(1, 2).contiguous()
+        # 1. Video tokens [B, N_v, D] and 3-D RoPE (or the clip's cached context); text tokens [B, L, D], 1-D RoPE
+        if text_only:
+            batch, dtype, num_video = video_context.batch, video_context.dtype, video_context.num_video
+            video = video_rope = None
+            if len(encoder_hidden_states) != batch:
+                raise ValueError(f"the video context holds {batch} rows, the text {len(encoder_hidden_states)}")
+        else:
+            batch, _, num_frames, height, width = video_latents.shape
+            p_t, p_h, p_w = self.config.patch_size
+            grid = (num_frames // p_t, height // p_h, width // p_w)
+            freqs_cos, freqs_sin = self.rope(video_latents)
+            video_rope = (freqs_cos[0, :, 0], freqs_sin[0, :, 0])  # [N_v, hd] each
+            video = append_positions(video_latents, self.config.position_channels)
+            video = self.patch_embedding(video).flatten(2).transpose(1, 2).contiguous()
+            dtype, num_video = video.dtype, video.shape[1]
         if self.config.text_formulation == "discrete":
             text = self.text_embedding(text_tokens)
         else:
             text = self.text_proj_in(text_latents.to(self.text_proj_in.weight.dtype))
-        text = text.to(video.dtype)
+        text = text.to(dtype)
         text_rope = get_1d_rotary_pos_embed(
             self.config.attention_head_dim, text.shape[1], theta=10000.0, use_real=True, repeat_interleave_real=False
         )
-        text_rope = tuple(r.to(video.device) for r in text_rope)
+        text_rope = tuple(r.to(text.device) for r in text_rope)
 
         # 2. Independent time embeddings and the prompt condition
-        temb_v, proj_v = self._embed_time(self.condition_embedder, video_timestep, batch, video.dtype)
-        temb_t, proj_t = self._embed_time(self.text_time_embedder, text_timestep, batch, video.dtype)
-        cond = self.condition_embedder.text_embedder(encoder_hidden_states.to(video.dtype))
+        temb_v = proj_v = None
+        if not text_only:
+            temb_v, proj_v = self._embed_time(self.condition_embedder, video_timestep, batch, dtype)
+        temb_t, proj_t = self._embed_time(self.text_time_embedder, text_timestep, batch, dtype)
+        cond = self.condition_embedder.text_embedder(encoder_hidden_states.to(dtype))
 
         # 3. Key mask over [video; text]: [B, 1, 1, N_v + L]
         attention_mask = None
         if text_attention_mask is not None:
-            video_keep = torch.ones(batch, video.shape[1], dtype=torch.bool, device=video.device)
-            attention_mask = torch.cat([video_keep, text_attention_mask.to(video.device).bool()], dim=1)[
+            video_keep = torch.ones(batch, num_video, dtype=torch.bool, device=text.device)
+            attention_mask = torch.cat([video_keep, text_attention_mask.to(text.device).bool()], dim=1)[
                 :, None, None, :
             ]
 
-        # 4. Blocks
+        # 4. Blocks (recording each one's video keys and values into a video_context given with the clip)
         rotary_emb = (video_rope, text_rope)
-        for block in self.blocks:
+        if video_context is not None and not text_only:
+            video_context.layers, video_context.dtype = [VideoKV() for _ in self.blocks], dtype
+        slots = video_context.layers if video_context is not None else [None] * len(self.blocks)
+        for block, video_kv in zip(self.blocks, slots):
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 video, text = self._gradient_checkpointing_func(
-                    block, video, text, cond, proj_v, proj_t, rotary_emb, attention_mask
+                    block, video, text, cond, proj_v, proj_t, rotary_emb, attention_mask, video_kv
                 )
             else:
-                video, text = block(video, text, cond, proj_v, proj_t, rotary_emb, attention_mask)
+                video, text = block(video, text, cond, proj_v, proj_t, rotary_emb, attention_mask, video_kv)
 
-        # 5. Video head (Wan's) and unpatchify: [B, N_v, p*C] -> [B, C, F, H, W]
-        shift, scale = (self.scale_shift_table.to(temb_v.device) + temb_v.unsqueeze(1)).chunk(2, dim=1)
-        video = (self.norm_out(video.float()) * (1 + scale) + shift).type_as(video)
-        video = self.proj_out(video).reshape(batch, *grid, p_t, p_h, p_w, -1)
-        video_velocity = video.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        # 5. Video head (Wan's) and unpatchify: [B, N_v, p*C] -> [B, C, F, H, W]; not computed on a cached clip
+        video_velocity = None
+        if not text_only:
+            shift, scale = (self.scale_shift_table.to(temb_v.device) + temb_v.unsqueeze(1)).chunk(2, dim=1)
+            video = (self.norm_out(video.float()) * (1 + scale) + shift).type_as(video)
+            video = self.proj_out(video).reshape(batch, *grid, p_t, p_h, p_w, -1)
+            video_velocity = video.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
         # 6. Text head
         shift, scale = (self.text_scale_shift_table.to(temb_t.device) + temb_t.unsqueeze(1)).chunk(2, dim=1)

@@ -1,9 +1,12 @@
 """Uni-ViGU Studio: the Gradio app behind ``app.py`` (UI only; the model lives in ``univigu``).
 
-- ``engine``: the loaded pipeline, input checks, streamed and cancellable runs, run history, previews.
-- ``ui``: the page (task tabs, denoising scrubber, settings) and the API endpoints.
+- ``engine``: the loaded pipeline and its placement, streamed and cancellable runs (``Studio``), built from
+  ``checks`` (input checks), ``uploads`` (probing and decoding uploaded clips) and ``step_previews``.
+- ``runs``: the per-session run history and the cancel switches.
+- ``ui``: the page (header, task tabs); ``tasks``: the run endpoints and ZeroGPU; ``scrubber``: the denoising
+  scrubber; ``settings_panel``: the settings; ``errors``: exceptions as one-line notices.
 - ``render``: HTML for tokens, the per-step plot and progress.
-- ``preview``: per-step previews (VAE decode or a fitted latent-to-RGB projection) and filmstrips.
+- ``preview``: the fitted latent-to-RGB projection (fast previews of big VAEs' latents) and filmstrips.
 - ``examples``: the example clips in ``assets/examples``.
 
 Importing this package does not import gradio (``app.py`` must switch analytics off first).

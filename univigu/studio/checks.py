@@ -5,7 +5,7 @@ with a message saying what to do instead.
 import math
 from dataclasses import dataclass
 
-from ..pipeline_univigu import PromptError
+from ..pipeline_univigu import CAPTION_VIDEO_CACHE_INTERVAL, PromptError
 
 
 class UserError(ValueError):
@@ -70,6 +70,12 @@ class InputChecks:
 
     def check_steps(self, steps) -> int:
         return int(self._number("steps", steps, 1, self.limits.max_steps, integer=True))
+
+    def check_cache_interval(self, every) -> int:
+        """Captioning's ``video_cache_interval``: the clip's keys and values are recomputed every ``every`` steps."""
+        if every is None or every == "":
+            return CAPTION_VIDEO_CACHE_INTERVAL
+        return int(self._number("clip cache interval", every, 1, self.limits.max_steps, integer=True))
 
     def check_guidance(self, guidance) -> float:
         return float(self._number("guidance", guidance, self.limits.min_guidance, self.limits.max_guidance))

@@ -1,7 +1,9 @@
 """The studio's server side without the page: one loaded pipeline, input checks, streamed runs, run history.
 
 Everything here speaks in short messages a user can act on: :class:`UserError` for bad input,
-:class:`univigu.Cancelled` for a stopped run. The page (``ui.py``) turns them into notices.
+:class:`univigu.Cancelled` for a stopped run; ``errors.py`` turns them into notices. :class:`Studio` gathers
+the model's placement and runs (here), input checks (``checks.py``), uploaded clips (``uploads.py``) and
+per-step previews (``step_previews.py``); the run history is ``runs.py``.
 """
 
 import logging
@@ -9,11 +11,12 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from ..caching import describe_cache
 from ..loading import load_pipeline
 from ..offload import (
     DTYPES,
@@ -44,6 +47,7 @@ class Settings:
     offload: str = "none"
     vae_tiling: bool = False
     preview: str = "auto"
+    step_cache: str = "none"  # univigu.caching's NAME[:VALUE], for text-to-video and joint generation
 
 
 class Studio(InputChecks, UploadChecks, StepPreviews):
@@ -82,6 +86,7 @@ class Studio(InputChecks, UploadChecks, StepPreviews):
             pipe, settings.offload, settings.device, DTYPES[settings.dtype], vae_tiling=settings.vae_tiling
         )
         pipe.set_progress_bar_config(disable=True)
+        pipe.set_step_cache(settings.step_cache)
         return pipe
 
     @staticmethod
@@ -93,6 +98,7 @@ class Studio(InputChecks, UploadChecks, StepPreviews):
                 dtype_requirements(settings.dtype, settings.device),
                 offload_requirements(settings.offload, settings.device),
                 None if settings.preview in PREVIEW_MODES else f"unknown preview mode {settings.preview!r}",
+                _step_cache_problem(settings.step_cache),
             )
             if p
         ]
@@ -100,8 +106,10 @@ class Studio(InputChecks, UploadChecks, StepPreviews):
             raise UserError("; ".join(problems))
 
     def apply_settings(self, settings: Settings, timeout: float = 600) -> str:
-        """Reload the model with new placement settings (a run in progress finishes first)."""
+        """Reload the model with new placement settings, or switch its step cache (a run in progress finishes
+        first)."""
         self._check_settings(settings)
+        settings = replace(settings, step_cache=describe_cache(settings.step_cache))
         placement = (settings.device, settings.dtype, settings.offload, settings.vae_tiling)
         current = (self.settings.device, self.settings.dtype, self.settings.offload, self.settings.vae_tiling)
         if placement != current:
@@ -119,14 +127,35 @@ class Studio(InputChecks, UploadChecks, StepPreviews):
                     raise
             finally:
                 self.lock.release()
+        elif settings.step_cache != self.pipe.step_cache:
+            if not self.lock.acquire(timeout=timeout):
+                raise UserError("the model is busy with a run; apply the settings when it finishes")
+            try:
+                self.pipe.set_step_cache(settings.step_cache)
+            finally:
+                self.lock.release()
         self.settings = settings
         return (
             f"device {settings.device}, {settings.dtype}, offload {settings.offload}"
-            f"{', VAE tiling' if settings.vae_tiling else ''}, previews {settings.preview}"
+            f"{', VAE tiling' if settings.vae_tiling else ''}, previews {settings.preview}, "
+            f"step cache {settings.step_cache}"
         )
 
     # ---------------------------------------------------------------------------------------------
     # What the model supports
+    @property
+    def model_name(self) -> str:
+        """The model as visitors see it: a hub id as given, a local folder by its name, never its path.
+
+        A folder in the hub's cache (``.../models--org--name/snapshots/<revision>``) is named by its hub id.
+        """
+        if not os.path.exists(self.model):
+            return self.model  # a hub id, or "tiny"
+        parts = os.path.normpath(os.path.abspath(self.model)).split(os.sep)
+        if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+            return parts[-3].removeprefix("models--").replace("--", "/")
+        return parts[-1]
+
     @property
     def frames_step(self) -> int:
         return self.pipe.vae_scale_factor_temporal
@@ -196,6 +225,14 @@ class Studio(InputChecks, UploadChecks, StepPreviews):
     def save_video(self, record: RunRecord, frames: np.ndarray, suffix: str = "") -> str:
         path = os.path.join(self.output_dir, f"run{record.run_id:04d}-{record.task}{suffix}.mp4")
         return write_video(path, frames, fps=record.fps)
+
+
+def _step_cache_problem(spec: str) -> str | None:
+    try:
+        describe_cache(spec)
+    except ValueError as err:
+        return f"step cache: {err}"
+    return None
 
 
 def device_requirements(device: str) -> str | None:

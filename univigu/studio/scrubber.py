@@ -87,3 +87,86 @@ def make_scrubber_handlers(studio: Studio) -> dict:
         "play": play,
         "tick": tick,
     }
+
+
+def build_scrubber(studio: Studio) -> dict:
+    """Lay out the scrubber in the current ``gr.Blocks`` and wire its events.
+
+    Returns the event (``fn``, ``inputs``, ``outputs``, ...) that shows the session's latest run: the task
+    tabs fire it after each run, finished or failed.
+    """
+    scrub = make_scrubber_handlers(studio)
+    private = {"api_visibility": "private"}
+    with gr.Column():
+        gr.Markdown(
+            "## Denoising\nEvery run keeps its trajectory: pick a run and a step to see the clip and "
+            "the text predicted there."
+        )
+        with gr.Row():
+            run_select = gr.Dropdown(
+                label="Run", choices=[], interactive=True, scale=4, elem_id="uv-run-select"
+            )
+            play_btn = gr.Button("▶ Play", scale=1, elem_id="uv-play")
+            pause_btn = gr.Button("Pause", scale=1, elem_id="uv-pause")
+        step = gr.Slider(
+            label="Denoising step",
+            minimum=0,
+            maximum=1,
+            step=1,
+            value=1,
+            interactive=False,
+            elem_id="uv-step",
+        )
+        step_info = gr.Markdown(elem_id="uv-step-info")
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                frame_view = gr.Image(
+                    label="Predicted clip (frames left to right)",
+                    type="filepath",
+                    interactive=False,
+                    format="png",
+                    elem_id="uv-frame",
+                    buttons=["download", "fullscreen"],
+                )
+                frame_note = gr.Markdown(elem_id="uv-frame-note")
+                decode_btn = gr.Button("Decode this step", visible=False, size="sm", elem_id="uv-decode")
+            with gr.Column():
+                text_view = gr.HTML(render.text_panel_html(None), elem_id="uv-text")
+                stats_view = gr.HTML(elem_id="uv-stats")
+        timer = gr.Timer(0.6, active=False)
+
+    views = [frame_view, frame_note, text_view, stats_view, step_info, decode_btn]
+    refresh = dict(
+        fn=scrub["show_latest"],
+        inputs=None,
+        outputs=[run_select, step, *views, timer],
+        show_progress="hidden",
+        **private,
+    )
+    run_select.input(
+        scrub["select_run"], run_select, [step, *views, timer], show_progress="hidden", **private
+    )
+    step.input(
+        scrub["show_step"],
+        [run_select, step],
+        views,
+        show_progress="hidden",
+        trigger_mode="always_last",
+        concurrency_id="scrub",
+        concurrency_limit=4,
+        **private,
+    )
+    play_btn.click(
+        scrub["play"], [run_select, step], [timer, step, *views], show_progress="hidden", **private
+    )
+    pause_btn.click(lambda: gr.Timer(active=False), None, timer, **private)
+    timer.tick(
+        scrub["tick"],
+        [run_select, step],
+        [step, *views, timer],
+        show_progress="hidden",
+        concurrency_id="scrub",
+        **private,
+    )
+    decode_btn.click(scrub["decode_step"], [run_select, step], [frame_view, frame_note], **private)
+    return refresh

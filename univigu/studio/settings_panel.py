@@ -1,11 +1,14 @@
-"""The settings panel: device, dtype, offload, VAE tiling and step previews, with what is unavailable here and
-why."""
+"""The settings panel: device, dtype, offload, VAE tiling, step previews and the step cache; what this machine
+cannot offer is left out of the choices and listed with the reason."""
+
+from dataclasses import replace
 
 import gradio as gr
 
+from ..caching import CACHE_NAMES
 from ..offload import DTYPES, OFFLOAD_MODES, dtype_requirements, offload_requirements
-from .engine import Settings, Studio, available_devices, device_requirements
-from .errors import guarded
+from .engine import PREVIEW_MODES, Settings, Studio, available_devices, device_requirements
+from .errors import guarded, named_range_errors
 
 
 def unavailable_reasons(device: str) -> list[str]:
@@ -43,8 +46,78 @@ def make_settings_handlers(studio: Studio) -> dict:
     @guarded
     def apply(device, dtype, offload, vae_tiling, preview):
         settings = Settings(
-            device=device, dtype=dtype, offload=offload, vae_tiling=bool(vae_tiling), preview=preview
+            device=device,
+            dtype=dtype,
+            offload=offload,
+            vae_tiling=bool(vae_tiling),
+            preview=preview,
+            step_cache=studio.settings.step_cache,
         )
         return f"Applied: {studio.apply_settings(settings)}."
 
-    return {"on_device": on_device, "apply": apply}
+    @guarded
+    def apply_step_cache(spec):
+        return f"Applied: {studio.apply_settings(replace(studio.settings, step_cache=spec or 'none'))}."
+
+    return {"on_device": on_device, "apply": apply, "apply_step_cache": apply_step_cache}
+
+
+def build_settings(studio: Studio) -> None:
+    """Lay out the settings panel in the current ``gr.Blocks`` and wire its events."""
+    settings_fns = make_settings_handlers(studio)
+    private = {"api_visibility": "private"}
+    with gr.Accordion("Settings", open=False, elem_id="uv-settings"):
+        s = studio.settings
+        dtypes, modes = _choices(s.device)
+        with gr.Row():
+            device = named_range_errors(
+                gr.Dropdown(label="Device", choices=available_devices(), value=s.device),
+                reason=device_requirements,
+            )
+            dtype = named_range_errors(
+                gr.Dropdown(label="Dtype", choices=dtypes, value=s.dtype),
+                reason=lambda d: dtype_requirements(str(d), studio.settings.device),
+            )
+            offload = named_range_errors(
+                gr.Dropdown(label="Offload", choices=modes, value=s.offload, elem_id="uv-offload"),
+                reason=lambda m: offload_requirements(str(m), studio.settings.device),
+            )
+        with gr.Row():
+            vae_tiling = gr.Checkbox(label="VAE tiling (less memory for big clips)", value=s.vae_tiling)
+            preview = gr.Radio(
+                label="Step previews",
+                choices=list(PREVIEW_MODES),
+                value=s.preview,
+                info="auto: VAE decode for small models, a fast projection for full-size ones",
+            )
+            step_cache = gr.Dropdown(
+                label="Step cache",
+                choices=list(dict.fromkeys([*CACHE_NAMES, s.step_cache])),
+                value=s.step_cache,
+                allow_custom_value=True,
+                info="text-to-video and joint skip work between steps (approximate): NAME or NAME:VALUE, "
+                "e.g. first_block:0.1 (see univigu.caching)",
+                elem_id="uv-step-cache",
+            )
+        reasons = gr.Markdown(_reasons_md(s.device), elem_id="uv-settings-reasons")
+        apply_btn = gr.Button("Apply settings")
+        settings_status = gr.Markdown(elem_id="uv-settings-status")
+
+    device.change(settings_fns["on_device"], device, [dtype, offload, reasons], **private)
+    # Two endpoints, one concern each (the API's /apply_settings keeps its five inputs); the second runs after
+    # the first succeeds.
+    apply_btn.click(
+        settings_fns["apply"],
+        [device, dtype, offload, vae_tiling, preview],
+        settings_status,
+        concurrency_id="pipeline",
+        api_name="apply_settings",
+        api_visibility="undocumented",
+    ).success(
+        settings_fns["apply_step_cache"],
+        step_cache,
+        settings_status,
+        concurrency_id="pipeline",
+        api_name="apply_step_cache",
+        api_visibility="undocumented",
+    )

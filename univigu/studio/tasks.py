@@ -3,10 +3,11 @@ the text and the run's trajectory; ``/cancel`` stops a session's runs.
 """
 
 import logging
+import math
 
 import gradio as gr
 
-from ..pipeline_univigu import Cancelled
+from ..pipeline_univigu import CAPTION_VIDEO_CACHE_INTERVAL, Cancelled
 from . import render
 from .engine import Studio
 from .errors import guarded
@@ -15,14 +16,83 @@ from .runs import TASK_TITLES, RunRecord, session_of
 
 log = logging.getLogger("univigu.studio")
 
-try:  # Hugging Face ZeroGPU: borrow a GPU for each run; without the package (or off Spaces) a no-op
+try:  # Hugging Face ZeroGPU. Imported with the page, before the model loads: on a ZeroGPU Space it patches torch
     import spaces
-
-    gpu = spaces.GPU(duration=120)
 except ImportError:  # pragma: no cover - depends on the machine
+    spaces = None
 
-    def gpu(fn):
-        return fn
+# ------------------------------------------------------------------------------------------------
+# ZeroGPU: each run borrows a GPU for the seconds its request asks up front, and shorter requests queue sooner,
+# so the studio asks for what the request needs: a fixed overhead plus its steps at an assumed throughput.
+GPU_TFLOPS = 100.0  # sustained bf16 throughput assumed of a ZeroGPU slice (half an H200, ~450 peak), with margin
+GPU_OVERHEAD_S = 20.0  # weights onto the GPU, the VAE decode, the clip written
+
+
+def gpu(duration):
+    """Decorator: ``spaces.GPU(duration=duration)`` on a ZeroGPU Space (a GPU borrowed per call for
+    ``duration(*args, **kwargs)`` seconds); elsewhere, or without the ``spaces`` package, the function itself."""
+    if spaces is None:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)
+
+
+def step_flops(pipe, num_frames: int, height: int, width: int, passes: int = 1, text_only: bool = False) -> float:
+    """Approximate FLOPs of one denoising step on a clip of that size: 2 per weight per query token (every weight
+    counted, though each token meets only its modality's FFN) plus attention's 4 q n d per layer, per pass.
+
+    ``text_only``: a step that runs only the text tokens on the clip's cached keys and values (captioning's
+    ``video_cache_interval``).
+    """
+    cfg = pipe.transformer.config
+    pt, ph, pw = cfg.patch_size
+    tokens = (
+        ((num_frames - 1) // pipe.vae_scale_factor_temporal + 1) // pt
+        * (height // (pipe.vae_scale_factor_spatial * ph))
+        * (width // (pipe.vae_scale_factor_spatial * pw))
+        + pipe.max_text_len
+    )
+    queries = pipe.max_text_len if text_only else tokens
+    dim = cfg.num_attention_heads * cfg.attention_head_dim
+    weights = pipe.transformer.num_parameters()
+    return passes * (2.0 * weights * queries + 4.0 * queries * tokens * dim * cfg.num_layers)
+
+
+def gpu_seconds(
+    studio: Studio,
+    task: str,
+    steps,
+    guidance=None,
+    num_frames=None,
+    height=None,
+    width=None,
+    video_cache_interval=None,
+) -> float:
+    """GPU seconds a request needs: ``GPU_OVERHEAD_S`` plus its steps at ``GPU_TFLOPS`` for its clip size (two
+    passes a step under classifier-free guidance; a caption's steps between clip refreshes run the text only).
+
+    Reads the raw request, before the checks: a value they will refuse counts as 1 step or the model's default
+    size, since that run stops at the checks.
+    """
+
+    def value(raw, default, lo, hi) -> float:
+        try:
+            number = float(raw)
+        except (TypeError, ValueError):
+            return default
+        return number if math.isfinite(number) and lo <= number <= hi else default
+
+    f0, h0, w0 = studio.default_size
+    steps = int(value(steps, 1, 1, studio.limits.max_steps))
+    if task == "caption":  # the upload is fitted to the default size; guidance is for the video stream only
+        every = int(value(video_cache_interval, CAPTION_VIDEO_CACHE_INTERVAL, 1, studio.limits.max_steps))
+        full = math.ceil(steps / every)  # the clip's keys and values at step 0 and every k-th step after
+        flops = full * step_flops(studio.pipe, f0, h0, w0)
+        flops += (steps - full) * step_flops(studio.pipe, f0, h0, w0, text_only=True)
+    else:
+        size = tuple(int(value(v, d, 1, d)) for v, d in zip((num_frames, height, width), (f0, h0, w0)))
+        guidance = value(guidance, 1.0, studio.limits.min_guidance, studio.limits.max_guidance)
+        flops = steps * step_flops(studio.pipe, *size, passes=2 if guidance > 1 else 1)
+    return GPU_OVERHEAD_S + flops / (GPU_TFLOPS * 1e12)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -39,6 +109,7 @@ def _stream_task(
     height=None,
     width=None,
     video=None,
+    video_cache_interval=None,
 ):
     """Check the inputs, run ``task`` streaming ("progress", html) and finally ("done", RunRecord).
 
@@ -52,6 +123,7 @@ def _stream_task(
         frames, notes = studio.load_video(video)
         input_frames, fit_notes = studio.fit(frames)
         notes += fit_notes
+        video_cache_interval = studio.check_cache_interval(video_cache_interval)
     else:
         prompt = studio.check_prompt(prompt, required=True)
         guidance = studio.check_guidance(guidance)
@@ -63,7 +135,7 @@ def _stream_task(
         pipe = studio.pipe
         common = {"num_inference_steps": steps, "seed": seed, "callback": callback, "return_trajectory": True}
         if task == "caption":
-            return pipe.caption(input_frames, prompt=prompt, **common)
+            return pipe.caption(input_frames, prompt=prompt, video_cache_interval=video_cache_interval, **common)
         method = pipe.text_to_video if task == "text_to_video" else pipe.joint
         return method(
             prompt, guidance_scale=guidance, num_frames=size[0], height=size[1], width=size[2], **common
@@ -123,7 +195,11 @@ def _trajectory(record: RunRecord) -> dict:
 def make_handlers(studio: Studio) -> dict:
     """The run endpoints. Parameter names are the API's (``prompt``/``video``, ``seed``, ...)."""
 
-    @gpu
+    def duration(session, task, prompt, seed, steps, guidance=None, num_frames=None, height=None, width=None, **kw):
+        interval = kw.get("video_cache_interval")
+        return math.ceil(gpu_seconds(studio, task, steps, guidance, num_frames, height, width, interval))
+
+    @gpu(duration)
     def on_device(session, task, *args, **kwargs):
         yield from _stream_task(studio, session, task, *args, **kwargs)
 
@@ -150,8 +226,9 @@ def make_handlers(studio: Studio) -> dict:
                 )
 
     @guarded
-    def caption(video, seed, steps, prompt, request: gr.Request):
-        for kind, value in stream(request, "caption", prompt, seed, steps, video=video):
+    def caption(video, seed, steps, prompt, video_cache_interval, request: gr.Request):
+        kwargs = {"video": video, "video_cache_interval": video_cache_interval}
+        for kind, value in stream(request, "caption", prompt, seed, steps, **kwargs):
             if kind == "progress":
                 yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), value
             else:

@@ -1,4 +1,5 @@
-"""The studio page: three task tabs, the denoising scrubber and the settings panel.
+"""The studio page: the header, the three task tabs and their events; the denoising scrubber (``scrubber.py``)
+and the settings panel (``settings_panel.py``) lay themselves out below.
 
 API endpoints (``gradio_client``): ``/text_to_video``, ``/caption``, ``/joint`` and ``/cancel``. Bad input
 raises ``gr.Error`` with a short message (the client raises ``AppError`` with it); nothing else reaches
@@ -9,14 +10,12 @@ import random
 
 import gradio as gr
 
-from ..offload import dtype_requirements, offload_requirements
-from ..pipeline_univigu import CAPTION_STEPS
-from . import render
-from .engine import PREVIEW_MODES, Studio, available_devices, device_requirements
-from .errors import named_range_errors, number, slider
+from ..pipeline_univigu import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL
+from .engine import Studio
+from .errors import number, slider
 from .runs import session_of
-from .scrubber import make_scrubber_handlers
-from .settings_panel import _choices, _reasons_md, make_settings_handlers
+from .scrubber import build_scrubber
+from .settings_panel import build_settings
 from .tasks import make_handlers
 
 
@@ -34,8 +33,6 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
     f0, h0, w0 = studio.default_size
     lim = studio.limits
     handlers = make_handlers(studio)
-    scrub = make_scrubber_handlers(studio)
-    settings_fns = make_settings_handlers(studio)
     prompts = _prompt_examples(studio, examples)
     run_group = {
         "concurrency_id": "pipeline",
@@ -49,7 +46,7 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
         gr.Markdown(
             "# Uni-ViGU Studio\nOne diffusion transformer for text-to-video, video captioning "
             "and both at once. "
-            f"Model `{studio.model}`: clips of {f0} frames at {w0}x{h0}."
+            f"Model `{studio.model_name}`: clips of {f0} frames at {w0}x{h0}."
             + (f"\n\n> {banner}" if banner else "")
         )
 
@@ -145,6 +142,16 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                         step=1,
                         value=min(CAPTION_STEPS, lim.max_steps),
                     )
+                    cap_cache = slider(
+                        label="Clip cache interval",
+                        minimum=1,
+                        maximum=lim.max_steps,
+                        step=1,
+                        value=min(CAPTION_VIDEO_CACHE_INTERVAL, lim.max_steps),
+                        info="the clip's keys and values are computed every k steps and the steps between run "
+                        "only the text: faster as k grows; 1 runs the full sequence every step",
+                        elem_id="uv-cap-cache",
+                    )
                     cap_run, cap_stop = run_buttons("cap")
                     cap_dice.click(lambda: random.randint(0, 2**31 - 1), None, cap_seed, **private)
                 with gr.Column():
@@ -173,88 +180,17 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                     with gr.Accordion("Trajectory data (JSON)", open=False):
                         joint_traj = gr.JSON(label="Trajectory")
 
-        with gr.Column():
-            gr.Markdown(
-                "## Denoising\nEvery run keeps its trajectory: pick a run and a step to see the clip and "
-                "the text predicted there."
-            )
-            with gr.Row():
-                run_select = gr.Dropdown(
-                    label="Run", choices=[], interactive=True, scale=4, elem_id="uv-run-select"
-                )
-                play_btn = gr.Button("▶ Play", scale=1, elem_id="uv-play")
-                pause_btn = gr.Button("Pause", scale=1, elem_id="uv-pause")
-            step = gr.Slider(
-                label="Denoising step",
-                minimum=0,
-                maximum=1,
-                step=1,
-                value=1,
-                interactive=False,
-                elem_id="uv-step",
-            )
-            step_info = gr.Markdown(elem_id="uv-step-info")
-            with gr.Row(equal_height=False):
-                with gr.Column():
-                    frame_view = gr.Image(
-                        label="Predicted clip (frames left to right)",
-                        type="filepath",
-                        interactive=False,
-                        format="png",
-                        elem_id="uv-frame",
-                        buttons=["download", "fullscreen"],
-                    )
-                    frame_note = gr.Markdown(elem_id="uv-frame-note")
-                    decode_btn = gr.Button("Decode this step", visible=False, size="sm", elem_id="uv-decode")
-                with gr.Column():
-                    text_view = gr.HTML(render.text_panel_html(None), elem_id="uv-text")
-                    stats_view = gr.HTML(elem_id="uv-stats")
-            timer = gr.Timer(0.6, active=False)
-
-        with gr.Accordion("Settings", open=False, elem_id="uv-settings"):
-            s = studio.settings
-            dtypes, modes = _choices(s.device)
-            with gr.Row():
-                device = named_range_errors(
-                    gr.Dropdown(label="Device", choices=available_devices(), value=s.device),
-                    reason=device_requirements,
-                )
-                dtype = named_range_errors(
-                    gr.Dropdown(label="Dtype", choices=dtypes, value=s.dtype),
-                    reason=lambda d: dtype_requirements(str(d), studio.settings.device),
-                )
-                offload = named_range_errors(
-                    gr.Dropdown(label="Offload", choices=modes, value=s.offload, elem_id="uv-offload"),
-                    reason=lambda m: offload_requirements(str(m), studio.settings.device),
-                )
-            with gr.Row():
-                vae_tiling = gr.Checkbox(label="VAE tiling (less memory for big clips)", value=s.vae_tiling)
-                preview = gr.Radio(
-                    label="Step previews",
-                    choices=list(PREVIEW_MODES),
-                    value=s.preview,
-                    info="auto: VAE decode for small models, a fast projection for full-size ones",
-                )
-            reasons = gr.Markdown(_reasons_md(s.device), elem_id="uv-settings-reasons")
-            apply_btn = gr.Button("Apply settings")
-            settings_status = gr.Markdown(elem_id="uv-settings-status")
+        latest = build_scrubber(studio)
+        build_settings(studio)
 
         # ---- events
-        views = [frame_view, frame_note, text_view, stats_view, step_info, decode_btn]
-        latest = dict(
-            fn=scrub["show_latest"],
-            inputs=None,
-            outputs=[run_select, step, *views, timer],
-            show_progress="hidden",
-            **private,
-        )
         tasks = [
             ("text_to_video", t2v_run, t2v_stop, list(t2v_in), [t2v_video, t2v_traj, t2v_status], t2v_status),
             (
                 "caption",
                 cap_run,
                 cap_stop,
-                [cap_video, cap_seed, cap_steps, cap_prompt],
+                [cap_video, cap_seed, cap_steps, cap_prompt, cap_cache],
                 [cap_text, cap_notes, cap_view, cap_traj, cap_status],
                 cap_status,
             ),
@@ -280,41 +216,6 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                 show_progress="hidden",
                 **({"api_name": "cancel"} if k == 0 else private),
             )
-        run_select.input(
-            scrub["select_run"], run_select, [step, *views, timer], show_progress="hidden", **private
-        )
-        step.input(
-            scrub["show_step"],
-            [run_select, step],
-            views,
-            show_progress="hidden",
-            trigger_mode="always_last",
-            concurrency_id="scrub",
-            concurrency_limit=4,
-            **private,
-        )
-        play_btn.click(
-            scrub["play"], [run_select, step], [timer, step, *views], show_progress="hidden", **private
-        )
-        pause_btn.click(lambda: gr.Timer(active=False), None, timer, **private)
-        timer.tick(
-            scrub["tick"],
-            [run_select, step],
-            [step, *views, timer],
-            show_progress="hidden",
-            concurrency_id="scrub",
-            **private,
-        )
-        decode_btn.click(scrub["decode_step"], [run_select, step], [frame_view, frame_note], **private)
-        device.change(settings_fns["on_device"], device, [dtype, offload, reasons], **private)
-        apply_btn.click(
-            settings_fns["apply"],
-            [device, dtype, offload, vae_tiling, preview],
-            settings_status,
-            concurrency_id="pipeline",
-            api_name="apply_settings",
-            api_visibility="undocumented",
-        )
 
         def forget_session(request: gr.Request):  # a closed tab stops its runs and frees its history
             studio.store.drop_session(session_of(request))
