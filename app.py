@@ -41,9 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", *DTYPES],
         help="weights dtype (auto: bfloat16 on a GPU, float32 on the CPU)",
     )
-    parser.add_argument(
-        "--offload", default="none", choices=OFFLOAD_MODES, help="memory mode (see univigu.offload)"
-    )
+    parser.add_argument("--offload", default="none", choices=OFFLOAD_MODES, help="memory mode (see univigu.offload)")
     parser.add_argument("--vae-tiling", action="store_true", help="decode big clips tile by tile")
     parser.add_argument(
         "--preview",
@@ -55,15 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     parser.add_argument("--concurrency", type=int, default=1, help="runs at once (others wait in the queue)")
-    parser.add_argument(
-        "--max-queue", type=int, default=16, help="requests that may wait; more are turned away"
-    )
-    parser.add_argument(
-        "--max-steps", type=int, default=100, help="the most denoising steps a request may ask"
-    )
-    parser.add_argument(
-        "--output-dir", default=None, help="where clips and previews go (default: a temp folder)"
-    )
+    parser.add_argument("--max-queue", type=int, default=16, help="requests that may wait; more are turned away")
+    parser.add_argument("--max-steps", type=int, default=100, help="the most denoising steps a request may ask")
+    parser.add_argument("--output-dir", default=None, help="where clips and previews go (default: a temp folder)")
     parser.add_argument("--examples-dir", default=None, help="example clips (default: assets/examples)")
     return parser
 
@@ -132,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             css=render.CSS,
         )
     except OSError as err:
-        print(
-            f"error: could not serve on {args.host}:{args.port} ({err}); pick another --port", file=sys.stderr
-        )
+        print(f"error: could not serve on {args.host}:{args.port} ({err}); pick another --port", file=sys.stderr)
         return 2
     return 0
 

@@ -21,12 +21,22 @@ import torch
 from univigu.models.transformer_univigu import UniViGUBlock
 from univigu.pipeline_univigu import UniViGUPipeline
 
-SPECS = ["none", "first_block:0.1", "first_block:0.2", "taylorseer:2", "taylorseer:4", "sea:0.25", "sea:0.5", "pab:2",
-         "pab:4"]
+SPECS = [
+    "none",
+    "first_block:0.1",
+    "first_block:0.2",
+    "taylorseer:2",
+    "taylorseer:4",
+    "sea:0.25",
+    "sea:0.5",
+    "pab:2",
+    "pab:4",
+]
 
 
-def measure(specs: list[str], model: str = "assets/univigu-shapesworld", prompts: int = 8, steps: int = 20,
-            rounds: int = 3) -> list[dict]:
+def measure(
+    specs: list[str], model: str = "assets/univigu-shapesworld", prompts: int = 8, steps: int = 20, rounds: int = 3
+) -> list[dict]:
     from training.shapesworld import detailed_caption, iter_split
 
     calls = {"n": 0}
@@ -53,8 +63,15 @@ def measure(specs: list[str], model: str = "assets/univigu-shapesworld", prompts
                 pipe.set_step_cache(spec)
                 calls["n"] = 0
                 start = time.process_time()
-                pipe.sample(cond, empty, latent_shape=shape, text_ids=text_ids, num_inference_steps=steps,
-                            guidance_scale=5.0, generator=torch.Generator().manual_seed(0))
+                pipe.sample(
+                    cond,
+                    empty,
+                    latent_shape=shape,
+                    text_ids=text_ids,
+                    num_inference_steps=steps,
+                    guidance_scale=5.0,
+                    generator=torch.Generator().manual_seed(0),
+                )
                 best[spec] = min(best[spec], time.process_time() - start)
                 computed[spec] = calls["n"] / (steps * len(pipe.transformer.blocks))
     finally:

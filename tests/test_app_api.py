@@ -141,21 +141,16 @@ def clips(workdir) -> dict[str, Path]:
     out["text"] = d / "notes.mp4"
     out["text"].write_text("meeting notes, not a video\n" * 20)
     out["long"] = d / "long.mp4"
-    iio.imwrite(
-        out["long"], np.zeros((1500, 16, 16, 3), np.uint8), fps=30, codec="libx264", macro_block_size=1
-    )
+    iio.imwrite(out["long"], np.zeros((1500, 16, 16, 3), np.uint8), fps=30, codec="libx264", macro_block_size=1)
     out["huge"] = d / "huge.mp4"
-    iio.imwrite(
-        out["huge"], np.zeros((2, 2400, 4000, 3), np.uint8), fps=8, codec="libx264", macro_block_size=1
-    )
+    iio.imwrite(out["huge"], np.zeros((2, 2400, 4000, 3), np.uint8), fps=8, codec="libx264", macro_block_size=1)
     import imageio_ffmpeg
 
     def ffmpeg(*args: str) -> None:
         subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *args], check=True)
 
     out["zero_frames"] = d / "zero.mp4"  # a video stream with no frames in it
-    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=16x16:r=8", "-frames:v", "0", "-c:v", "libx264",
-           str(out["zero_frames"]))
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=16x16:r=8", "-frames:v", "0", "-c:v", "libx264", str(out["zero_frames"]))
     out["audio_only"] = d / "audio.mp4"
     ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "0.5", "-c:a", "aac", str(out["audio_only"]))
     return out
@@ -163,9 +158,7 @@ def clips(workdir) -> dict[str, Path]:
 
 def good_request(client) -> None:
     """A request that must still succeed after whatever came before."""
-    video, trajectory, _ = client.predict(
-        prompt="a red circle moves left", seed=1, steps=2, api_name="/text_to_video"
-    )
+    video, trajectory, _ = client.predict(prompt="a red circle moves left", seed=1, steps=2, api_name="/text_to_video")
     assert Path(video).is_file() and trajectory["num_steps"] == 2
 
 
@@ -273,9 +266,7 @@ def test_caption_example_clip_with_hint(client):
 
 # ------------------------------------------------------------------------------------------------
 # Bad input: a short message each, and the next request works
-LONG_PROMPT_WORDS = " ".join(
-    ["a red circle moves left ,"] * 4
-)  # 24 known words: more tokens than the model holds
+LONG_PROMPT_WORDS = " ".join(["a red circle moves left ,"] * 4)  # 24 known words: more tokens than the model holds
 
 BAD_TEXT = [
     ("empty prompt", {"prompt": ""}, "prompt is empty"),
@@ -381,9 +372,7 @@ def test_client_side_cancel_leaves_server_usable(client, app):
 
 def test_settings(client):
     # An undocumented endpoint (positional: device, dtype, offload, vae_tiling, preview).
-    with pytest.raises(
-        AppError, match="Offload: .sequential. offload .*no GPU"
-    ):  # not offered on a CPU machine
+    with pytest.raises(AppError, match="Offload: .sequential. offload .*no GPU"):  # not offered on a CPU machine
         client.predict("cpu", "float32", "sequential", False, "auto", api_name="/apply_settings")
     applied = client.predict("cpu", "float32", "none", True, "project", api_name="/apply_settings")
     assert "VAE tiling" in applied and "previews project" in applied
@@ -465,9 +454,7 @@ def test_step_previews_decode_and_project(tmp_path):
     record = studio.new_record("joint", "a red circle", 0, 3)
     for kind, value in studio.stream(
         "s",
-        lambda cb: studio.pipe.joint(
-            "a red circle", num_inference_steps=3, callback=cb, return_trajectory=True
-        ),
+        lambda cb: studio.pipe.joint("a red circle", num_inference_steps=3, callback=cb, return_trajectory=True),
     ):
         if kind == "step":
             record.trajectory.append(value)
@@ -476,9 +463,7 @@ def test_step_previews_decode_and_project(tmp_path):
     path3, _ = studio.step_preview(record, 3)
     assert path1.endswith("-decode.png") and "decoded by the VAE" in note1
     assert not np.array_equal(iio.imread(path1), iio.imread(path3))
-    assert (
-        studio.live_preview(record.trajectory[0]) is not None
-    )  # the projection was fitted for live previews
+    assert studio.live_preview(record.trajectory[0]) is not None  # the projection was fitted for live previews
     studio.settings.preview = "project"
     path, note = studio.step_preview(record, 2)
     assert path.endswith("-project.png") and "fast latent-to-RGB preview" in note
@@ -535,9 +520,7 @@ def test_run_history_is_capped_and_forgotten_files_go(tmp_path):
     for k in range(4):
         video = tmp_path / f"run{k}.mp4"
         video.write_bytes(b"x")
-        record = RunRecord(
-            run_id=k, task="joint", prompt="p", seed=0, num_steps=1, fps=8, video_path=str(video)
-        )
+        record = RunRecord(run_id=k, task="joint", prompt="p", seed=0, num_steps=1, fps=8, video_path=str(video))
         store.add("a" if k < 3 else "b", record)
         records.append(record)
     assert [r.run_id for r in store.runs("a")] == [1, 2] and [r.run_id for r in store.runs("b")] == [3]
@@ -735,9 +718,7 @@ def test_bundled_model(tmp_path):
     try:
         client = make_client(server.url, tmp_path / "downloads")
         examples = json.loads((EXAMPLES / "examples.json").read_text())
-        video, caption, trajectory, _ = client.predict(
-            prompt=examples[0]["prompt"], seed=0, steps=8, api_name="/joint"
-        )
+        video, caption, trajectory, _ = client.predict(prompt=examples[0]["prompt"], seed=0, steps=8, api_name="/joint")
         assert decoded(video).shape[0] > 1 and isinstance(caption, str) and len(trajectory["steps"]) == 8
         caption, notes, _, _, _ = client.predict(
             video=handle_file(str(EXAMPLES / examples[0]["file"])), seed=0, steps=8, api_name="/caption"

@@ -36,9 +36,7 @@ ARTIFACTS = REPO / "test-artifacts"
 
 def ensure_chromium() -> str:
     if not os.path.exists(CHROMIUM):
-        result = subprocess.run(
-            ["bash", str(REPO / "scripts" / "install_browser.sh")], capture_output=True, text=True
-        )
+        result = subprocess.run(["bash", str(REPO / "scripts" / "install_browser.sh")], capture_output=True, text=True)
         assert os.path.exists(CHROMIUM), (
             f"could not install chromium:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         )
@@ -112,8 +110,7 @@ def test_joint_generation_scrub_and_play(app, browser):
         "request",
         lambda r: (
             outside.append(r.url)
-            if urlparse(r.url).scheme in ("http", "https", "ws", "wss")
-            and urlparse(r.url).hostname != "127.0.0.1"
+            if urlparse(r.url).scheme in ("http", "https", "ws", "wss") and urlparse(r.url).hostname != "127.0.0.1"
             else None
         ),
     )

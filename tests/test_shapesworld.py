@@ -168,9 +168,7 @@ def test_cells_use_box_centre_and_equal_thirds() -> None:
 def test_scenes_are_deterministic_per_seed() -> None:
     for seed in (0, 7, 20_000_003):
         assert scene_for_seed(seed, "test") == scene_for_seed(seed, "test")
-        np.testing.assert_array_equal(
-            render(scene_for_seed(seed, "test")), render(scene_for_seed(seed, "test"))
-        )
+        np.testing.assert_array_equal(render(scene_for_seed(seed, "test")), render(scene_for_seed(seed, "test")))
     assert len({scene_for_seed(s, "train") for s in range(50)}) == 50
 
 
@@ -179,10 +177,7 @@ def test_split_seed_ranges_are_disjoint() -> None:
     for a in sw.SPLITS:
         for b in sw.SPLITS:
             assert a == b or not ranges[a] & ranges[b]
-    assert (
-        clip_seed("val", 5) == 10_000_005
-        and sw.split_of_seed(clip_seed("compositional", 9)) == "compositional"
-    )
+    assert clip_seed("val", 5) == 10_000_005 and sw.split_of_seed(clip_seed("compositional", 9)) == "compositional"
     assert [seed for seed, _ in iter_split("test", 3, start=4)] == [20_000_004, 20_000_005, 20_000_006]
     with pytest.raises(ValueError):
         clip_seed("train", 10_000_000)
@@ -240,9 +235,7 @@ def test_every_generated_sentence_parses_and_round_trips() -> None:
             assert parsed == describe(scene)
             assert parsed.second is None or parsed.second.cell == scene.second.cell
             assert format_caption(parsed) == caption
-            assert sw.parse_prompt(prompt) == sw.ParsedPrompt(
-                scene.main.color, scene.main.shape, scene.main.motion
-            )
+            assert sw.parse_prompt(prompt) == sw.ParsedPrompt(scene.main.color, scene.main.shape, scene.main.motion)
             for text in (caption, prompt):
                 tokens = sw.tokenize_words(text)
                 assert sw.detokenize_words(tokens) == text

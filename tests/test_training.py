@@ -126,8 +126,16 @@ def test_ablation_rows_are_configurations(tiny_run, tiny_stages, tmp_path):
     scratch = tiny_run / "scratch"
     cfg = train_mod.load_config([base_yaml, *_args(tiny_run, "refine", "scratch", "--max_steps=1", "--init=random")])
     assert (cfg.stage, cfg.text_target, cfg.position_channels) == ("refine", "caption", 3)
-    last = train_mod.train(train_mod.load_config([*_args(tiny_run, "refine", "scratch", "--max_steps=1"),
-                                                  "--init=random", *TINY_MODEL, "--position_channels=3"]))
+    last = train_mod.train(
+        train_mod.load_config(
+            [
+                *_args(tiny_run, "refine", "scratch", "--max_steps=1"),
+                "--init=random",
+                *TINY_MODEL,
+                "--position_channels=3",
+            ]
+        )
+    )
     assert np.isfinite(last["loss"]) and last["text_loss"] > 0
     config = json.loads((scratch / "final" / "config.json").read_text())
     assert config["_class_name"] == "UniViGUTransformer" and config["text_formulation"] == "discrete"
@@ -137,10 +145,16 @@ def test_ablation_rows_are_configurations(tiny_run, tiny_stages, tmp_path):
     train_mod.train(train_mod.load_config(_args(tiny_run, "refine", "no-recall", "--max_steps=1", base)))
     config = json.loads((tiny_run / "no-recall" / "final" / "config.json").read_text())
     assert config["_class_name"] == "UniViGUTransformer" and config["position_channels"] == 3  # Stage 2 from base
-    train_mod.train(train_mod.load_config(
-        _args(tiny_run, "recall", "emb-recall", "--max_steps=1", base, "--text_formulation=embedding")))
-    last = train_mod.train(train_mod.load_config(
-        _args(tiny_run, "refine", "emb-refine", "--max_steps=1", f"--init={tiny_run / 'emb-recall' / 'final'}")))
+    train_mod.train(
+        train_mod.load_config(
+            _args(tiny_run, "recall", "emb-recall", "--max_steps=1", base, "--text_formulation=embedding")
+        )
+    )
+    last = train_mod.train(
+        train_mod.load_config(
+            _args(tiny_run, "refine", "emb-refine", "--max_steps=1", f"--init={tiny_run / 'emb-recall' / 'final'}")
+        )
+    )
     assert np.isfinite(last["loss"]) and last["text_loss"] > 0
     config = json.loads((tiny_run / "emb-refine" / "final" / "config.json").read_text())
     assert config["text_formulation"] == "embedding"
@@ -173,9 +187,7 @@ def test_nan_loss_is_a_clear_error(tiny_run, tmp_path):
     tensors = load_file(str(tiny_run / "cache.safetensors"))
     tensors["latents/17x64x64"] = torch.full_like(tensors["latents/17x64x64"], float("nan"))
     save_file(tensors, str(tmp_path / "nan.safetensors"))
-    args = _args(
-        tiny_run, "base", "nan", "--max_steps=1", f"--cache={tmp_path / 'nan.safetensors'}", *TINY_MODEL
-    )
+    args = _args(tiny_run, "base", "nan", "--max_steps=1", f"--cache={tmp_path / 'nan.safetensors'}", *TINY_MODEL)
     with pytest.raises(FloatingPointError, match="loss is nan at step 0"):
         train_mod.train(train_mod.load_config(args))
 
@@ -224,8 +236,15 @@ def test_caption_slot_clean_text_gives_the_caption_only_to_text_to_video_rows():
         "prompt_ids": torch.ones(rows, 5, dtype=torch.long),
     }
     for slot in ("clean_text", "any"):
-        cfg = train_mod.Config(stage="refine", text_target="caption", cond_caption_prob=1.0, p_uncond=0.0,
-                               caption_slot=slot, video_clean_prob=0.4, text_clean_prob=0.5)
+        cfg = train_mod.Config(
+            stage="refine",
+            text_target="caption",
+            cond_caption_prob=1.0,
+            p_uncond=0.0,
+            caption_slot=slot,
+            video_clean_prob=0.4,
+            text_clean_prob=0.5,
+        )
         spy = Spy(video_clean_prob=0.4, text_clean_prob=0.5)
         train_mod.compute_loss(cfg, None, None, batch, torch.zeros(1, 3, 8), torch.Generator().manual_seed(0), spy)
         caption_rows = (spy.cond == 1).all(-1).all(-1)
@@ -399,9 +418,7 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
     from training.evaluate import Evaluator, markdown_table
     from training.shapesworld.assemble import assemble
 
-    assemble(
-        str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "pipe"), shift=3.0
-    )
+    assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "pipe"), shift=3.0)
     evaluator = Evaluator(str(tmp_path / "pipe"), steps=2, batch=2)
     result = {"name": "tiny", "split": "test", "n": 2, **evaluator.run("test", 2)}
     assert set(result) >= {"captioning", "text_to_video", "joint"}
@@ -556,7 +573,12 @@ def test_assemble_converts_the_base_generator(tiny_run, tiny_stages, tmp_path):
     shape = pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
     masked = torch.full((1, pipe.max_text_len), pipe.transformer.config.pad_token_id)
     uni, _, _ = pipe.sample(
-        cond, empty, latent_shape=shape, text_ids=masked, num_inference_steps=2, guidance_scale=3.0,
+        cond,
+        empty,
+        latent_shape=shape,
+        text_ids=masked,
+        num_inference_steps=2,
+        guidance_scale=3.0,
         generator=torch.Generator().manual_seed(0),
     )
     ref = wan_sample(wan, pipe.scheduler, cond, empty, shape, 2, 3.0, torch.Generator().manual_seed(0))
@@ -672,16 +694,21 @@ def test_probe_swaps_one_attribute_and_reads_the_generator(tiny_run):
         caption = parse_caption(detailed_caption(scene))
         for attr in CHOICES:
             swapped = swap(caption, attr, rng)
-            changed = [f for f in ("color", "shape", "motion", "size", "cell", "background", "second")
-                       if getattr(swapped, f) != getattr(caption, f)]
+            changed = [
+                f
+                for f in ("color", "shape", "motion", "size", "cell", "background", "second")
+                if getattr(swapped, f) != getattr(caption, f)
+            ]
             assert changed == [attr]
             if caption.second is not None and attr in ("color", "shape"):
                 assert getattr(swapped, attr) != getattr(caption.second, attr)
 
     tokenizer, text_encoder, _ = load_components(tiny_run / "components")
     batch = LatentCache(tiny_run / "cache.safetensors").batch(4, 0, 0)
-    texts = ["a large red circle at the top left moves right on a white background.",
-             "a small blue square at the center stays still on a black background."]
+    texts = [
+        "a large red circle at the top left moves right on a white background.",
+        "a small blue square at the center stays still on a black background.",
+    ]
     conds = {t: embed_texts(tokenizer, text_encoder, [t] * 4) for t in texts}
     torch.manual_seed(0)
     wan = WanTransformer3DModel(

@@ -168,8 +168,9 @@ def test_from_wan_keeps_position_channels():
     out = uni(**x, text_attention_mask=torch.zeros(2, 6, dtype=torch.bool))
     torch.testing.assert_close(out.video_velocity, ref, atol=1e-5, rtol=1e-5)
     # The maps matter: the same weights fed zeros where the coordinates go predict something else.
-    zeros = wan(torch.cat([x["video_latents"], torch.zeros(2, 3, 3, 4, 6)], 1), x["video_timestep"],
-                x["encoder_hidden_states"]).sample
+    zeros = wan(
+        torch.cat([x["video_latents"], torch.zeros(2, 3, 3, 4, 6)], 1), x["video_timestep"], x["encoder_hidden_states"]
+    ).sample
     assert not torch.allclose(zeros, ref, atol=1e-3)
     with pytest.raises(ValueError, match="position channels"):
         UniViGUTransformer.from_wan(wan, position_channels=2, vocab_size=V)

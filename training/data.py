@@ -234,9 +234,7 @@ def main(argv=None):
     parser.add_argument("--data", required=True, help="folder with metadata.jsonl")
     parser.add_argument("--components", required=True, help="folder with tokenizer/, text_encoder/, vae/")
     parser.add_argument("--out", required=True, help="cache file (.safetensors)")
-    parser.add_argument(
-        "--bucket", action="append", default=None, help="FxHxW, repeatable (default 17x64x64)"
-    )
+    parser.add_argument("--bucket", action="append", default=None, help="FxHxW, repeatable (default 17x64x64)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     buckets = [tuple(int(v) for v in b.split("x")) for b in args.bucket] if args.bucket else DEFAULT_BUCKETS

@@ -60,33 +60,12 @@ from .shapesworld import (
     score_detection,
     score_prompt_agreement,
 )
-from .shapesworld.intervals import bootstrap_interval, score_matrix, wilson_interval
+from .shapesworld.table import markdown_table
 
 TASKS = ("captioning", "text_to_video", "joint")
 # where text-to-video's caption goes: prompt slot and text stream, one of them, or (a probe of the slot's
 # binding) the whole caption in the stream and, in the slot, the caption of the scene without its second object
 T2V_CONDITIONS = ("both", "prompt", "stream", "main-slot")
-
-# Quality bars on the test split (see the issue); None: reported without a bar
-BARS = {
-    ("captioning", "color"): 0.90,
-    ("captioning", "shape"): 0.90,
-    ("captioning", "motion"): 0.90,
-    ("captioning", "size"): 0.75,
-    ("captioning", "cell"): 0.75,
-    ("captioning", "background"): 0.75,
-    ("captioning", "second_present"): 0.75,
-    ("captioning", "second_color"): 0.75,
-    ("captioning", "second_shape"): 0.75,
-    ("captioning", "second_size"): 0.75,
-    ("captioning", "second_cell"): 0.75,
-    ("captioning", "second_motion"): 0.75,
-    ("text_to_video", "color"): 0.80,
-    ("text_to_video", "motion"): 0.80,
-    ("text_to_video", "background"): 0.80,
-    ("joint", "caption_vs_prompt"): 0.80,
-    ("joint", "detector_vs_caption"): 0.70,
-}
 
 
 def _mean(values) -> float:
@@ -199,9 +178,7 @@ class Evaluator:
                 video_cache_interval=self.video_cache_interval,
             )
             if self.caption_sweeps:
-                ids = reconsider_words(
-                    self.transformer, latents, cond, ids, self.pipe._end_ids(), self.caption_sweeps
-                )
+                ids = reconsider_words(self.transformer, latents, cond, ids, self.pipe._end_ids(), self.caption_sweeps)
             captions += self.texts(ids)
         scores = [score_caption(c, s) for c, s in zip(captions, scenes)]
         briefs = [_brief_grammar(c, s) for c, s in zip(captions, scenes)]
@@ -312,10 +289,7 @@ class Evaluator:
                 parsed = parse_prompt(text)
                 want = parse_prompt(prompt)
                 agree_brief.append(
-                    {
-                        a: int(parsed is not None and getattr(parsed, a) == getattr(want, a))
-                        for a in PROMPT_ATTRS
-                    }
+                    {a: int(parsed is not None and getattr(parsed, a) == getattr(want, a)) for a in PROMPT_ATTRS}
                 )
                 detector.append(score_detection(detect(clip), caption))
             captions += texts
@@ -346,109 +320,10 @@ class Evaluator:
         return out
 
 
-# -------------------------------------------------------------------------------------------------
-# Tables
-ROWS = [
-    ("captioning", "color", "captioning: main colour"),
-    ("captioning", "shape", "captioning: main shape"),
-    ("captioning", "motion", "captioning: main motion"),
-    ("captioning", "size", "captioning: size"),
-    ("captioning", "cell", "captioning: cell"),
-    ("captioning", "background", "captioning: background"),
-    ("captioning", "second_present", "captioning: second object present"),
-    ("captioning", "second_color", "captioning: second colour"),
-    ("captioning", "second_shape", "captioning: second shape"),
-    ("captioning", "second_size", "captioning: second size"),
-    ("captioning", "second_cell", "captioning: second cell"),
-    ("captioning", "second_motion", "captioning: second motion"),
-    ("captioning", "prompt_attrs", "captioning: prompt attributes (mean)"),
-    ("captioning", "detail_attrs", "captioning: detail attributes (mean)"),
-    ("captioning", "exact", "captioning: exact sentence"),
-    ("captioning", "parsed", "captioning: caption parses (info)"),
-    ("captioning", "brief_prompt_attrs", "captioning: prompt attributes, brief-prompt grammar (info)"),
-    ("text_to_video", "color", "text-to-video: colour"),
-    ("text_to_video", "shape", "text-to-video: shape"),
-    ("text_to_video", "motion", "text-to-video: motion"),
-    ("text_to_video", "size", "text-to-video: size"),
-    ("text_to_video", "cell", "text-to-video: cell"),
-    ("text_to_video", "background", "text-to-video: background"),
-    ("text_to_video", "second_present", "text-to-video: second object present"),
-    ("text_to_video", "detail_attrs", "text-to-video: detail attributes (mean)"),
-    ("joint", "caption_vs_prompt", "joint: caption agrees with prompt"),
-    ("joint", "detector_vs_caption", "joint: detector agrees with caption"),
-    ("joint", "second_named", "joint: captions naming a second object (info)"),
-]
-
-
-def _value(result: dict, task: str, key: str):
-    section = result.get(task)
-    if section is None:
-        return None
-    if key == "brief_prompt_attrs":
-        return _mean(section["brief_grammar"].values())
-    if key in section and not isinstance(section[key], dict):
-        return section[key]
-    return section.get("attrs", {}).get(key)
-
-
-def _interval(result: dict, task: str, key: str) -> tuple[float, float] | None:
-    """The 95% interval over the clips of the number ``_value`` reads (``training.shapesworld.intervals``):
-    Wilson for one attribute's rate, a bootstrap over clips for a mean of several; None for results written
-    without per-clip scores."""
-    clips = (result.get(task) or {}).get("per_clip")
-    if clips is None:
-        return None
-    if task == "joint":
-        if key == "caption_vs_prompt":
-            return bootstrap_interval(score_matrix(clips["agree"], PROMPT_ATTRS))
-        if key == "detector_vs_caption":
-            return bootstrap_interval(np.array([[_mean(r.values())] for r in clips["detector"]]).reshape(-1, 1))
-        if key == "second_named":
-            return wilson_interval(sum(clips["second_named"]), len(clips["second_named"]))
-        return None
-    if key in ("exact", "parsed"):
-        return wilson_interval(sum(clips[key]), len(clips[key]))
-    if key == "brief_prompt_attrs":
-        return bootstrap_interval(score_matrix(clips["brief"], PROMPT_ATTRS))
-    scores = clips["scores"]
-    if key in ("prompt_attrs", "detail_attrs"):
-        present = set().union(*scores) if scores else set()
-        keys = [a for a in (PROMPT_ATTRS if key == "prompt_attrs" else DETAIL_ATTRS) if a in present]
-        return bootstrap_interval(score_matrix(scores, keys))
-    rows = [r[key] for r in scores if key in r]
-    return wilson_interval(sum(rows), len(rows)) if rows else None
-
-
-def _cell(value, interval) -> str:
-    if value is None:
-        return "–"
-    if interval is None or np.isnan(interval[0]):
-        return f"{100 * value:.1f}"
-    return f"{100 * value:.1f} [{100 * interval[0]:.1f}–{100 * interval[1]:.1f}]"
-
-
-def markdown_table(results: list[dict]) -> str:
-    """One column per result (``name (split)``), one row per metric, then the test-split bar. Each number
-    carries its 95% interval over the clips in brackets where the result holds per-clip scores."""
-    head = " | ".join(f"{r['name']} ({r['split']})" for r in results)
-    lines = [f"| metric | {head} | bar (test) |", "|" + "---|" * (len(results) + 2)]
-    for task, key, label in ROWS:
-        values = [_value(r, task, key) for r in results]
-        if all(v is None for v in values):
-            continue
-        cells = [_cell(v, None if v is None else _interval(r, task, key)) for v, r in zip(values, results)]
-        bar = BARS.get((task, key))
-        bar_text = f"≥ {round(100 * bar)}" if bar else ""
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {bar_text} |")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Evaluate a pipeline on the ShapesWorld benchmark.")
     parser.add_argument("--model", help="pipeline folder")
-    parser.add_argument(
-        "--base-transformer", default=None, help="evaluate this WanTransformer3DModel (t2v only)"
-    )
+    parser.add_argument("--base-transformer", default=None, help="evaluate this WanTransformer3DModel (t2v only)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "compositional"])
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--steps", type=int, default=20, help="denoising steps for text-to-video and joint")
@@ -507,9 +382,7 @@ def main(argv=None):
     )
     parser.add_argument("--name", default=None)
     parser.add_argument("--out", default=None, help="results .json (a .md table is written beside it)")
-    parser.add_argument(
-        "--table", nargs="+", default=None, help="print a markdown table of these result files"
-    )
+    parser.add_argument("--table", nargs="+", default=None, help="print a markdown table of these result files")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     if args.table:

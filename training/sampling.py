@@ -39,9 +39,7 @@ def wan_sample(
     batch = cond.shape[0]
     use_cfg = guidance_scale > 1.0
     conds = torch.cat([cond, uncond.expand(batch, -1, -1)]) if use_cfg else cond
-    latents = torch.randn((batch, *latent_shape), generator=generator, dtype=torch.float32).to(
-        cond.device, wan.dtype
-    )
+    latents = torch.randn((batch, *latent_shape), generator=generator, dtype=torch.float32).to(cond.device, wan.dtype)
     scheduler.set_timesteps(steps)
     for i, sigma in enumerate(scheduler.sigmas[:-1].tolist()):
         x = torch.cat([latents, latents]) if use_cfg else latents

@@ -217,3 +217,48 @@ def has_prompt_cache(transformer) -> bool:
 def reset_caches(transformer) -> None:
     """Forget every cache hook's state (a new run: new prompt, maybe new weights)."""
     HookRegistry.check_if_exists_or_initialize(transformer).reset_stateful_hooks()
+
+
+class StepCacheMixin:
+    """The pipeline's switch for the step caches: which one generation uses, and a fresh state every run.
+
+    Needs ``self.transformer`` (a ``CacheMixin``) and the attributes ``_step_cache_spec``, ``_step_cache``,
+    ``_step_cache_on`` and ``_current_timestep`` set in the pipeline's ``__init__``.
+    """
+
+    def set_step_cache(self, spec: str | None) -> None:
+        """Use diffusers' approximate step cache ``spec`` = ``NAME[:VALUE]`` (:mod:`univigu.caching`) for
+        text-to-video and joint generation from the next run on; ``None`` or ``"none"`` turns it off.
+
+        Idempotent and safe between runs; a bad spec raises a one-line ``ValueError`` and changes nothing.
+        Captioning runs without it (a clip held clean would look converged to it) and turns it back on after.
+        The exact prompt cache is always on.
+        """
+        config, canonical = parse_cache(spec), describe_cache(spec)
+        if canonical == self._step_cache_spec:
+            return
+        if self._step_cache_on:
+            self.transformer.disable_cache()
+        if isinstance(config, PyramidAttentionBroadcastConfig) and config.current_timestep_callback is None:
+            config.current_timestep_callback = lambda: self._current_timestep
+        self._step_cache_spec, self._step_cache, self._step_cache_on = canonical, config, False
+        self._use_step_cache(True)
+
+    @property
+    def step_cache(self) -> str:
+        """The step cache in use for generation, as a canonical spec (``"none"``, ``"first_block:0.05"``, ...)."""
+        return self._step_cache_spec
+
+    def _use_step_cache(self, on: bool) -> None:
+        on = on and self._step_cache is not None
+        if on and not self._step_cache_on:
+            self.transformer.enable_cache(self._step_cache)
+        elif self._step_cache_on and not on:
+            self.transformer.disable_cache()
+        self._step_cache_on = on
+
+    def _start_run(self, generating: bool) -> None:
+        """Every cache starts a run empty (new prompt, maybe new weights); the step cache serves generation only."""
+        self._use_step_cache(generating)
+        reset_caches(self.transformer)
+        self._current_timestep = None

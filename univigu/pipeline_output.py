@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from diffusers.utils import BaseOutput
 
+from .flows import VideoFlow
+
 
 @dataclass
 class TrajectoryStep:
@@ -48,3 +50,13 @@ class UniViGUPipelineOutput(BaseOutput):
     text: str | list[str] | None = None
     trajectory: list[TrajectoryStep] | None = None
     notes: list[str] | list[list[str]] = field(default_factory=list)
+
+
+def record_video_step(record: TrajectoryStep, latents, new_latents, velocity, sigmas: list[float], keep: bool) -> None:
+    """Fill ``record``'s video fields for a step from ``sigmas[0]`` to ``sigmas[1]`` (the latents if ``keep``)."""
+    sigma, record.video_sigma = sigmas
+    record.video_delta = float((new_latents.float() - latents.float()).pow(2).mean().sqrt())
+    if keep:
+        x0 = VideoFlow.predict_x0(latents, velocity, torch.tensor([sigma], device=latents.device))
+        record.video_latents = new_latents[0].detach().to("cpu", torch.float16)
+        record.video_x0 = x0[0].detach().to("cpu", torch.float16)

@@ -28,15 +28,14 @@ from diffusers import (
     AutoencoderKLWan,
     DiffusionPipeline,
     FlowMatchEulerDiscreteScheduler,
-    PyramidAttentionBroadcastConfig,
 )
 from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
-from .caching import apply_prompt_cache, describe_cache, parse_cache, reset_caches
-from .flows import DiscreteTextFlow, VideoFlow, shift_sigmas, text_flow_for, to_timestep
+from .caching import StepCacheMixin, apply_prompt_cache
+from .flows import DiscreteTextFlow, shifted_sigmas, text_flow_for, to_timestep
 from .models import UniViGUTransformer
-from .models.transformer_univigu import VideoContext
-from .pipeline_output import TrajectoryStep, UniViGUPipelineOutput
+from .models.video_context import VideoContext
+from .pipeline_output import TrajectoryStep, UniViGUPipelineOutput, record_video_step
 from .video_io import fit_video
 
 StepCallback = Callable[[TrajectoryStep], None]
@@ -53,18 +52,6 @@ CAPTION_STEPS = 40
 # k within 1 point of k = 1 on every attribute: on the bundled model's 200 test clips (40 steps) k = 5, 10, 20
 # lost at most 0.5 points on any attribute (99, 97, 96.5% of captions identical), k = 40 lost 1.5 on motion.
 CAPTION_VIDEO_CACHE_INTERVAL = 20
-
-
-def shifted_sigmas(steps: int, shift: float) -> list[float]:
-    """``steps + 1`` noise levels from 1 to 0: linear at shift 1, earlier (< 1) or later (> 1) otherwise.
-
-    The linear schedule under the video scheduler's time shift (:func:`~univigu.flows.shift_sigmas`). Joint
-    generation paces its text linearly by default: a leading caption (shift 0.5) raised the v11 weights'
-    detector-vs-caption agreement on the test split's 200 prompts from 64.2 to 68.5% but not on the val
-    split's (64.8 to 65.3%, and the caption then agreed with the prompt 92.8% instead of 97.5%); the model
-    card, "The previous revision (`runs/shapesworld-v11`)".
-    """
-    return shift_sigmas(torch.linspace(1.0, 0.0, steps + 1), shift).tolist()
 
 
 def check_video_cache_interval(k) -> None:
@@ -88,16 +75,6 @@ def _guided(velocity: torch.Tensor, batch: int, guidance_scale: float) -> torch.
     return uncond + guidance_scale * (velocity[:batch] - uncond)
 
 
-def _record_video(record: TrajectoryStep, latents, new_latents, velocity, sigmas: list[float], keep: bool) -> None:
-    """Fill ``record``'s video fields for a step from ``sigmas[0]`` to ``sigmas[1]`` (the latents if ``keep``)."""
-    sigma, record.video_sigma = sigmas
-    record.video_delta = float((new_latents.float() - latents.float()).pow(2).mean().sqrt())
-    if keep:
-        x0 = VideoFlow.predict_x0(latents, velocity, torch.tensor([sigma], device=latents.device))
-        record.video_latents = new_latents[0].detach().to("cpu", torch.float16)
-        record.video_x0 = x0[0].detach().to("cpu", torch.float16)
-
-
 class Cancelled(Exception):
     """Raised by a step callback to stop a run; the pipeline lets it through untouched."""
 
@@ -106,7 +83,7 @@ class PromptError(ValueError):
     """A prompt the model cannot take (empty, too long)."""
 
 
-class UniViGUPipeline(DiffusionPipeline):
+class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
     r"""Uni-ViGU pipeline.
 
     Args:
@@ -320,45 +297,6 @@ class UniViGUPipeline(DiffusionPipeline):
         return {k: v[:, :keep] for k, v in text_kwargs.items()}, mask[:, :keep]
 
     # ---------------------------------------------------------------------------------------------
-    # Step caches
-    def set_step_cache(self, spec: str | None) -> None:
-        """Use diffusers' approximate step cache ``spec`` = ``NAME[:VALUE]`` (:mod:`univigu.caching`) for
-        text-to-video and joint generation from the next run on; ``None`` or ``"none"`` turns it off.
-
-        Idempotent and safe between runs; a bad spec raises a one-line ``ValueError`` and changes nothing.
-        Captioning runs without it (a clip held clean would look converged to it) and turns it back on after.
-        The exact prompt cache is always on.
-        """
-        config, canonical = parse_cache(spec), describe_cache(spec)
-        if canonical == self._step_cache_spec:
-            return
-        if self._step_cache_on:
-            self.transformer.disable_cache()
-        if isinstance(config, PyramidAttentionBroadcastConfig) and config.current_timestep_callback is None:
-            config.current_timestep_callback = lambda: self._current_timestep
-        self._step_cache_spec, self._step_cache, self._step_cache_on = canonical, config, False
-        self._use_step_cache(True)
-
-    @property
-    def step_cache(self) -> str:
-        """The step cache in use for generation, as a canonical spec (``"none"``, ``"first_block:0.05"``, ...)."""
-        return self._step_cache_spec
-
-    def _use_step_cache(self, on: bool) -> None:
-        on = on and self._step_cache is not None
-        if on and not self._step_cache_on:
-            self.transformer.enable_cache(self._step_cache)
-        elif self._step_cache_on and not on:
-            self.transformer.disable_cache()
-        self._step_cache_on = on
-
-    def _start_run(self, generating: bool) -> None:
-        """Every cache starts a run empty (new prompt, maybe new weights); the step cache serves generation only."""
-        self._use_step_cache(generating)
-        reset_caches(self.transformer)
-        self._current_timestep = None
-
-    # ---------------------------------------------------------------------------------------------
     # The shared loop
     def _prepare(self, generator, seed, steps):
         if steps < 1 or steps > 1000:
@@ -490,7 +428,9 @@ class UniViGUPipeline(DiffusionPipeline):
                 velocity = _guided(out.video_velocity, batch, guidance_scale)
                 new_latents = self.scheduler.step(velocity, self.scheduler.timesteps[i], latents, return_dict=False)[0]
                 if observe:
-                    _record_video(record, latents, new_latents, velocity, video_sigmas[i : i + 2], return_trajectory)
+                    record_video_step(
+                        record, latents, new_latents, velocity, video_sigmas[i : i + 2], return_trajectory
+                    )
                 latents = new_latents
 
             # 5. Text step (conditional rows only)
@@ -555,9 +495,17 @@ class UniViGUPipeline(DiffusionPipeline):
         Returns ``.frames`` uint8 [F, H, W, 3] (and ``.trajectory`` if asked).
         """
         return self._generate(
-            prompt, joint=False, negative_prompt=negative_prompt, steps=num_inference_steps,
-            guidance_scale=guidance_scale, text_temperature=0.0, size=(num_frames, height, width),
-            generator=generator, seed=seed, callback=callback, return_trajectory=return_trajectory,
+            prompt,
+            joint=False,
+            negative_prompt=negative_prompt,
+            steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            text_temperature=0.0,
+            size=(num_frames, height, width),
+            generator=generator,
+            seed=seed,
+            callback=callback,
+            return_trajectory=return_trajectory,
         )
 
     def caption(
@@ -627,9 +575,17 @@ class UniViGUPipeline(DiffusionPipeline):
         """Generate a clip and its caption together from ``prompt``, both denoised step by step (the caption's
         schedule shifted by ``text_shift``: :func:`shifted_sigmas`)."""
         return self._generate(
-            prompt, joint=True, negative_prompt=negative_prompt, steps=num_inference_steps,
-            guidance_scale=guidance_scale, text_temperature=text_temperature, size=(num_frames, height, width),
-            generator=generator, seed=seed, callback=callback, return_trajectory=return_trajectory,
+            prompt,
+            joint=True,
+            negative_prompt=negative_prompt,
+            steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            text_temperature=text_temperature,
+            size=(num_frames, height, width),
+            generator=generator,
+            seed=seed,
+            callback=callback,
+            return_trajectory=return_trajectory,
             text_shift=text_shift,
         )
 

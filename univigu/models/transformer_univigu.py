@@ -13,7 +13,7 @@ loads into this model with only the text-stream keys missing.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,6 +39,8 @@ from diffusers.models.transformers.transformer_wan import (
     _get_qkv_projections,
 )
 from diffusers.utils import BaseOutput
+
+from .video_context import VideoContext, VideoKV
 
 TEXT_FORMULATIONS = ("discrete", "embedding")
 TEXT_SOURCES = ("uniform", "mask")
@@ -71,40 +73,6 @@ class UniViGUTransformerOutput(BaseOutput):
     video_velocity: torch.Tensor | None
     text_logits: torch.Tensor | None = None
     text_velocity: torch.Tensor | None = None
-
-
-@dataclass
-class VideoKV:
-    """One block's video keys and values [B, N_v, H, hd], as self-attention sees them (normalised, rotated)."""
-
-    key: torch.Tensor | None = None
-    value: torch.Tensor | None = None
-
-
-@dataclass
-class VideoContext:
-    """The clean clip's context for captioning: every block's video keys and values.
-
-    A full forward given a ``VideoContext`` records it; a forward with ``video_latents=None`` then runs only the
-    text tokens, their queries attending to [cached video K/V; text K/V]. The video tokens attend to the text
-    too, so the cache is exact for the text state it was recorded with and an approximation as the text moves:
-    the pipeline re-records it every ``video_cache_interval`` steps (:meth:`UniViGUPipeline.sample`).
-    """
-
-    layers: list[VideoKV] = field(default_factory=list)
-    dtype: torch.dtype | None = None  # the hidden states' dtype when it was recorded
-
-    @property
-    def filled(self) -> bool:
-        return bool(self.layers) and self.layers[0].key is not None
-
-    @property
-    def num_video(self) -> int:
-        return self.layers[0].key.shape[1]
-
-    @property
-    def batch(self) -> int:
-        return self.layers[0].key.shape[0]
 
 
 class UniViGUAttnProcessor:
@@ -442,9 +410,7 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin, CacheMixin):
         cfg = self.config
         if video_latents is not None:  # None: a text-only forward on a cached clip (VideoContext)
             if video_latents.ndim != 5 or video_latents.shape[1] != cfg.in_channels:
-                raise ValueError(
-                    f"video_latents must be [B,{cfg.in_channels},F,H,W], got {tuple(video_latents.shape)}"
-                )
+                raise ValueError(f"video_latents must be [B,{cfg.in_channels},F,H,W], got {tuple(video_latents.shape)}")
             _, _, f, h, w = video_latents.shape
             p_t, p_h, p_w = cfg.patch_size
             if f % p_t or h % p_h or w % p_w:

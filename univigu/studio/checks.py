@@ -44,9 +44,7 @@ class InputChecks:
         text = "" if prompt is None else str(prompt)
         if not text.strip():
             if required:
-                raise UserError(
-                    f"The prompt is empty: describe the clip you want, e.g. '{self.example_prompt()}'."
-                )
+                raise UserError(f"The prompt is empty: describe the clip you want, e.g. '{self.example_prompt()}'.")
             return None
         if len(text) > self.limits.max_prompt_chars:
             raise UserError(
@@ -59,8 +57,7 @@ class InputChecks:
             known = [w for w in self.vocabulary() or [] if any(c.isalnum() for c in w)]
             knows = f" It knows: {', '.join(known)}." if known else ""
             raise UserError(
-                f"The model does not know {words}; rephrase without "
-                f"{'it' if len(unknown) == 1 else 'them'}.{knows}"
+                f"The model does not know {words}; rephrase without {'it' if len(unknown) == 1 else 'them'}.{knows}"
             )
         try:
             self.pipe.text_ids(text)

@@ -82,9 +82,7 @@ class Studio(InputChecks, UploadChecks, StepPreviews):
             pipe = tiny_pipeline().to(DTYPES[settings.dtype])
         else:
             pipe = load_pipeline(self.model, torch_dtype=DTYPES[settings.dtype])
-        apply_offload(
-            pipe, settings.offload, settings.device, DTYPES[settings.dtype], vae_tiling=settings.vae_tiling
-        )
+        apply_offload(pipe, settings.offload, settings.device, DTYPES[settings.dtype], vae_tiling=settings.vae_tiling)
         pipe.set_progress_bar_config(disable=True)
         pipe.set_step_cache(settings.step_cache)
         return pipe
@@ -218,9 +216,7 @@ class Studio(InputChecks, UploadChecks, StepPreviews):
             self.store.unregister(session, switch)
 
     def new_record(self, task: str, prompt: str | None, seed: int, steps: int) -> RunRecord:
-        return RunRecord(
-            run_id=self.store.new_id(), task=task, prompt=prompt, seed=seed, num_steps=steps, fps=self.fps
-        )
+        return RunRecord(run_id=self.store.new_id(), task=task, prompt=prompt, seed=seed, num_steps=steps, fps=self.fps)
 
     def save_video(self, record: RunRecord, frames: np.ndarray, suffix: str = "") -> str:
         path = os.path.join(self.output_dir, f"run{record.run_id:04d}-{record.task}{suffix}.mp4")

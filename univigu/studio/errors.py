@@ -48,7 +48,6 @@ def number(**kwargs) -> gr.Number:
     return named_range_errors(gr.Number(**kwargs))
 
 
-
 # ------------------------------------------------------------------------------------------------
 # Errors -> one-line messages
 def user_message(err: BaseException) -> gr.Error:
@@ -56,9 +55,7 @@ def user_message(err: BaseException) -> gr.Error:
     if isinstance(err, gr.Error):
         return err
     if isinstance(err, Cancelled):
-        return gr.Error(
-            f"Cancelled ({err}). Press Run to start again.", title="Cancelled", print_exception=False
-        )
+        return gr.Error(f"Cancelled ({err}). Press Run to start again.", title="Cancelled", print_exception=False)
     if isinstance(err, (UserError, PromptError, VideoError)):
         return gr.Error(str(err), title="Check the input", print_exception=False)
     log.error("run failed", exc_info=err)

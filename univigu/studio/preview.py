@@ -79,9 +79,7 @@ def encode_batch(pipe, clips: np.ndarray) -> torch.Tensor:
     return (latents - mean) / std
 
 
-def fit_projection_from(
-    latents: torch.Tensor, clips: np.ndarray, temporal: int, spatial: int
-) -> LatentProjection:
+def fit_projection_from(latents: torch.Tensor, clips: np.ndarray, temporal: int, spatial: int) -> LatentProjection:
     """Least squares from latents [N, C, f, h, w] of static clips [N, F, H, W, 3] to their pooled colours."""
     n, c, f, h, w = latents.shape
     target = torch.from_numpy(np.ascontiguousarray(clips[:, 0])).float().permute(0, 3, 1, 2) / 127.5 - 1

@@ -101,9 +101,7 @@ def _series(trajectory: list[TrajectoryStep]) -> list[tuple[str, str, list[float
     ]
 
 
-def stats_svg(
-    trajectory: list[TrajectoryStep], current: int | None = None, width: int = 420, height: int = 130
-) -> str:
+def stats_svg(trajectory: list[TrajectoryStep], current: int | None = None, width: int = 420, height: int = 130) -> str:
     """A small plot per step: tokens changed, mean confidence and video latent movement, each scaled alone."""
     if not trajectory:
         return ""
@@ -128,26 +126,20 @@ def stats_svg(
             continue
         top_value = max(present) or 1.0
         points = " ".join(
-            f"{x_at(i):.1f},{top + plot_h * (1 - v / top_value):.1f}"
-            for i, v in enumerate(values)
-            if v is not None
+            f"{x_at(i):.1f},{top + plot_h * (1 - v / top_value):.1f}" for i, v in enumerate(values) if v is not None
         )
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
         now = values[current - 1] if current and 0 < current <= n else None
         shown = f"{now:.3g}" if now is not None else "–"
-        legend.append(
-            f'<span style="color:{colour}">■</span> {html.escape(name)}: {shown} (max {top_value:.3g})'
-        )
+        legend.append(f'<span style="color:{colour}">■</span> {html.escape(name)}: {shown} (max {top_value:.3g})')
     if current and 0 < current <= n:
         x = x_at(current - 1)
         parts.append(
-            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" '
-            'stroke="#111" stroke-dasharray="3,2"/>'
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#111" stroke-dasharray="3,2"/>'
         )
     parts.append(f'<text x="{left}" y="{height - 6}" font-size="11" fill="#555">step 1</text>')
     parts.append(
-        f'<text x="{width - right}" y="{height - 6}" font-size="11" fill="#555" '
-        f'text-anchor="end">step {n}</text>'
+        f'<text x="{width - right}" y="{height - 6}" font-size="11" fill="#555" text-anchor="end">step {n}</text>'
     )
     parts.append("</svg>")
     return f'<div class="uv-stats">{"".join(parts)}<div class="uv-legend">{" · ".join(legend)}</div></div>'

@@ -103,9 +103,7 @@ def build_scrubber(studio: Studio) -> dict:
             "the text predicted there."
         )
         with gr.Row():
-            run_select = gr.Dropdown(
-                label="Run", choices=[], interactive=True, scale=4, elem_id="uv-run-select"
-            )
+            run_select = gr.Dropdown(label="Run", choices=[], interactive=True, scale=4, elem_id="uv-run-select")
             play_btn = gr.Button("▶ Play", scale=1, elem_id="uv-play")
             pause_btn = gr.Button("Pause", scale=1, elem_id="uv-pause")
         step = gr.Slider(
@@ -143,9 +141,7 @@ def build_scrubber(studio: Studio) -> dict:
         show_progress="hidden",
         **private,
     )
-    run_select.input(
-        scrub["select_run"], run_select, [step, *views, timer], show_progress="hidden", **private
-    )
+    run_select.input(scrub["select_run"], run_select, [step, *views, timer], show_progress="hidden", **private)
     step.input(
         scrub["show_step"],
         [run_select, step],
@@ -156,9 +152,7 @@ def build_scrubber(studio: Studio) -> dict:
         concurrency_limit=4,
         **private,
     )
-    play_btn.click(
-        scrub["play"], [run_select, step], [timer, step, *views], show_progress="hidden", **private
-    )
+    play_btn.click(scrub["play"], [run_select, step], [timer, step, *views], show_progress="hidden", **private)
     pause_btn.click(lambda: gr.Timer(active=False), None, timer, **private)
     timer.tick(
         scrub["tick"],

@@ -34,9 +34,7 @@ class StepPreviews:
             return None
         return filmstrip(projection(step.video_x0), max_frames=6, height=64)
 
-    def step_preview(
-        self, record: RunRecord, k: int, full: bool = False, wait: float = 0.5
-    ) -> tuple[str | None, str]:
+    def step_preview(self, record: RunRecord, k: int, full: bool = False, wait: float = 0.5) -> tuple[str | None, str]:
         """PNG path of a filmstrip of the clip at step ``k`` and a line saying how it was made.
 
         ``decode`` previews wait ``wait`` seconds for the model (busy with a run?) and fall back to the
@@ -65,9 +63,7 @@ class StepPreviews:
                 except Exception as err:  # e.g. no device outside a borrowed GPU: fall back to the projection
                     log.warning("could not decode step %d of run #%d: %s", k, record.run_id, err)
                     if full:
-                        raise UserError(
-                            f"Could not decode this step ({type(err).__name__}); try again."
-                        ) from err
+                        raise UserError(f"Could not decode this step ({type(err).__name__}); try again.") from err
                     frames = None
                 finally:
                     self.lock.release()
@@ -86,8 +82,7 @@ class StepPreviews:
             k,
             "project",
             projection(x0),
-            f"clip predicted at step {k}, fast latent-to-RGB preview "
-            "(press 'Decode this step' for the VAE's)",
+            f"clip predicted at step {k}, fast latent-to-RGB preview (press 'Decode this step' for the VAE's)",
         )
 
     def _save_preview(self, record: RunRecord, k: int, kind: str, frames: np.ndarray, note: str):

@@ -45,12 +45,9 @@ def step_flops(pipe, num_frames: int, height: int, width: int, passes: int = 1, 
     """
     cfg = pipe.transformer.config
     pt, ph, pw = cfg.patch_size
-    tokens = (
-        ((num_frames - 1) // pipe.vae_scale_factor_temporal + 1) // pt
-        * (height // (pipe.vae_scale_factor_spatial * ph))
-        * (width // (pipe.vae_scale_factor_spatial * pw))
-        + pipe.max_text_len
-    )
+    tokens = ((num_frames - 1) // pipe.vae_scale_factor_temporal + 1) // pt * (
+        height // (pipe.vae_scale_factor_spatial * ph)
+    ) * (width // (pipe.vae_scale_factor_spatial * pw)) + pipe.max_text_len
     queries = pipe.max_text_len if text_only else tokens
     dim = cfg.num_attention_heads * cfg.attention_head_dim
     weights = pipe.transformer.num_parameters()
@@ -137,9 +134,7 @@ def _stream_task(
         if task == "caption":
             return pipe.caption(input_frames, prompt=prompt, video_cache_interval=video_cache_interval, **common)
         method = pipe.text_to_video if task == "text_to_video" else pipe.joint
-        return method(
-            prompt, guidance_scale=guidance, num_frames=size[0], height=size[1], width=size[2], **common
-        )
+        return method(prompt, guidance_scale=guidance, num_frames=size[0], height=size[1], width=size[2], **common)
 
     yield "progress", render.progress_html(title, None, steps, note="waiting for the model…")
     output = None
@@ -155,9 +150,7 @@ def _stream_task(
     except Cancelled:
         record.projection = cached_projection(studio.pipe)
         record.status = f"cancelled at step {len(record.trajectory)}"
-        log.info(
-            "run #%d (%s) cancelled after step %d of %d", record.run_id, task, len(record.trajectory), steps
-        )
+        log.info("run #%d (%s) cancelled after step %d of %d", record.run_id, task, len(record.trajectory), steps)
         if record.trajectory:
             yield "partial", record  # kept for scrubbing; the caller stores it
         raise
@@ -213,9 +206,7 @@ def make_handlers(studio: Studio) -> dict:
 
     @guarded
     def text_to_video(prompt, seed, steps, guidance, num_frames, height, width, request: gr.Request):
-        for kind, value in stream(
-            request, "text_to_video", prompt, seed, steps, guidance, num_frames, height, width
-        ):
+        for kind, value in stream(request, "text_to_video", prompt, seed, steps, guidance, num_frames, height, width):
             if kind == "progress":
                 yield gr.skip(), gr.skip(), value
             else:
@@ -262,8 +253,7 @@ def make_handlers(studio: Studio) -> dict:
             return '<div class="uv-status">Nothing is running.</div>'
         where = ", ".join(f"run #{r.run_id} after step {len(r.trajectory)} of {r.num_steps}" for r in records)
         return (
-            f'<div class="uv-status" data-cancelled="1">Cancelled {where or "the run"}. '
-            "Press Run to start again.</div>"
+            f'<div class="uv-status" data-cancelled="1">Cancelled {where or "the run"}. Press Run to start again.</div>'
         )
 
     return {"text_to_video": text_to_video, "caption": caption, "joint": joint, "cancel": cancel}

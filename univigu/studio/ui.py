@@ -22,9 +22,7 @@ from .tasks import make_handlers
 # ------------------------------------------------------------------------------------------------
 # The page
 def _prompt_examples(studio: Studio, examples: list[dict]) -> list[str]:
-    prompts = [
-        e["prompt"] for e in examples if e.get("prompt") and not studio.pipe.unknown_words(e["prompt"])
-    ]
+    prompts = [e["prompt"] for e in examples if e.get("prompt") and not studio.pipe.unknown_words(e["prompt"])]
     return list(dict.fromkeys(prompts)) or [studio.example_prompt()]
 
 
@@ -46,14 +44,11 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
         gr.Markdown(
             "# Uni-ViGU Studio\nOne diffusion transformer for text-to-video, video captioning "
             "and both at once. "
-            f"Model `{studio.model_name}`: clips of {f0} frames at {w0}x{h0}."
-            + (f"\n\n> {banner}" if banner else "")
+            f"Model `{studio.model_name}`: clips of {f0} frames at {w0}x{h0}." + (f"\n\n> {banner}" if banner else "")
         )
 
         def generation_inputs(prefix: str):
-            prompt = gr.Textbox(
-                label="Prompt", lines=2, placeholder=prompts[0], elem_id=f"uv-{prefix}-prompt"
-            )
+            prompt = gr.Textbox(label="Prompt", lines=2, placeholder=prompts[0], elem_id=f"uv-{prefix}-prompt")
             with gr.Row():
                 seed = number(
                     label="Seed",
@@ -73,17 +68,11 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                 value=min(20, lim.max_steps),
                 elem_id=f"uv-{prefix}-steps",
             )
-            guidance = slider(
-                label="Guidance", minimum=lim.min_guidance, maximum=lim.max_guidance, step=0.5, value=5.0
-            )
+            guidance = slider(label="Guidance", minimum=lim.min_guidance, maximum=lim.max_guidance, step=0.5, value=5.0)
             with gr.Accordion("Clip size (what this model supports)", open=False):
                 frames = slider(label="Frames", minimum=1, maximum=f0, step=studio.frames_step, value=f0)
-                height = slider(
-                    label="Height", minimum=studio.size_step, maximum=h0, step=studio.size_step, value=h0
-                )
-                width = slider(
-                    label="Width", minimum=studio.size_step, maximum=w0, step=studio.size_step, value=w0
-                )
+                height = slider(label="Height", minimum=studio.size_step, maximum=h0, step=studio.size_step, value=h0)
+                width = slider(label="Width", minimum=studio.size_step, maximum=w0, step=studio.size_step, value=w0)
             dice.click(lambda: random.randint(0, 2**31 - 1), None, seed, **private)
             gr.Examples([[p] for p in prompts], inputs=[prompt], label="Example prompts", **private)
             return prompt, seed, steps, guidance, frames, height, width
@@ -131,9 +120,7 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                         )
                     cap_prompt = gr.Textbox(value="", label="Hint (optional prompt)", lines=1)
                     with gr.Row():
-                        cap_seed = number(
-                            label="Seed", value=0, precision=0, minimum=0, maximum=lim.max_seed, scale=4
-                        )
+                        cap_seed = number(label="Seed", value=0, precision=0, minimum=0, maximum=lim.max_seed, scale=4)
                         cap_dice = gr.Button("Random seed", scale=1, size="sm")
                     cap_steps = slider(
                         label="Steps",
@@ -173,9 +160,7 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                     joint_run, joint_stop = run_buttons("joint")
                 with gr.Column():
                     joint_video = clip_output("joint")
-                    joint_text = gr.Textbox(
-                        label="Caption", lines=2, interactive=False, elem_id="uv-joint-text"
-                    )
+                    joint_text = gr.Textbox(label="Caption", lines=2, interactive=False, elem_id="uv-joint-text")
                     joint_status = gr.HTML(elem_id="uv-joint-status")
                     with gr.Accordion("Trajectory data (JSON)", open=False):
                         joint_traj = gr.JSON(label="Trajectory")

@@ -35,9 +35,7 @@ class UploadChecks:
             raise UserError(f"{name} is empty (0 bytes); upload a video file.")
         ext = os.path.splitext(name)[1].lower()
         if ext not in VIDEO_EXTENSIONS:
-            raise UserError(
-                f"{name} is not a video file ({ext or 'no extension'}); use mp4, webm, avi, mov or gif."
-            )
+            raise UserError(f"{name} is not a video file ({ext or 'no extension'}); use mp4, webm, avi, mov or gif.")
         width, height, est_frames = self._probe(path)
         if width * height > self.limits.max_video_pixels:
             raise UserError(
@@ -83,11 +81,7 @@ class UploadChecks:
         size = meta.get("size") if isinstance(meta, dict) else None
         est = None
         duration, fps = meta.get("duration"), meta.get("fps")
-        if (
-            isinstance(duration, (int, float))
-            and isinstance(fps, (int, float))
-            and math.isfinite(duration * fps)
-        ):
+        if isinstance(duration, (int, float)) and isinstance(fps, (int, float)) and math.isfinite(duration * fps):
             est = duration * fps
         if size and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
             return int(size[0]), int(size[1]), est
@@ -111,9 +105,7 @@ class UploadChecks:
             ) from err
         first = np.asarray(first)
         if first.ndim < 2:
-            raise UserError(
-                f"{os.path.basename(path)} is not a video; upload an mp4, webm, avi, mov or gif file."
-            )
+            raise UserError(f"{os.path.basename(path)} is not a video; upload an mp4, webm, avi, mov or gif file.")
         return int(first.shape[1]), int(first.shape[0]), est
 
     def fit(self, frames: np.ndarray) -> tuple[np.ndarray, list[str]]:
