@@ -22,27 +22,11 @@ SHIFT=6.0  # video time shift of every stage and of the shipped scheduler
 export OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 mkdir -p "$RUN"
 TIMES="$RUN/timings.tsv"
-stage() {  # stage NAME DONE_FILE COMMAND...: run unless DONE_FILE exists; log the wall time
-  local name=$1 done_file=$2; shift 2
-  if [ -e "$done_file" ]; then echo "== $name: done already ($done_file)"; return; fi
-  echo "== $name: $*"
-  local t0=$(date +%s)
-  "$@"
-  echo -e "$name\t$(( $(date +%s) - t0 ))" >> "$TIMES"
-}
 # Training runs as NPROC gloo processes of one thread each, every one drawing BATCH / NPROC rows (global batch
 # BATCH): on 2 cores two single-thread processes step 1.2x faster than one two-thread process (0.34 vs 0.41 s).
 NPROC=${NPROC:-2}
 BATCH=8
-launch() {
-  if [ "$NPROC" -gt 1 ]; then
-    OMP_NUM_THREADS=1 "$ACCEL" launch --multi_gpu --num_processes "$NPROC" --num_machines 1 --mixed_precision no \
-      --dynamo_backend no "$@" --num_threads=1 --batch_size=$((BATCH / NPROC))
-  else
-    "$ACCEL" launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no "$@" \
-      --batch_size=$BATCH
-  fi
-}
+source training/recipes/lib.sh
 
 stage data "$RUN/data/train/metadata.jsonl" \
   $PY -m training.shapesworld.export --out "$RUN/data/train" --split train --n "$N_TRAIN"

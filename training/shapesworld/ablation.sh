@@ -34,25 +34,9 @@ export OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 ROW_DIR="$RUN/ablation/$ROW$([ "$SEED" = 0 ] || echo "-seed$SEED")"
 mkdir -p "$ROW_DIR"
 TIMES="$ROW_DIR/timings.tsv"
-stage() {  # stage NAME DONE_FILE COMMAND...: run unless DONE_FILE exists; log the wall time
-  local name=$1 done_file=$2; shift 2
-  if [ -e "$done_file" ]; then echo "== $name: done already ($done_file)"; return; fi
-  echo "== $name: $*"
-  local t0=$(date +%s)
-  "$@"
-  echo -e "$name\t$(( $(date +%s) - t0 ))" >> "$TIMES"
-}
 NPROC=${NPROC:-2}
 BATCH=8
-launch() {  # as the recipe: NPROC single-thread gloo processes drawing BATCH / NPROC rows each
-  if [ "$NPROC" -gt 1 ]; then
-    OMP_NUM_THREADS=1 "$ACCEL" launch --multi_gpu --num_processes "$NPROC" --num_machines 1 --mixed_precision no \
-      --dynamo_backend no "$@" --num_threads=1 --batch_size=$((BATCH / NPROC))
-  else
-    "$ACCEL" launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no "$@" \
-      --batch_size=$BATCH
-  fi
-}
+source training/recipes/lib.sh
 newest() {  # newest DIR: its checkpoint-N folder of the highest N (none: empty)
   ls -d "$1"/checkpoint-* 2>/dev/null | awk -F- '{print $NF, $0}' | sort -n | tail -1 | cut -d' ' -f2-
 }
