@@ -41,16 +41,13 @@ from .video_io import fit_video
 StepCallback = Callable[[TrajectoryStep], None]
 
 # Captioning's default steps. The clip is held clean, so steps only pace the text: with the mask source the
-# sampler reveals the surest tokens first, and at 40 steps about one of the bundled model's 32 text
-# positions per step. On its test clips 20 -> 40 steps took captions that parse from 97.5% to 100% and main
-# colour from 74.5% to 77%; 64 steps scored the same as 40 (the bundled model's card, "What changed in the
-# previous revision (same weights)").
+# sampler reveals the surest tokens first, about one of the bundled model's 32 text positions per step at 40;
+# fewer steps leave captions that do not parse, more score the same (training/shapesworld/EXPERIMENTS.md).
 CAPTION_STEPS = 40
 
 # Captioning's default video_cache_interval (UniViGUPipeline.sample): the clip's per-block keys and values are
 # computed at step 0 and every k-th step after, the steps between run only the text tokens on them. The largest
-# k within 1 point of k = 1 on every attribute: on the bundled model's 200 test clips (40 steps) k = 5, 10, 20
-# lost at most 0.5 points on any attribute (99, 97, 96.5% of captions identical), k = 40 lost 1.5 on motion.
+# k whose captions stay within 1 point of k = 1 on every attribute (the README's "Captioning on a cached clip").
 CAPTION_VIDEO_CACHE_INTERVAL = 20
 
 
