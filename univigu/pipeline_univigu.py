@@ -398,16 +398,17 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
             # 3. One forward for both streams over [cond rows (, uncond rows)]; captioning on a cached clip
             # records the clip's context every video_cache_interval steps and runs the text tokens only between
             text_kwargs, mask = self._text_inputs(text_state, use_cfg) if denoise_text else clean_inputs
-            video_kwargs = {
-                "video_latents": torch.cat([latents, latents]) if use_cfg else latents,
-                "video_timestep": _timesteps(video_sigmas[i] if denoise_video else 0.0, rows, device),
-            }
+            video_sigma = video_sigmas[i] if denoise_video else 0.0
+            if video_context is not None and i % video_cache_interval:
+                video_kwargs = {"video_latents": None, "video_timestep": None}  # the text tokens, on the cached clip
+            else:
+                video_kwargs = {
+                    "video_latents": torch.cat([latents, latents]) if use_cfg else latents,
+                    "video_timestep": _timesteps(video_sigma, rows, device),
+                }
             if video_context is not None:
                 video_kwargs["video_context"] = video_context
-                if i % video_cache_interval:
-                    video_kwargs.update(video_latents=None, video_timestep=None)
-            video_sigma = video_sigmas[i] if denoise_video else 0.0
-            self._current_timestep = 1000 * video_sigma  # what PyramidAttentionBroadcast reads
+            self._current_timestep = to_timestep(video_sigma)  # what PyramidAttentionBroadcast reads
             with transformer.cache_context(
                 "cond", step_index=i, sigma=video_sigma, num_inference_steps=num_inference_steps
             ):
