@@ -19,9 +19,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .video_io import VideoError, read_video
-
-VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".gif")
+from .video_io import VIDEO_EXTENSIONS, VideoError, read_video
 
 
 @dataclass
@@ -37,12 +35,12 @@ class FolderSummary:
 def find_clips(videos: str) -> list[Path]:
     """The clips a ``--videos`` argument names: every video file under a folder, or a glob's matches, sorted."""
     if os.path.isdir(videos):
-        paths = [p for p in Path(videos).rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+        paths = [p for p in Path(videos).rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS]
     else:
         paths = [Path(p) for p in glob.glob(videos, recursive=True) if os.path.isfile(p)]
     if not paths:
         raise FileNotFoundError(
-            f"no video files in {videos!r}: pass a folder holding {', '.join(VIDEO_SUFFIXES)} files or a glob"
+            f"no video files in {videos!r}: pass a folder holding {', '.join(VIDEO_EXTENSIONS)} files or a glob"
         )
     return sorted(paths)
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v", ".gif")  # what read_video is asked to open
 MAX_DECODE_FRAMES = 2000  # a longer clip is refused rather than decoded into memory
 MAX_FRAME_PIXELS = 4096 * 4096  # so is a frame larger than this
 

@@ -6,10 +6,8 @@ import os
 import imageio.v3 as iio
 import numpy as np
 
-from ..video_io import VideoError, fit_video, read_video
+from ..video_io import VIDEO_EXTENSIONS, VideoError, fit_video, read_video
 from .checks import UserError
-
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v", ".gif")
 
 
 class UploadChecks:
