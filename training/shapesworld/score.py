@@ -82,9 +82,8 @@ def score_caption(caption_text: str, scene: Scene) -> dict[str, int]:
     parsed = parse_caption(caption_text)
     if parsed is None:
         return dict.fromkeys(score_keys(scene.second is not None), 0)
-    best: dict[str, int] | None = None
-    for ref in _readings(scene):
-        scores = _compare(
+    readings = (
+        _compare(
             parsed.main,
             parsed.background,
             parsed.second,
@@ -93,10 +92,9 @@ def score_caption(caption_text: str, scene: Scene) -> dict[str, int]:
             ref.background,
             ref.second,
         )
-        if best is None or sum(scores.values()) > sum(best.values()):
-            best = scores
-    assert best is not None
-    return best
+        for ref in _readings(scene)
+    )
+    return max(readings, key=lambda scores: sum(scores.values()))  # the first of equals: the drawing order
 
 
 def score_detection(detection: Detection, caption: ParsedCaption | str | None) -> dict[str, int]:
