@@ -1,17 +1,14 @@
 """FSDP2 training on two CPU processes (gloo), launched as on a GPU node: ``accelerate launch --config_file
 training/configs/fsdp.yaml -m training.train``."""
 
-import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_training import ROOT, TINY_MODEL, _free_port, _losses
+from test_training import ROOT, TINY_MODEL, _losses, launch_training
 
 from training import train as train_mod
 
@@ -50,27 +47,7 @@ def _args(root, out: str, *extra: str) -> list[str]:
 
 
 def _launch_fsdp(args: list[str]) -> subprocess.CompletedProcess:
-    cmd = [
-        str(Path(sys.executable).with_name("accelerate")),
-        "launch",
-        "--config_file",
-        str(ROOT / "training" / "configs" / "fsdp.yaml"),
-        "--num_processes",
-        "2",
-        "--main_process_port",
-        str(_free_port()),
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "training.train",
-        *args,
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    return launch_training(["--config_file", str(ROOT / "training" / "configs" / "fsdp.yaml")], args, timeout=300)
 
 
 def test_fsdp_matches_one_process_and_resumes_exactly(run):

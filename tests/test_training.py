@@ -321,18 +321,15 @@ def test_grow_adds_identity_blocks_that_train(tiny_run, tiny_stages, tmp_path, c
     assert not torch.equal(trained.blocks[-1].attn1.to_out[0].weight, init.blocks[-1].attn1.to_out[0].weight)
 
 
-def test_two_process_launch(tiny_run, tiny_stages):
-    accelerate = Path(sys.executable).with_name("accelerate")
-    # accelerate's --cpu launcher starts one process (multi-CPU needs mpirun); torchrun's does start two,
-    # and train.py asks for CPU (gloo) when there is no CUDA.
+def launch_training(launch_args: list[str], train_args: list[str], timeout: int) -> subprocess.CompletedProcess:
+    """``accelerate launch LAUNCH_ARGS -m training.train TRAIN_ARGS`` as two single-thread processes; asserts it
+    succeeded."""
     cmd = [
-        str(accelerate),
+        str(Path(sys.executable).with_name("accelerate")),
         "launch",
-        "--multi_gpu",
+        *launch_args,
         "--num_processes",
         "2",
-        "--num_machines",
-        "1",
         "--main_process_port",
         str(_free_port()),  # not the fixed default: a port still held by an earlier run fails the launch
         "--mixed_precision",
@@ -341,11 +338,19 @@ def test_two_process_launch(tiny_run, tiny_stages):
         "no",
         "-m",
         "training.train",
-        *_args(tiny_run, "recall", "ddp", "--max_steps=2", f"--init={tiny_run / 'base' / 'final'}"),
+        *train_args,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_two_process_launch(tiny_run, tiny_stages):
+    # accelerate's --cpu launcher starts one process (multi-CPU needs mpirun); torchrun's does start two,
+    # and train.py asks for CPU (gloo) when there is no CUDA.
+    args = _args(tiny_run, "recall", "ddp", "--max_steps=2", f"--init={tiny_run / 'base' / 'final'}")
+    launch_training(["--multi_gpu", "--num_machines", "1"], args, timeout=240)
     assert (tiny_run / "ddp" / "checkpoint-2" / "model" / "config.json").exists()
     assert json.loads((tiny_run / "ddp" / "timing.json").read_text())["processes"] == 2
     assert len(_losses(tiny_run / "ddp")) == 2  # only the main process writes metrics
