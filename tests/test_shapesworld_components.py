@@ -13,16 +13,16 @@ from training.shapesworld import detailed_caption, iter_split, render
 
 def test_vae_is_per_frame_and_crops_find_objects():
     """The bundled VAE design: a frame's latent does not depend on earlier frames; crops centre on objects."""
-    from training.data import encode_clips
+    from univigu.latents import encode_frames
     from training.shapesworld.vae import _crop, build_vae
 
     torch.manual_seed(0)
     vae = build_vae(base_dim=4, z_dim=4).eval()
     clip = render(next(iter_split("train", 1))[1])
-    whole = encode_clips(vae, clip[None])
+    whole = encode_frames(vae, clip[None], normalized=False)
     assert whole.shape == (1, 4, 17, 16, 16)
     for k in (0, 5, 16):
-        alone = encode_clips(vae, clip[None, k : k + 1])
+        alone = encode_frames(vae, clip[None, k : k + 1], normalized=False)
         torch.testing.assert_close(alone[:, :, 0], whole[:, :, k], rtol=1e-5, atol=1e-5)
 
     gen = torch.Generator().manual_seed(0)
@@ -37,7 +37,7 @@ def test_vae_is_per_frame_and_crops_find_objects():
 def test_temporal_vae_starts_as_every_fourth_frame_of_the_per_frame_one():
     """The 4x temporal VAE made from a per-frame one encodes frame 4j into latent frame j and decodes each latent
     frame as four copies of the per-frame decoding, before any fine-tuning; a compressing VAE is refused."""
-    from training.data import encode_clips
+    from univigu.latents import encode_frames
     from training.shapesworld.vae import build_vae, temporal_from_per_frame
 
     torch.manual_seed(0)
@@ -48,7 +48,10 @@ def test_temporal_vae_starts_as_every_fourth_frame_of_the_per_frame_one():
     temporal = temporal_from_per_frame(per_frame).eval()
     assert temporal.config.scale_factor_temporal == 4
     clip = render(next(iter_split("train", 1))[1])
-    z_frame, z_time = encode_clips(per_frame, clip[None]), encode_clips(temporal, clip[None])
+    z_frame, z_time = (
+        encode_frames(per_frame, clip[None], normalized=False),
+        encode_frames(temporal, clip[None], normalized=False),
+    )
     assert z_time.shape == (1, 4, 5, 16, 16)
     torch.testing.assert_close(z_time, z_frame[:, :, ::4], rtol=1e-4, atol=1e-5)
     with torch.no_grad():

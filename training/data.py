@@ -27,9 +27,9 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import torch
-from diffusers import AutoencoderKLWan
 from safetensors.torch import load_file, save_file
 
+from univigu.latents import encode_frames
 from univigu.video_io import fit_video, read_video
 
 from .components import load_components
@@ -74,22 +74,6 @@ def load_clips(data_dir, rows, size: tuple[int, int, int]) -> np.ndarray:
     return np.stack([fit_video(read_frames(Path(data_dir) / r["video"]), *size)[0] for r in rows])
 
 
-def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 [..., F, H, W, 3] -> float [..., 3, F, H, W] in [-1, 1]."""
-    x = torch.as_tensor(np.asarray(frames)).float() / 127.5 - 1.0
-    return x.movedim(-1, -4)
-
-
-@torch.no_grad()
-def encode_clips(vae: AutoencoderKLWan, clips: torch.Tensor | np.ndarray, batch_size: int = 16) -> torch.Tensor:
-    """Raw (unnormalised) latent means [N, z, f, h, w] of uint8 clips [N, F, H, W, 3]."""
-    out = [
-        vae.encode(frames_to_tensor(clips[i : i + batch_size])).latent_dist.mode()
-        for i in range(0, len(clips), batch_size)
-    ]
-    return torch.cat(out)
-
-
 def _text_ids(tokenizer, texts: list[str], length: int, pad_id: int) -> torch.Tensor:
     ids = torch.full((len(texts), length), pad_id, dtype=torch.long)
     for i, text in enumerate(texts):
@@ -131,8 +115,6 @@ def precompute(
     max_text_len = max_text_len or tokenizer.model_max_length
     rows = read_metadata(data_dir)
     buckets = [tuple(int(v) for v in b) for b in buckets]
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
 
     # 1. Clips -> buckets -> latents, a chunk at a time to bound memory
     start = time.time()
@@ -142,8 +124,7 @@ def precompute(
 
     def flush(b):
         if pending[b]:
-            z = encode_clips(vae, np.stack(pending[b]), batch_size)
-            per_bucket[b].append((z - mean) / std)
+            per_bucket[b].append(encode_frames(vae, np.stack(pending[b]), batch_size))
             pending[b] = []
 
     for n, row in enumerate(rows):

@@ -40,9 +40,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from univigu.latents import decode_frames, encode_frames
 from univigu.pipeline_univigu import CAPTION_STEPS
 
-from .sampling import decode_latents, reconsider_words, wan_sample
+from .sampling import reconsider_words, wan_sample
 from .shapesworld import (
     DETAIL_ATTRS,
     PROMPT_ATTRS,
@@ -156,11 +157,7 @@ class Evaluator:
 
     @torch.no_grad()
     def encode(self, clips: list[np.ndarray]) -> torch.Tensor:
-        from .data import encode_clips
-
-        z = encode_clips(self.vae, np.stack(clips))
-        mean, std = self.pipe._latent_stats("cpu", torch.float32)
-        return (z - mean) / std
+        return encode_frames(self.vae, np.stack(clips))
 
     # ---------------------------------------------------------------------------------------------
     def captioning(self, scenes) -> dict:
@@ -247,7 +244,7 @@ class Evaluator:
                 )
                 sample_wall += time.perf_counter() - wall
                 sample_cpu += time.process_time() - cpu
-            clips = decode_latents(self.vae, latents).numpy()
+            clips = decode_frames(self.vae, latents).numpy()
             scores += [score_detection(detect(clip), cap) for clip, cap in zip(clips, chunk)]
         attrs = aggregate(scores)
         return {
@@ -281,7 +278,7 @@ class Evaluator:
                 generator=self._gen(k),
             )
             texts = self.texts(ids)
-            clips = decode_latents(self.vae, latents).numpy()
+            clips = decode_frames(self.vae, latents).numpy()
             for prompt, text, clip in zip(chunk, texts, clips):
                 agree.append(score_prompt_agreement(text, prompt))
                 caption = parse_caption(text)

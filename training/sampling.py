@@ -52,19 +52,6 @@ def wan_sample(
 
 
 @torch.no_grad()
-def decode_latents(vae, latents: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
-    """Normalised latents [B, C, f, h, w] -> uint8 clips [B, F, H, W, 3]."""
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
-    clips = []
-    for i in range(0, len(latents), batch_size):
-        z = latents[i : i + batch_size].float() * std + mean
-        video = vae.decode(z.to(vae.dtype)).sample.float().clamp(-1, 1)
-        clips.append(((video + 1) * 127.5).round().byte().permute(0, 2, 3, 4, 1))
-    return torch.cat(clips)
-
-
-@torch.no_grad()
 def reconsider_words(
     transformer, video_latents: torch.Tensor, cond: torch.Tensor, ids: torch.Tensor, end_ids, sweeps: int = 1
 ) -> torch.Tensor:

@@ -196,11 +196,12 @@ def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
     import numpy as np
     from diffusers import FlowMatchEulerDiscreteScheduler
 
+    from univigu.latents import decode_frames
     from univigu.pipeline_univigu import UniViGUPipeline
     from univigu.video_io import write_video
 
     from .components import load_components
-    from .sampling import decode_latents, wan_sample
+    from .sampling import wan_sample
 
     tokenizer, text_encoder, vae = load_components(cfg.components)
     enc = tokenizer(cfg.val_prompts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
@@ -235,7 +236,7 @@ def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
         want = [pipe.decode_text(row) for row in batch[f"{cfg.text_target}_ids"]]
         lines = [f"caption: {g!r}  (truth: {w!r})" for g, w in zip(got, want)]
     model.train()
-    clips = decode_latents(vae, latents).numpy()
+    clips = decode_frames(vae, latents).numpy()
     out = Path(cfg.out_dir) / "samples" / f"step-{step}"
     out.mkdir(parents=True, exist_ok=True)
     for i, (prompt, clip) in enumerate(zip(cfg.val_prompts, clips)):

@@ -33,6 +33,7 @@ from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
 from .caching import StepCacheMixin, apply_prompt_cache
 from .flows import DiscreteTextFlow, shifted_sigmas, text_flow_for, to_timestep
+from .latents import denormalize, frames_to_pixels, normalize, pixels_to_frames
 from .models import UniViGUTransformer
 from .models.video_context import VideoContext
 from .pipeline_output import TrajectoryStep, UniViGUPipelineOutput, record_video_step
@@ -224,33 +225,22 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
 
     # ---------------------------------------------------------------------------------------------
     # Latents
-    def _latent_stats(self, device, dtype):
-        z = self.vae.config.z_dim
-        mean = torch.tensor(self.vae.config.latents_mean, device=device, dtype=dtype).view(1, z, 1, 1, 1)
-        std = torch.tensor(self.vae.config.latents_std, device=device, dtype=dtype).view(1, z, 1, 1, 1)
-        return mean, std
-
     @torch.no_grad()
     def encode_video(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 frames [F,H,W,3] -> normalised latents [1, C, f, h, w] (the transformer's space)."""
-        x = torch.from_numpy(np.asarray(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
-        x = x.to(self.vae.device, self.vae.dtype)
+        x = frames_to_pixels(frames)[None].to(self.vae.device, self.vae.dtype)
         with self._vae_lock:
-            latents = self.vae.encode(x).latent_dist.mode()
-        mean, std = self._latent_stats(latents.device, latents.dtype)
-        return (latents - mean) / std
+            return normalize(self.vae.encode(x).latent_dist.mode(), self.vae)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """Normalised latents [1 or C-first] -> uint8 frames [F, H, W, 3]."""
         if latents.ndim == 4:
             latents = latents[None]
-        latents = latents.to(self.vae.device, self.vae.dtype)
-        mean, std = self._latent_stats(latents.device, latents.dtype)
+        latents = denormalize(latents.to(self.vae.device, self.vae.dtype), self.vae)
         with self._vae_lock:
-            video = self.vae.decode(latents * std + mean).sample  # [1, 3, F, H, W] in [-1, 1]
-        video = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().byte()
-        return video.permute(1, 2, 3, 0).cpu().numpy()
+            video = self.vae.decode(latents).sample  # [1, 3, F, H, W] in [-1, 1]
+        return pixels_to_frames(video[0]).numpy()
 
     def _latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         """Latent shape (C, f, h, w) of one clip of this size."""

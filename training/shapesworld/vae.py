@@ -16,7 +16,8 @@ import torch
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample
 
-from ..data import encode_clips, frames_to_tensor
+from univigu.latents import encode_frames, frames_to_pixels, pixels_to_frames
+
 from .detect import detect, palette_indices
 from .render import render
 from .sample import iter_split
@@ -161,7 +162,7 @@ def train_vae(
         idx = torch.randint(0, len(clips), (batch_size,), generator=gen)
         t0 = int(torch.randint(0, num_frames - window + 1, (1,), generator=gen))
         crops = [_crop(clips[i, t0 : t0 + window], crop, grid, object_crops, gen) for i in idx.tolist()]
-        x = frames_to_tensor(torch.stack(crops))
+        x = frames_to_pixels(torch.stack(crops))
         posterior = vae.encode(x).latent_dist
         # Decode the mean, not a sample: with a tiny KL weight the posterior's unit-variance noise at
         # initialisation would drown the latents and leave the decoder predicting blur.
@@ -195,7 +196,7 @@ def train_vae(
 @torch.no_grad()
 def set_latent_stats(vae: AutoencoderKLWan, clips) -> tuple[list[float], list[float]]:
     """Measure per-channel latent mean/std on ``clips`` and store them in the VAE's config."""
-    z = encode_clips(vae, clips)
+    z = encode_frames(vae, clips, normalized=False)
     mean = z.mean(dim=(0, 2, 3, 4)).tolist()
     std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3).tolist()
     vae.register_to_config(latents_mean=mean, latents_std=std)
@@ -205,10 +206,10 @@ def set_latent_stats(vae: AutoencoderKLWan, clips) -> tuple[list[float], list[fl
 @torch.no_grad()
 def palette_accuracy(vae: AutoencoderKLWan, clips) -> float:
     """Fraction of pixels whose nearest ShapesWorld palette colour survives encode -> decode."""
-    z = encode_clips(vae, clips)
+    z = encode_frames(vae, clips, normalized=False)
     hits = total = 0
     for i in range(len(clips)):
-        recon = ((vae.decode(z[i : i + 1]).sample[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0)
+        recon = pixels_to_frames(vae.decode(z[i : i + 1]).sample[0])
         a, b = palette_indices(np.asarray(clips[i])), palette_indices(recon.numpy())
         hits += int((a == b).sum())
         total += a.size
@@ -220,9 +221,9 @@ def detector_accuracy(vae: AutoencoderKLWan, n: int = 24) -> dict:
     """Detector accuracy on encode -> decode of ``n`` val clips: a ceiling for text-to-video."""
     scenes = [s for _, s in iter_split("val", n)]
     clips = np.stack([render(s) for s in scenes])
-    z = encode_clips(vae, clips)
+    z = encode_frames(vae, clips, normalized=False)
     rows = []
     for i in range(n):
-        recon = ((vae.decode(z[i : i + 1]).sample[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0)
+        recon = pixels_to_frames(vae.decode(z[i : i + 1]).sample[0])
         rows.append(score_detection(detect(recon.numpy()), detailed_caption(scenes[i])))
     return {k: round(v, 3) for k, v in aggregate(rows).items()}

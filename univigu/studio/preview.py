@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..latents import encode_frames
+
 FULL_SIZE_BASE_DIM = 96  # Wan2.1's VAE; smaller VAEs (ShapesWorld, tiny) decode fast enough per step
 _CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, LatentProjection]" = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
@@ -67,18 +69,6 @@ def _synthetic_clips(size: int, frames: int, seed: int = 0) -> np.ndarray:
     return np.stack([np.broadcast_to(c, (frames, size, size, 3)) for c in clips])
 
 
-@torch.no_grad()
-def encode_batch(pipe, clips: np.ndarray) -> torch.Tensor:
-    """uint8 clips [N, F, H, W, 3] -> normalised latents [N, C, f, h, w] (``pipe.encode_video``, batched)."""
-    vae = pipe.vae
-    x = torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
-    latents = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mode().float().cpu()
-    z = vae.config.z_dim
-    mean = torch.tensor(vae.config.latents_mean, dtype=torch.float32).view(1, z, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std, dtype=torch.float32).view(1, z, 1, 1, 1)
-    return (latents - mean) / std
-
-
 def fit_projection_from(latents: torch.Tensor, clips: np.ndarray, temporal: int, spatial: int) -> LatentProjection:
     """Least squares from latents [N, C, f, h, w] of static clips [N, F, H, W, 3] to their pooled colours."""
     n, c, f, h, w = latents.shape
@@ -95,7 +85,7 @@ def fit_projection(pipe, size: int | None = None) -> LatentProjection:
     """Encode synthetic static clips through ``pipe``'s VAE (one batch) and fit latents -> RGB."""
     t, s = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
     clips = _synthetic_clips(size or 8 * s, 1 + t)
-    return fit_projection_from(encode_batch(pipe, clips), clips, t, s)
+    return fit_projection_from(encode_frames(pipe.vae, clips, batch_size=len(clips)), clips, t, s)
 
 
 def projection_for(pipe) -> LatentProjection:
