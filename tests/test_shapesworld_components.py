@@ -13,8 +13,8 @@ from training.shapesworld import detailed_caption, iter_split, render
 
 def test_vae_is_per_frame_and_crops_find_objects():
     """The bundled VAE design: a frame's latent does not depend on earlier frames; crops centre on objects."""
-    from univigu.latents import encode_frames
     from training.shapesworld.vae import _crop, build_vae
+    from univigu.latents import encode_frames
 
     torch.manual_seed(0)
     vae = build_vae(base_dim=4, z_dim=4).eval()
@@ -37,8 +37,8 @@ def test_vae_is_per_frame_and_crops_find_objects():
 def test_temporal_vae_starts_as_every_fourth_frame_of_the_per_frame_one():
     """The 4x temporal VAE made from a per-frame one encodes frame 4j into latent frame j and decodes each latent
     frame as four copies of the per-frame decoding, before any fine-tuning; a compressing VAE is refused."""
-    from univigu.latents import encode_frames
     from training.shapesworld.vae import build_vae, temporal_from_per_frame
+    from univigu.latents import encode_frames
 
     torch.manual_seed(0)
     per_frame = build_vae(base_dim=4, z_dim=4).eval()
