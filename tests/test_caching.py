@@ -52,7 +52,6 @@ def test_an_approximate_step_cache_skips_block_computations(monkeypatch, spec):
         out = task(PROMPT, num_inference_steps=STEPS, guidance_scale=4.0, seed=1)
         assert 0 < calls["n"] < blocks * STEPS, (task.__name__, calls["n"])
         assert out.frames.shape == (5, 16, 16, 3)
-    assert isinstance(out.text, str)
 
 
 def test_attention_broadcast_skips_attention(monkeypatch):

@@ -12,9 +12,10 @@ from test_transformer import inputs, make
 
 from univigu import UniViGUPipeline
 from univigu.cli import main as cli_main
+from univigu.loading import load_pipeline
 from univigu.models.transformer_univigu import VideoContext
 from univigu.tiny import tiny_pipeline
-from univigu.video_io import write_video
+from univigu.video_io import read_video, write_video
 
 BUNDLED = os.path.join(os.path.dirname(__file__), "..", "assets", "univigu-shapesworld")
 
@@ -150,7 +151,7 @@ def test_interval_one_is_the_full_forward_every_step(pipe):
 
     handle = pipe.transformer.register_forward_hook(hook, with_kwargs=True)
     try:
-        out = pipe.caption(_clip(), num_inference_steps=5, video_cache_interval=1)
+        pipe.caption(_clip(), num_inference_steps=5, video_cache_interval=1)
     finally:
         handle.remove()
     assert len(seen) == 5
@@ -158,7 +159,6 @@ def test_interval_one_is_the_full_forward_every_step(pipe):
         assert kwargs.get("video_context") is None and kwargs["video_latents"] is not None
         with torch.no_grad():
             torch.testing.assert_close(pipe.transformer(**kwargs).text_logits, logits, atol=0, rtol=0)
-    assert isinstance(out.text, str)
 
 
 def test_bad_intervals_give_one_line_errors_naming_the_valid_values(pipe, tiny_pipe_dir, tmp_path):
@@ -243,7 +243,10 @@ def test_caption_a_folder_resumes_and_skips_a_corrupt_clip(tiny_pipe_dir, tmp_pa
     assert "captioned 3, skipped 0 (already in the output), failed 1" in captured.out
     rows = read_metadata(out.parent)  # the training data format
     assert sorted(r["video"] for r in rows) == [f"videos/{n}.mp4" for n in range(3)]
-    assert all(isinstance(r["caption"], str) and r["prompt"] == r["caption"] for r in rows)
+    pipe = load_pipeline(tiny_pipe_dir)  # each row holds the library's caption of its clip
+    for r in rows:
+        expected = pipe.caption(read_video(str(out.parent / r["video"]))[0], num_inference_steps=2, seed=0).text
+        assert r["prompt"] == r["caption"] == expected
     first = out.read_text()
 
     assert cli_main(args) == 0  # everything done: nothing redone, nothing appended
