@@ -1,6 +1,5 @@
 """Training: the cache, one step per stage, exact resume, two processes, evaluation, the shipped model."""
 
-import dataclasses
 import json
 import os
 import socket
@@ -14,7 +13,6 @@ import torch
 
 from training import train as train_mod
 from training.shapesworld import detailed_caption, iter_split, parse_caption, render
-from univigu.tiny import tiny_wan_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "univigu-shapesworld"
@@ -279,48 +277,6 @@ def test_the_shared_weights_can_be_held(tiny_run, tiny_stages, option):
         train_mod.load_config(_args(tiny_run, "base", "x", option))
 
 
-def test_grow_adds_identity_blocks_that_train(tiny_run, tiny_stages, tmp_path, capsys):
-    """``training.shapesworld.grow``: a transformer given one more block computes what it did, the new block's zeroed
-    output projections get gradients, and Stage 1 trains from a base generator grown by the command."""
-    from training.shapesworld.grow import grow_transformer
-    from training.shapesworld.grow import main as grow_main
-    from univigu.flows import to_timestep
-    from univigu.models import UniViGUTransformer
-
-    model = UniViGUTransformer.from_pretrained(str(tiny_run / "recall" / "final"))
-    grown = grow_transformer(model, 1)
-    assert grown.config.num_layers == model.config.num_layers + 1
-    torch.manual_seed(0)
-    c = grown.config
-    inputs = dict(
-        video_latents=torch.randn(2, c.out_channels, 5, 16, 16),
-        video_timestep=to_timestep(torch.tensor([0.3, 0.9])),
-        encoder_hidden_states=torch.randn(2, 4, c.text_dim),
-        text_timestep=to_timestep(torch.tensor([0.5, 1.0])),
-        text_tokens=torch.randint(0, c.vocab_size, (2, c.max_text_len)),
-    )
-    out, before = grown(**inputs), model(**inputs)
-    assert torch.allclose(out.video_velocity, before.video_velocity, atol=1e-6)
-    assert torch.allclose(out.text_logits, before.text_logits, atol=1e-6)
-    (out.video_velocity.square().mean() + out.text_logits.logsumexp(-1).mean()).backward()
-    new = grown.blocks[-1]
-    assert new.attn1.to_out[0].weight.grad.abs().sum() > 0 and new.ffn_t.net[-1].weight.grad.abs().sum() > 0
-
-    base, grown_dir = tiny_run / "base" / "final", tmp_path / "grown"
-    with pytest.raises(SystemExit):  # a base generator needs the tokenizer to be converted
-        grow_main(["--transformer", str(base), "--out", str(grown_dir)])
-    assert "converting it needs the tokenizer (pass --components)" in capsys.readouterr().err
-    args = ["--transformer", str(base), "--out", str(grown_dir), "--extra-layers", "1"]
-    grow_main([*args, "--components", str(tiny_run / "components")])
-    init = UniViGUTransformer.from_pretrained(str(grown_dir))
-    assert init.config.num_layers == model.config.num_layers + 1
-    recall_args = _args(tiny_run, "recall", "recall-grown", "--max_steps=1", f"--init={grown_dir}")
-    train_mod.train(train_mod.load_config(recall_args))
-    trained = UniViGUTransformer.from_pretrained(str(tiny_run / "recall-grown" / "final"))
-    assert trained.config.num_layers == init.config.num_layers
-    assert not torch.equal(trained.blocks[-1].attn1.to_out[0].weight, init.blocks[-1].attn1.to_out[0].weight)
-
-
 def launch_training(launch_args: list[str], train_args: list[str], timeout: int) -> subprocess.CompletedProcess:
     """``accelerate launch LAUNCH_ARGS -m training.train TRAIN_ARGS`` as two single-thread processes; asserts it
     succeeded."""
@@ -452,96 +408,30 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
     assert sampled.run("test", 4, tasks=("captioning",))["captioning"]["examples"] != greedy
     with pytest.raises(ValueError, match="text_temperature"):
         Evaluator(str(tmp_path / "pipe"), text_temperature=-1.0)
-    swept = Evaluator(str(tmp_path / "pipe"), steps=2, batch=2, caption_sweeps=1)
-    assert swept.run("test", 2, tasks=("captioning",))["captioning"]["parsed"] in (0.0, 0.5, 1.0)
-    with pytest.raises(ValueError, match="caption_sweeps"):
-        Evaluator(str(tmp_path / "pipe"), caption_sweeps=-1)
 
 
-def test_reading_probe_tells_main_second_and_neither(tiny_run, tiny_stages, tmp_path, monkeypatch):
-    """``training.shapesworld.probe_reading``: a stand-in transformer that answers with a given caption's words
-    is scored as reading the main object, the second, or neither, per attribute; the real one runs end to end."""
-    from types import SimpleNamespace
-
-    from training.shapesworld import detailed_caption, iter_split, parse_caption, probe_reading
+def test_evaluate_text_to_video_gives_the_caption_to_slot_and_stream(tiny_run, tiny_stages, tmp_path, monkeypatch):
+    """Text-to-video conditions on the scene's detailed caption twice: its embedding in the prompt slot and its
+    words as the (clean) text stream."""
+    from training.evaluate import Evaluator
     from training.shapesworld.assemble import assemble
-    from training.shapesworld.text import format_caption
 
-    pipe = assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "p"), 3.0)
-    scenes = [s for _, s in iter_split("test", 40) if s.second is not None][:12]
-    real, vocab = pipe.transformer, pipe.transformer.config.vocab_size
+    assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "p"), shift=3.0)
+    evaluator = Evaluator(str(tmp_path / "p"), steps=1, batch=2)
+    seen, sample = [], evaluator.pipe.sample
 
-    class Answers:  # logits that name the words of the given captions
-        config, text_key_mask = real.config, real.text_key_mask
+    def spy(cond, *args, **kwargs):
+        seen.append((cond, kwargs))
+        return sample(cond, *args, **kwargs)
 
-        def __init__(self, captions):
-            self.ids = pipe.text_id_rows(captions)
-
-        def __call__(self, text_tokens, **_):
-            self.seen = text_tokens
-            rows = [next(i for i, r in enumerate(self.ids) if ((r == t) | (t == vocab)).all()) for t in text_tokens]
-            return SimpleNamespace(text_logits=torch.nn.functional.one_hot(self.ids[rows], vocab + 1).float())
-
-    def swapped(scene, attribute, value=None):  # the caption with the main object's value replaced
-        caption = parse_caption(detailed_caption(scene))
-        value = value or getattr(caption.second, attribute)
-        return format_caption(dataclasses.replace(caption, **{attribute: value}))
-
-    latents = torch.zeros(len(scenes), 1)
-    for attribute in ("color", "cell", "motion"):
-        expected = sum(probe_reading.masked_positions(pipe, s, attribute) is not None for s in scenes)
-        assert expected > 0
-        truth = [detailed_caption(s) for s in scenes]
-        cases = {"main": truth, "second": [swapped(s, attribute) for s in scenes]}
-        for answer, captions in cases.items():
-            monkeypatch.setattr(pipe, "transformer", Answers(captions + truth))
-            counts = probe_reading.read_attribute(pipe, latents, scenes, attribute)
-            assert counts["n"] == expected and counts[answer] == expected, (attribute, answer, counts)
-    # --hide-second: the second clause, end token and pads masked as well, the main clause untouched but the
-    # attribute; the answers are read the same way
-    stand_in = Answers([swapped(s, "color") for s in scenes] + truth)
-    monkeypatch.setattr(pipe, "transformer", stand_in)
-    counts = probe_reading.read_attribute(pipe, latents, scenes, "color", hide_second=True)
-    assert counts["second"] == counts["n"] == len(scenes)
-    for tokens, scene in zip(stand_in.seen, scenes):
-        start = probe_reading.second_clause_start(pipe, scene)
-        masked = (tokens == vocab).nonzero().flatten().tolist()
-        assert masked == [2, *range(start, len(tokens))]  # "a {size} {colour} ...": the colour is the third word
-    # neither: a colour that no object has
-    wrong = [swapped(s, "color", "gray") for s in scenes]
-    monkeypatch.setattr(pipe, "transformer", Answers(wrong))
-    assert probe_reading.read_attribute(pipe, latents, scenes, "color")["neither"] == len(scenes)
-    monkeypatch.undo()
-    result = probe_reading.probe(str(tmp_path / "p"), "test", 6, batch=3)
-    assert set(result) == set(probe_reading.ATTRIBUTES)
-    assert all(r["n"] == 0 or abs(r["main"] + r["second"] + r["neither"] - 1) < 0.01 for r in result.values())
-
-
-def test_reconsider_words_repredicts_each_word_given_the_rest():
-    """``training.sampling.reconsider_words``: each word position, masked alone and left to right, becomes the
-    model's greedy word given the others (already reconsidered ones included); end tokens and pads stay."""
-    from types import SimpleNamespace
-
-    from training.sampling import reconsider_words
-
-    vocab, end, pad = 10, 1, 0
-
-    class Copier:  # predicts, at a masked position, the word before it plus one (position 0: word 5)
-        config = SimpleNamespace(vocab_size=vocab)
-
-        def text_key_mask(self, ids):
-            return ids != pad
-
-        def __call__(self, text_tokens, **_):
-            i = int((text_tokens == vocab).nonzero()[0, 1])
-            words = torch.full((len(text_tokens),), 5) if i == 0 else text_tokens[:, i - 1] + 1
-            logits = torch.nn.functional.one_hot(words.clamp(max=vocab - 1), vocab + 1).float()
-            return SimpleNamespace(text_logits=logits[:, None].expand(-1, text_tokens.shape[1], -1))
-
-    ids = torch.tensor([[7, 2, 2, end, pad, pad], [3, 9, end, pad, pad, pad]])
-    out = reconsider_words(Copier(), None, None, ids, (end, pad), sweeps=1)
-    assert out.tolist() == [[5, 6, 7, end, pad, pad], [5, 6, end, pad, pad, pad]]
-    assert torch.equal(reconsider_words(Copier(), None, None, ids, (end, pad), sweeps=0), ids)
+    monkeypatch.setattr(evaluator.pipe, "sample", spy)
+    scenes = [s for _, s in iter_split("test", 4)][2:]  # two two-object scenes: the whole caption, both clauses
+    assert all(s.second is not None for s in scenes)
+    evaluator.text_to_video(scenes)
+    (cond, kwargs), captions = seen[0], [detailed_caption(s) for s in scenes]
+    torch.testing.assert_close(cond, evaluator.embed(captions))
+    assert not torch.equal(cond, evaluator.empty.expand(2, -1, -1))
+    assert torch.equal(kwargs["text_ids"], evaluator.pipe.text_id_rows(captions))
 
 
 def test_binding_reads_which_object_a_caption_describes():
@@ -590,71 +480,6 @@ def test_assemble_converts_the_base_generator(tiny_run, tiny_stages, tmp_path):
     torch.testing.assert_close(uni, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_assemble_interpolates_the_shared_weights_toward_the_base(tiny_run, tiny_stages, tmp_path):
-    """``assemble(base_dir=..., alpha=a)``: shared weights a * tuned + (1 - a) * base, the text stream's own
-    weights the tuned ones; a base of another architecture or an alpha out of [0, 1] is refused."""
-    from transformers import AutoTokenizer
-
-    from training.components import load_transformer
-    from training.shapesworld.assemble import assemble
-    from training.shapesworld.interpolate import interpolate_shared
-    from univigu.models import UniViGUTransformer
-    from univigu.tiny import tiny_pipeline
-
-    base, tuned = tiny_run / "base" / "final", tiny_run / "refine" / "final"
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_run / "components" / "tokenizer"))
-    start = load_transformer(str(base), tokenizer).state_dict()
-    trained = UniViGUTransformer.from_pretrained(str(tuned)).state_dict()
-    pipe = assemble(str(tiny_run / "components"), str(tuned), str(tmp_path / "p"), 3.0, str(base), alpha=0.25)
-    got = UniViGUTransformer.from_pretrained(str(tmp_path / "p" / "transformer")).state_dict()
-    moved = 0
-    for name, weight in trained.items():
-        if UniViGUTransformer.is_text_own(name):
-            assert torch.equal(got[name], weight), name
-        else:
-            torch.testing.assert_close(got[name], 0.25 * weight + 0.75 * start[name])
-            moved += not torch.equal(weight, start[name])
-    assert moved > 10  # the refine step did move the shared weights, so the interpolation is seen
-    assert pipe.transformer.training is False
-    with pytest.raises(ValueError, match="within"):
-        interpolate_shared(UniViGUTransformer.from_pretrained(str(tuned)), load_transformer(str(base), tokenizer), 1.5)
-    with pytest.raises(ValueError, match="does not match"):
-        interpolate_shared(UniViGUTransformer.from_pretrained(str(tuned)), tiny_pipeline().transformer, 0.5)
-
-
-@pytest.mark.parametrize("condition", ["prompt", "stream"])
-def test_evaluate_text_to_video_in_one_channel(tiny_run, tiny_stages, tmp_path, condition, monkeypatch):
-    """``t2v_condition`` puts the caption in the prompt slot only (text stream all pad) or the stream only."""
-    from training.evaluate import Evaluator
-    from training.shapesworld.assemble import assemble
-
-    assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "p"), shift=3.0)
-    evaluator = Evaluator(str(tmp_path / "p"), steps=1, batch=2, t2v_condition=condition)
-    seen, sample = [], evaluator.pipe.sample
-
-    def spy(cond, *args, **kwargs):
-        seen.append((cond, kwargs))
-        return sample(cond, *args, **kwargs)
-
-    monkeypatch.setattr(evaluator.pipe, "sample", spy)
-    evaluator.text_to_video([s for _, s in iter_split("test", 2)])
-    (cond, kwargs), pad = seen[0], evaluator.transformer.config.pad_token_id
-    is_empty = torch.equal(cond, evaluator.empty.expand(2, -1, -1))
-    all_pad = bool((kwargs["text_ids"] == pad).all())
-    assert (is_empty, all_pad) == ((False, True) if condition == "prompt" else (True, False))
-    # main-slot: the stream holds the whole caption, the slot the caption without the second object's clause
-    scenes = [s for _, s in iter_split("test", 4)][2:]  # two two-object scenes
-    assert all(s.second is not None for s in scenes)
-    evaluator.t2v_condition, seen[:] = "main-slot", []
-    evaluator.text_to_video(scenes)
-    (cond, kwargs) = seen[0]
-    alone = [detailed_caption(dataclasses.replace(s, second=None)) for s in scenes]
-    torch.testing.assert_close(cond, evaluator.embed(alone))
-    assert torch.equal(kwargs["text_ids"], evaluator.pipe.text_id_rows([detailed_caption(s) for s in scenes]))
-    with pytest.raises(ValueError, match="t2v_condition"):
-        Evaluator(str(tmp_path / "p"), t2v_condition="video")
-
-
 def test_validation_samples(tiny_run, tiny_stages):
     from training.data import LatentCache
     from univigu.models import UniViGUTransformer
@@ -681,51 +506,6 @@ def test_shipped_model_loads_and_captions_a_rendered_clip():
     # It reads the clip: colour and background (its learned attributes; chance 1/6 and 1/3) mostly right.
     scores = [score_caption(text, scene) for text, scene in zip(captions, scenes)]
     assert sum(s["color"] for s in scores) >= 3 and sum(s["background"] for s in scores) >= 4, captions
-
-
-def test_probe_swaps_one_attribute_and_reads_the_generator(tiny_run):
-    """``training.shapesworld.probe``: a swap changes exactly the named attribute; a generator whose
-    cross-attention adds nothing reads no word (every swap leaves its loss unchanged), a random one reads them."""
-    import random
-
-    from diffusers import WanTransformer3DModel
-
-    from training.components import load_components
-    from training.data import LatentCache, embed_texts
-    from training.shapesworld.probe import CHOICES, swap, word_sensitivity
-
-    rng = random.Random(0)
-    for _, scene in iter_split("train", 20):
-        caption = parse_caption(detailed_caption(scene))
-        for attr in CHOICES:
-            swapped = swap(caption, attr, rng)
-            changed = [
-                f
-                for f in ("color", "shape", "motion", "size", "cell", "background", "second")
-                if getattr(swapped, f) != getattr(caption, f)
-            ]
-            assert changed == [attr]
-            if caption.second is not None and attr in ("color", "shape"):
-                assert getattr(swapped, attr) != getattr(caption.second, attr)
-
-    tokenizer, text_encoder, _ = load_components(tiny_run / "components")
-    batch = LatentCache(tiny_run / "cache.safetensors").batch(4, 0, 0)
-    texts = [
-        "a large red circle at the top left moves right on a white background.",
-        "a small blue square at the center stays still on a black background.",
-    ]
-    conds = {t: embed_texts(tokenizer, text_encoder, [t] * 4) for t in texts}
-    torch.manual_seed(0)
-    wan = WanTransformer3DModel(
-        **dict(tiny_wan_config(in_channels=4, text_dim=text_encoder.config.d_model), patch_size=(1, 4, 4))
-    ).eval()
-    read = word_sensitivity(wan, batch["latents"], conds, sigmas=(0.5, 0.9))
-    assert all(read[texts[0]][s] != read[texts[1]][s] for s in (0.5, 0.9))
-    for block in wan.blocks:  # the cross-attention's output projection at zero: the text cannot reach the video
-        torch.nn.init.zeros_(block.attn2.to_out[0].weight)
-        torch.nn.init.zeros_(block.attn2.to_out[0].bias)
-    deaf = word_sensitivity(wan, batch["latents"], conds, sigmas=(0.5, 0.9))
-    assert deaf[texts[0]] == deaf[texts[1]]
 
 
 def test_text_only_rebuild_keeps_the_vae(tiny_run, tmp_path, capsys):

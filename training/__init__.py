@@ -1,7 +1,10 @@
 """The Uni-ViGU trainer, for any dataset in its folder format: ``data`` (the dataset and its latent cache),
-``components`` (the folders training starts from), ``train`` (the loop; ``configs/`` the stages), ``sampling``.
+``components`` (the folders training starts from), ``config`` (a stage's settings), ``train`` (the loop;
+``configs/`` the stages, ``recipes/`` the whole recipe), ``distributed`` (fully sharded training),
+``sampling`` (batched sampling for validation and evaluation) and ``evaluate`` (a pipeline on the ShapesWorld
+benchmark).
 
-Everything specific to the embedded ShapesWorld lives in ``shapesworld/``: the world, its small components,
-its analysis tools and experiments. Run from a clone (``python -m training.train``); the wheel holds the
-library ``univigu`` only.
+Everything specific to the embedded ShapesWorld lives in ``shapesworld/``: the world, its scorer, its small
+components, the benchmark's table and the ablation. Run from a clone (``python -m training.train``); the
+wheel holds the library ``univigu`` only.
 """

@@ -3,7 +3,7 @@
     python -m training.evaluate --model assets/univigu-shapesworld --split test --n 200 [--out results.json]
     python -m training.evaluate --model DIR --base-transformer runs/shapesworld/base/final --name base ...
     python -m training.evaluate --table a.json b.json ... > table.md
-    python -m training.evaluate --model DIR --tasks captioning --text-order random ...   (one task; the old sampler)
+    python -m training.evaluate --model DIR --tasks captioning --text-order random ...   (one task; random reveal order)
     python -m training.evaluate --model DIR --tasks text_to_video --cache first_block:0.1   (a step cache)
 
 Clips are rendered from the split's scenes (``training.shapesworld``) and scored with its scorer:
@@ -13,14 +13,10 @@ Clips are rendered from the split's scenes (``training.shapesworld``) and scored
   per-attribute accuracy against the scene and the exact-sentence rate (spec v1.1: where the clip's two objects
   never overlap, under whichever order of the caption's objects matches more).
 - text-to-video: generate from the scene's detailed caption (prompt slot and text stream), read the clip
-  with the detector, score the reading against the caption. ``--t2v-condition prompt`` (text stream
-  empty) or ``stream`` (prompt slot empty) puts the caption in one channel only: which one steers the video.
-  ``main-slot`` leaves the second object's clause out of the prompt slot (the stream keeps the whole caption):
-  does the slot, where the caption's words are a set, bind each object's attributes to it? Results add
-  ``attrs_one_object`` and ``attrs_two_objects``.
-- joint: generate clip and caption together from the brief prompt (``--joint-text-shift`` below 1 reveals
-  the caption earlier); score the caption's main object against the prompt, and the detector's
-  reading of the clip against the generated caption.
+  with the detector, score the reading against the caption; ``attrs_one_object`` and ``attrs_two_objects``
+  split the scores by the scene's object count.
+- joint: generate clip and caption together from the brief prompt; score the caption's main object against
+  the prompt, and the detector's reading of the clip against the generated caption.
 
 With ``--base-transformer`` the plain Wan generator is evaluated on text-to-video only (it has no text
 stream); the pipeline folder then only supplies its tokenizer, text encoder, VAE and scheduler.
@@ -32,7 +28,6 @@ seeded per batch, greedy for text (the surest masked tokens revealed first: ``te
 """
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -43,7 +38,7 @@ import torch
 from univigu.latents import decode_frames, encode_frames
 from univigu.pipeline_univigu import CAPTION_STEPS
 
-from .sampling import reconsider_words, wan_sample
+from .sampling import wan_sample
 from .shapesworld import (
     DETAIL_ATTRS,
     PROMPT_ATTRS,
@@ -64,9 +59,6 @@ from .shapesworld import (
 from .shapesworld.table import markdown_table
 
 TASKS = ("captioning", "text_to_video", "joint")
-# where text-to-video's caption goes: prompt slot and text stream, one of them, or (a probe of the slot's
-# binding) the whole caption in the stream and, in the slot, the caption of the scene without its second object
-T2V_CONDITIONS = ("both", "prompt", "stream", "main-slot")
 
 
 def _mean(values) -> float:
@@ -106,10 +98,7 @@ class Evaluator:
         seed: int = 0,
         text_order: str = "auto",
         caption_steps: int | None = None,
-        t2v_condition: str = "both",
-        joint_text_shift: float = 1.0,
         text_temperature: float = 0.0,
-        caption_sweeps: int = 0,
         video_cache_interval: int = 1,
         cache: str | None = None,
     ):
@@ -127,18 +116,9 @@ class Evaluator:
         self.steps, self.guidance, self.batch, self.seed = steps, guidance, batch, seed
         self.text_order = text_order
         self.caption_steps = caption_steps or steps
-        if t2v_condition not in T2V_CONDITIONS:
-            raise ValueError(f"t2v_condition must be one of {T2V_CONDITIONS}, got {t2v_condition!r}")
-        if base_transformer and t2v_condition in ("stream", "main-slot"):
-            raise ValueError(f"the base generator has no text stream: t2v_condition={t2v_condition!r} does not apply")
-        self.t2v_condition = t2v_condition
-        self.joint_text_shift = joint_text_shift
         if not text_temperature >= 0:
             raise ValueError(f"text_temperature must be >= 0 (0: greedy), got {text_temperature!r}")
         self.text_temperature = text_temperature
-        if caption_sweeps < 0:
-            raise ValueError(f"caption_sweeps must be >= 0, got {caption_sweeps}")
-        self.caption_sweeps = caption_sweeps
         check_video_cache_interval(video_cache_interval)
         self.video_cache_interval = video_cache_interval
         cfg = self.pipe.config
@@ -174,8 +154,6 @@ class Evaluator:
                 generator=self._gen(k),
                 video_cache_interval=self.video_cache_interval,
             )
-            if self.caption_sweeps:
-                ids = reconsider_words(self.transformer, latents, cond, ids, self.pipe._end_ids(), self.caption_sweeps)
             captions += self.texts(ids)
         scores = [score_caption(c, s) for c, s in zip(captions, scenes)]
         briefs = [_brief_grammar(c, s) for c, s in zip(captions, scenes)]
@@ -206,20 +184,11 @@ class Evaluator:
 
     def text_to_video(self, scenes) -> dict:
         captions = [detailed_caption(s) for s in scenes]
-        if self.t2v_condition == "main-slot":
-            slots = [detailed_caption(dataclasses.replace(s, second=None)) for s in scenes]
-        else:
-            slots = captions
         scores, sample_wall, sample_cpu = [], 0.0, 0.0
         for k in range(0, len(scenes), self.batch):
             chunk = captions[k : k + self.batch]
-            if self.t2v_condition == "stream":
-                cond = self.empty.expand(len(chunk), -1, -1)
-            else:
-                cond = self.embed(slots[k : k + self.batch])
+            cond = self.embed(chunk)
             text_ids = self.pipe.text_id_rows(chunk)
-            if self.t2v_condition == "prompt":  # an all-pad stream: every text key masked
-                text_ids = torch.full_like(text_ids, self.transformer.config.pad_token_id)
             if self.wan is not None:
                 latents = wan_sample(
                     self.wan,
@@ -273,7 +242,6 @@ class Evaluator:
                 num_inference_steps=self.steps,
                 guidance_scale=self.guidance,
                 text_order=self.text_order,
-                text_shift=self.joint_text_shift,
                 text_temperature=self.text_temperature,
                 generator=self._gen(k),
             )
@@ -332,28 +300,10 @@ def main(argv=None):
     )
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument(
-        "--joint-text-shift",
-        type=float,
-        default=1.0,
-        help="joint generation: the text schedule's shift (1 = linear; below 1 the caption is revealed earlier)",
-    )
-    parser.add_argument(
-        "--t2v-condition",
-        default="both",
-        choices=T2V_CONDITIONS,
-        help="text-to-video's caption in the prompt slot and the text stream (both), or in one of them only",
-    )
-    parser.add_argument(
         "--text-temperature",
         type=float,
         default=0.0,
         help="captioning and joint: sample each revealed word at this temperature (0 = greedy, the default)",
-    )
-    parser.add_argument(
-        "--caption-sweeps",
-        type=int,
-        default=0,
-        help="captioning: then re-predict each word with only itself masked, this many left-to-right sweeps",
     )
     parser.add_argument(
         "--video-cache-interval",
@@ -404,10 +354,7 @@ def main(argv=None):
         args.seed,
         args.text_order,
         args.caption_steps,
-        args.t2v_condition,
-        args.joint_text_shift,
         args.text_temperature,
-        args.caption_sweeps,
         video_cache_interval=args.video_cache_interval,
         cache=cache,
     )
@@ -419,13 +366,10 @@ def main(argv=None):
         "n": args.n,
         "steps": args.steps,
         "caption_steps": args.caption_steps,
-        "t2v_condition": args.t2v_condition,
         "guidance": args.guidance,
-        "joint_text_shift": args.joint_text_shift,
         "seed": args.seed,
         "text_order": args.text_order,
         "text_temperature": args.text_temperature,
-        "caption_sweeps": args.caption_sweeps,
         "video_cache_interval": args.video_cache_interval,
         "cache": cache,
         **evaluator.run(args.split, args.n, tuple(args.tasks)),

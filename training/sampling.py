@@ -49,36 +49,3 @@ def wan_sample(
             v = v[batch:] + guidance_scale * (v[:batch] - v[batch:])
         latents = scheduler.step(v, scheduler.timesteps[i], latents, return_dict=False)[0]
     return latents
-
-
-@torch.no_grad()
-def reconsider_words(
-    transformer, video_latents: torch.Tensor, cond: torch.Tensor, ids: torch.Tensor, end_ids, sweeps: int = 1
-) -> torch.Tensor:
-    """Iterated conditional modes over finished texts ids [B, L] (discrete, mask source): left to right, each
-    word position re-predicted greedily from the clean clips with only itself masked (at that noise level,
-    1 / L), end tokens ruled out, ``sweeps`` times. Positions holding an end token or pad stay. On the bundled
-    model it changes almost nothing (its card, "Where the captioner's errors come from")."""
-    mask_id = transformer.config.vocab_size
-    ends = torch.tensor(sorted(set(end_ids)), device=ids.device)
-    ids = ids.clone()
-    rows, length = ids.shape
-    video_t, text_t = to_timestep(torch.zeros(rows)), to_timestep(torch.full((rows,), 1.0 / length))
-    for _ in range(sweeps):
-        for i in range(length):
-            word = ~torch.isin(ids[:, i], ends)
-            if not word.any():
-                continue
-            masked = ids.clone()
-            masked[:, i] = mask_id
-            out = transformer(
-                video_latents=video_latents,
-                video_timestep=video_t,
-                encoder_hidden_states=cond,
-                text_timestep=text_t,
-                text_attention_mask=transformer.text_key_mask(masked),
-                text_tokens=masked,
-            )
-            logits = out.text_logits[:, i, :mask_id].float().index_fill(-1, ends, float("-inf"))
-            ids[:, i] = torch.where(word, logits.argmax(-1), ids[:, i])
-    return ids

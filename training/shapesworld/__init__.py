@@ -3,10 +3,11 @@
 spec (constants, dataclasses) -> sample (seeded scenes, splits) -> render (clips) ->
 text (sentences, parsers) -> detect (clip -> attributes) -> score (benchmark) -> export (dataset).
 
-The bundled model's parts and tools are modules of their own, imported by name (they need torch):
+The bundled model's parts and tools are modules of their own, imported by name (most need torch):
 tokenizer, text_encoder, vae -> components (the frozen parts) -> assemble (the pipeline folder); examples
-(the studio's example clips); and the experiments: grow (deeper models), interpolate (toward the base),
-probe (which caption words a generator reads), probe_reading (which object the captioner reads).
+(the studio's example clips); table and intervals (the benchmark's table, each number with its 95% interval,
+for ``training.evaluate``); ablation.sh and ablation_table (the model card's ablation rows and their table).
+EXPERIMENTS.md says what was tried on the way to the bundled model and what it gave.
 
 The export names (export_dataset, read_video, write_video) load lazily, so importing the package
 needs no imageio and `python -m training.shapesworld.export` runs without a runpy warning.
