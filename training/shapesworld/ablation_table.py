@@ -47,7 +47,8 @@ def _partial(row_dir: Path, split: str) -> tuple[Path, str, int] | None:
 
 
 def collect(run: Path, bundled: Path, rows=tuple(ROW_STAGES), seed_rows=()) -> list[dict]:
-    """One entry per (row, split): its evaluation, the steps it trained, its wall time and whether partial."""
+    """One entry per (split, row), the test split's first: its evaluation, the steps it trained, its wall time and
+    whether it is partial."""
     base_seconds = next(
         (t["base"] for d in sorted((run / "ablation").glob("*")) if "base" in (t := _timings(d / "timings.tsv"))),
         None,
@@ -84,7 +85,7 @@ def collect(run: Path, bundled: Path, rows=tuple(ROW_STAGES), seed_rows=()) -> l
                     "partial": partial_at is not None,
                 }
             )
-    return entries
+    return sorted(entries, key=lambda e: SPLITS.index(e["split"]))  # stable: the rows' order within a split
 
 
 def markdown(entries: list[dict]) -> str:
