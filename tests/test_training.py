@@ -163,6 +163,108 @@ def test_ablation_rows_are_configurations(tiny_run, tiny_stages, tmp_path):
         train_mod.load_config(_args(tiny_run, "recall", "x", base, "--text_formulation=continuous"))
 
 
+def test_the_base_stage_is_plain_flow_matching_through_the_adapter():
+    """``text_target: none`` runs the loop's one step on a plain Wan (called through ``WanAdapter``): the loss is
+    Wan's own text-to-video flow matching, computed here by hand from the same draws, bit for bit."""
+    import torch.nn.functional as F
+    from diffusers import WanTransformer3DModel
+
+    from univigu.flows import UniFlowLoss, sample_sigmas
+    from univigu.models import WanAdapter, append_positions
+    from univigu.tiny import tiny_wan_config
+
+    torch.manual_seed(0)
+    wan = WanTransformer3DModel(**{**tiny_wan_config(), "in_channels": 7})  # 4 latent + 3 coordinate channels
+    rows = 6
+    batch = {
+        "latents": torch.randn(rows, 4, 3, 4, 4),
+        "caption_embeds": torch.randn(rows, 5, 32),
+        "prompt_embeds": torch.randn(rows, 5, 32),
+    }
+    empty = torch.zeros(1, 5, 32)
+    cfg = train_mod.Config(cond_caption_prob=0.5, p_drop_prompt=0.3, p_uncond=0.2, video_shift=6.0)
+    objective = UniFlowLoss(video_shift=6.0)
+    out = train_mod.compute_loss(cfg, WanAdapter(wan), wan, batch, empty, torch.Generator().manual_seed(1), objective)
+
+    gen = torch.Generator().manual_seed(1)
+    latents = batch["latents"]
+    caption = torch.rand(rows, generator=gen) < 0.5
+    uncond = torch.rand(rows, generator=gen) < 0.2
+    drop = (torch.rand(rows, generator=gen) < 0.3) | uncond
+    cond = torch.where(caption[:, None, None], batch["caption_embeds"], batch["prompt_embeds"])
+    cond = torch.where(drop[:, None, None], empty.expand_as(cond), cond)
+    sigma = sample_sigmas(rows, 6.0, gen)
+    noise = torch.randn(latents.shape, generator=gen)
+    s = sigma[:, None, None, None, None]
+    noisy = (1 - s) * latents + s * noise
+    x = append_positions(noisy, 3)
+    velocity = wan(hidden_states=x, timestep=sigma * 1000, encoder_hidden_states=cond, return_dict=False)[0]
+    want = F.mse_loss(velocity, noise - latents, reduction="none").flatten(1).mean(1).mean()
+    assert torch.equal(out.loss, want) and out.text_loss == 0 and out.lambda_text == 0.0
+    out.loss.backward()
+    assert wan.proj_out.weight.grad.abs().sum() > 0
+
+    result = WanAdapter(wan)(noisy, sigma * 1000, cond)
+    assert torch.equal(result.video_velocity, velocity) and result.text_logits is None and result.text_velocity is None
+    with pytest.raises(ValueError, match="no text stream"):
+        WanAdapter(wan)(latents, sigma * 1000, cond, text_tokens=torch.zeros(rows, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="needs a text stream"):
+        UniFlowLoss(video_clean_prob=0.4).prepare(wan, latents, None, cond, generator=gen)
+
+
+def test_the_recipe_is_its_yaml_files(tmp_path):
+    """``training/recipes/shapesworld.sh`` gives each stage only its folders: the steps, shifts and objective are the
+    YAML files' (the shipped scheduler's shift is the stages' video shift); ``BASE_STEPS`` etc. still override."""
+    import shlex
+    import stat
+
+    def recipe(**env) -> list[list[str]]:
+        log = tmp_path / f"launches{len(list(tmp_path.iterdir()))}"
+        log.mkdir()
+        stubs = {"py": "exit 0", "accelerate": f'printf "%s\\n" "$@" > "{log}/$(ls "{log}" | wc -l)"'}
+        for name, body in stubs.items():  # the recipe's python and accelerate, recording instead of running
+            (tmp_path / name).write_text(f"#!/usr/bin/env bash\n{body}\n")
+            (tmp_path / name).chmod(stat.S_IRWXU)
+        run_env = {**os.environ, "PY": str(tmp_path / "py"), "ACCEL": str(tmp_path / "accelerate"), **env}
+        run_env.update(RUN=str(tmp_path / f"run-{log.name}"), OUT=str(tmp_path / f"out-{log.name}"))
+        # the stubs make no files, so the recipe stops where it first copies one, after every training launch
+        subprocess.run(["bash", "training/recipes/shapesworld.sh"], cwd=ROOT, env=run_env, capture_output=True)
+        return [(log / str(i)).read_text().splitlines() for i in range(len(list(log.iterdir())))]
+
+    launches = recipe()
+    assert len(launches) == 3
+    allowed = {"config", "cache", "components", "out_dir", "init", "num_threads", "batch_size"}
+    configs = []
+    for argv in launches:
+        train_args = argv[argv.index("training.train") + 1 :]
+        assert {a[2:].partition("=")[0] for a in train_args if a.startswith("--")} <= allowed, shlex.join(argv)
+        configs.append(train_mod.load_config([a.replace("training/", f"{ROOT}/training/", 1) for a in train_args]))
+    assert [(c.stage, c.max_steps, c.video_shift) for c in configs] == [
+        ("base", 8000, 6.0),
+        ("recall", 2500, 6.0),
+        ("refine", 8500, 6.0),
+    ]
+    assert [c.text_target for c in configs] == ["none", "prompt", "caption"]
+    scheduler = json.loads((SHIPPED / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["shift"] == configs[0].video_shift
+    shorter = recipe(BASE_STEPS="5", REFINE_STEPS="7")
+    assert [a for argv in shorter for a in argv if a.startswith("--max_steps")] == ["--max_steps=5", "--max_steps=7"]
+
+
+def test_text_targets_are_checked(tiny_run, tiny_stages):
+    from training.data import LatentCache
+
+    with pytest.raises(SystemExit, match="text_target must be one of"):
+        train_mod.load_config(["--text_target=words"])
+    with pytest.raises(SystemExit, match="need a text stream"):
+        train_mod.load_config(["--video_clean_prob=0.4"])
+    with pytest.raises(SystemExit, match="starts from a trained model"):
+        train_mod.load_config(["--text_target=caption"])
+    recall = train_mod.load_config(_args(tiny_run, "base", "x", f"--init={tiny_run / 'recall' / 'final'}"))
+    with pytest.raises(SystemExit, match="has a text stream"):
+        train_mod.build_model(recall, LatentCache(tiny_run / "cache.safetensors"))
+
+
 def test_a_patch_wider_than_the_hidden_size_is_refused(tiny_run):
     # 4 latent channels x 1x8x8 = 256 values per token through a 4 x 16 = 64-wide model
     args = _args(tiny_run, "base", "wide", "--max_steps=1", *TINY_MODEL, "--model.patch_size=[1, 8, 8]")
@@ -170,12 +272,25 @@ def test_a_patch_wider_than_the_hidden_size_is_refused(tiny_run):
         train_mod.train(train_mod.load_config(args))
 
 
-def test_resume_is_exact(tiny_run):
-    common = _args(tiny_run, "base", "", "--max_steps=4", "--ckpt_every=2", "--lr=3e-3", *TINY_MODEL)
+def test_resume_is_exact(tiny_run, monkeypatch):
+    """A run interrupted in step 4 (after the checkpoint of step 2 and the metrics of step 3) and started again
+    resumes from that checkpoint, drops the metrics past it and logs the unbroken run's losses."""
+    common = _args(tiny_run, "base", "", "--max_steps=5", "--ckpt_every=2", "--lr=3e-3", *TINY_MODEL)
     train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'full'}"]))
-    train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'cut'}", "--stop_at=2"]))
-    assert len(_losses(tiny_run / "cut")) == 2
+    lr_at = train_mod.lr_at
+
+    def interrupted(cfg, step):
+        if step == 3:
+            raise KeyboardInterrupt  # as a kill would, between steps: nothing past step 3 is written
+        return lr_at(cfg, step)
+
+    monkeypatch.setattr(train_mod, "lr_at", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'cut'}"]))
+    assert len(_losses(tiny_run / "cut")) == 3 and not (tiny_run / "cut" / "final").exists()
+    monkeypatch.setattr(train_mod, "lr_at", lr_at)
     train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'cut'}"]))
+    assert len(_losses(tiny_run / "cut")) == 5
     np.testing.assert_allclose(_losses(tiny_run / "cut"), _losses(tiny_run / "full"), rtol=1e-6, atol=0)
 
 
@@ -210,71 +325,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def test_caption_slot_clean_text_gives_the_caption_only_to_text_to_video_rows():
-    """``caption_slot: clean_text``: the caption sits in the prompt slot only in rows whose text is held clean
-    (where the stream denoises the caption, it would be the answer); ``any``: in any row."""
-    from types import SimpleNamespace
-
-    from univigu.flows import UniFlowLoss
-
-    class Spy(UniFlowLoss):
-        def __call__(self, transformer, latents, text_ids, cond, drop_text=None, generator=None, clean=None):
-            self.cond, self.clean = cond, clean
-            zero = torch.zeros(())
-            return SimpleNamespace(loss=zero, video_loss=zero, text_loss=zero, lambda_text=1.0)
-
-    rows = 64
-    batch = {
-        "latents": torch.zeros(rows, 4, 2, 2, 2),
-        "caption_embeds": torch.ones(rows, 3, 8),
-        "prompt_embeds": torch.full((rows, 3, 8), 2.0),
-        "caption_ids": torch.ones(rows, 5, dtype=torch.long),
-        "prompt_ids": torch.ones(rows, 5, dtype=torch.long),
-    }
-    for slot in ("clean_text", "any"):
-        cfg = train_mod.Config(
-            stage="refine",
-            text_target="caption",
-            cond_caption_prob=1.0,
-            p_uncond=0.0,
-            caption_slot=slot,
-            video_clean_prob=0.4,
-            text_clean_prob=0.5,
-        )
-        spy = Spy(video_clean_prob=0.4, text_clean_prob=0.5)
-        train_mod.compute_loss(cfg, None, None, batch, torch.zeros(1, 3, 8), torch.Generator().manual_seed(0), spy)
-        caption_rows = (spy.cond == 1).all(-1).all(-1)
-        if slot == "any":
-            assert caption_rows.all() and spy.clean is None
-        else:
-            clean_video, clean_text = spy.clean
-            assert 0 < clean_text.sum() < rows and clean_video.any()
-            assert torch.equal(caption_rows, clean_text)
-    with pytest.raises(SystemExit, match="caption_slot"):
-        train_mod.load_config(["--caption_slot=sometimes"])
-
-
-@pytest.mark.parametrize("option", ["--text_warmup_steps=1", "--shared_lr_scale=0"])
-def test_the_shared_weights_can_be_held(tiny_run, tiny_stages, option):
-    """``text_warmup_steps`` (the first steps) and ``shared_lr_scale`` (their learning rate) hold the weights
-    Wan and the text stream share while the text stream's own weights learn."""
-    from transformers import AutoTokenizer
-
-    from training.components import load_transformer
-    from univigu.models import UniViGUTransformer
-
-    base = tiny_run / "base" / "final"
-    out = f"held{option.split('=')[0]}"
-    train_mod.train(train_mod.load_config(_args(tiny_run, "recall", out, "--max_steps=1", option, f"--init={base}")))
-    trained = UniViGUTransformer.from_pretrained(str(tiny_run / out / "final")).state_dict()
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_run / "components" / "tokenizer"))
-    start = load_transformer(str(base), tokenizer).state_dict()
-    assert all(torch.equal(trained[n], start[n]) for n in start if not UniViGUTransformer.is_text_own(n))
-    assert not torch.equal(trained["text_proj_out.weight"], start["text_proj_out.weight"])  # starts at zero
-    with pytest.raises(SystemExit, match="no text stream"):
-        train_mod.load_config(_args(tiny_run, "base", "x", option))
 
 
 def launch_training(launch_args: list[str], train_args: list[str], timeout: int) -> subprocess.CompletedProcess:

@@ -12,9 +12,7 @@ from pathlib import Path
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from transformers import AutoTokenizer, UMT5EncoderModel
 
-from univigu.models import UniViGUTransformer
-
-from .sampling import position_channels
+from univigu.models import UniViGUTransformer, position_channels
 
 
 def load_components(components_dir: str):
@@ -40,7 +38,7 @@ def uni_from_base(
     return UniViGUTransformer.from_wan(
         wan,
         ffn_t_init=ffn_t_init,
-        position_channels=position_channels(wan),
+        position_channels=position_channels(wan.config),
         text_formulation=text_formulation,
         text_source="mask",
         vocab_size=len(tokenizer),

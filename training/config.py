@@ -9,17 +9,17 @@ from pathlib import Path
 
 import yaml
 
-STAGES = ("base", "recall", "refine")
+TEXT_TARGETS = ("none", "prompt", "caption")
 
 
 @dataclass
 class Config:
-    stage: str = "base"  # base | recall | refine
+    stage: str = "base"  # the run's name in logs; what it trains is the settings below
     out_dir: str = "runs/base"
     cache: str = "runs/cache/train.safetensors"  # from training.data
     components: str = "runs/components"  # tokenizer/, text_encoder/, vae/ (validation samples)
-    init: str = ""  # recall: the base model folder; refine: the recall model folder; "random": see build_model
-    # the generator (base stage only; later stages inherit the architecture)
+    init: str = ""  # the model folder to start from (recall: the base's; refine: recall's); "" or "random": fresh
+    # a fresh generator (the base stage; later stages inherit the architecture)
     model: dict = field(
         default_factory=lambda: dict(
             patch_size=[1, 2, 2],
@@ -39,18 +39,14 @@ class Config:
     # recall (or init "random"): the text stream made for the base generator, "discrete" (token ids, the
     # release) or "embedding" (continuous flow over a fixed codebook, the paper's eq. 7-8); later stages inherit
     text_formulation: str = "discrete"
-    text_warmup_steps: int = 0  # recall/refine: first steps in which only the text stream's own weights learn
-    shared_lr_scale: float = 1.0  # recall/refine: the shared (Wan) weights' learning rate, relative to lr
     # objective
-    text_target: str = "prompt"  # prompt | caption
+    # what the text stream learns to produce: "prompt", "caption", or "none" (no text stream: a plain Wan video
+    # generator, the base stage); a Wan given a target gets the text stream (train.build_model)
+    text_target: str = "none"
     cond_caption_prob: float = 0.0
-    # recall/refine: which rows may hold the caption in the prompt slot: "any", or "clean_text" (only rows
-    # generating video from clean text, cond_caption_prob of them; elsewhere it would be the text's answer)
-    caption_slot: str = "any"
     p_drop_prompt: float = 0.0
     p_uncond: float = 0.1
     video_shift: float = 3.0
-    text_shift: float = 1.0
     video_clean_prob: float = 0.0  # recall/refine: share of rows whose video is held clean (see UniFlowLoss)
     text_clean_prob: float = 0.0  # recall/refine: share of the other rows whose text is held clean
     lambda_text: str | float = "auto"
@@ -75,7 +71,6 @@ class Config:
     ckpt_every: int = 200
     keep_checkpoints: int = 2
     resume: bool = True  # continue from the newest checkpoint in out_dir if there is one
-    stop_at: int = 0  # stop after this step as if killed (the schedule still ends at max_steps); 0: never
 
 
 # -------------------------------------------------------------------------------------------------
@@ -113,16 +108,12 @@ def load_config(argv: list[str]) -> Config:
         if isinstance(getattr(defaults, key), float) and isinstance(value, (int, str)):
             values[key] = float(value)
     cfg = Config(**values)
-    if cfg.stage not in STAGES:
-        raise SystemExit(f"stage must be one of {STAGES}, got {cfg.stage!r}")
-    if cfg.caption_slot not in ("any", "clean_text"):
-        raise SystemExit(f"caption_slot must be 'any' or 'clean_text', got {cfg.caption_slot!r}")
-    if cfg.stage != "base" and not cfg.init:
+    if cfg.text_target not in TEXT_TARGETS:
+        raise SystemExit(f"text_target must be one of {TEXT_TARGETS}, got {cfg.text_target!r}")
+    if cfg.text_target != "none" and not cfg.init:
         raise SystemExit(f"stage {cfg.stage!r} starts from a trained model: set --init=DIR (or --init=random)")
+    if cfg.text_target == "none" and (cfg.video_clean_prob or cfg.text_clean_prob):
+        raise SystemExit("video_clean_prob and text_clean_prob need a text stream: set text_target")
     if cfg.text_formulation not in ("discrete", "embedding"):
         raise SystemExit(f"text_formulation must be 'discrete' or 'embedding', got {cfg.text_formulation!r}")
-    if cfg.stage == "base" and (cfg.text_warmup_steps or cfg.shared_lr_scale != 1.0):
-        raise SystemExit(
-            "text_warmup_steps and shared_lr_scale apply to recall/refine: the base generator has no text stream"
-        )
     return cfg

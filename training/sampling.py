@@ -8,20 +8,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from univigu.flows import to_timestep
-from univigu.models import append_positions
-
-
-def position_channels(wan) -> int:
-    """How many of our base generator's input channels are coordinate maps (``univigu.models.append_positions``):
-    it reads ``out_channels`` latent channels plus these, so the difference (0 for Wan2.1 text-to-video)."""
-    return wan.config.in_channels - (wan.config.out_channels or wan.config.in_channels)
-
-
-def wan_velocity(wan, latents: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor, module=None) -> torch.Tensor:
-    """A plain ``WanTransformer3DModel``'s velocity for latents [B, C, f, h, w], coordinate maps appended when it
-    takes them. ``module``: the unwrapped model when ``wan`` is a DDP wrapper."""
-    x = append_positions(latents, position_channels(module or wan))
-    return wan(hidden_states=x, timestep=timestep, encoder_hidden_states=cond, return_dict=False)[0]
+from univigu.models import WanAdapter
 
 
 @torch.no_grad()
@@ -44,7 +31,7 @@ def wan_sample(
     for i, sigma in enumerate(scheduler.sigmas[:-1].tolist()):
         x = torch.cat([latents, latents]) if use_cfg else latents
         t = torch.full((x.shape[0],), float(to_timestep(torch.tensor(sigma))), device=cond.device)
-        v = wan_velocity(wan, x, t, conds)
+        v = WanAdapter(wan)(x, t, conds).video_velocity  # coordinate maps appended when it reads them
         if use_cfg:
             v = v[batch:] + guidance_scale * (v[:batch] - v[batch:])
         latents = scheduler.step(v, scheduler.timesteps[i], latents, return_dict=False)[0]

@@ -2,17 +2,19 @@
 
     accelerate launch -m training.train --config training/configs/base.yaml [--key=value ...]
 
-- ``base``: text-to-video flow matching of a plain diffusers ``WanTransformer3DModel``.
-- ``recall`` (Stage 1, Knowledge Recall): ``UniViGUTransformer.from_wan(base)`` (or a UniViGU transformer made
-  from it, e.g. deeper: ``python -m training.shapesworld.grow``); text target = the prompt.
+- ``base`` (``text_target: none``): text-to-video flow matching of a plain diffusers ``WanTransformer3DModel``,
+  called through ``univigu.models.WanAdapter`` with the UniViGU transformer's call contract.
+- ``recall`` (Stage 1, Knowledge Recall): ``UniViGUTransformer.from_wan(base)``; text target = the prompt.
 - ``refine`` (Stage 2, Capability Refinement): from the recall model; text target = the detailed caption.
+
+Every stage runs the same step: draw the conditioning, ``UniFlowLoss.prepare`` (noisy inputs and targets), one
+forward of the model, ``UniFlowLoss.loss`` (outputs against targets); without a text target it is plain video flow
+matching.
 
 Conditioning per sample, drawn from the step's RNG: with ``p_uncond`` the prompt slot is empty AND the
 text stream is dropped (the unconditional row of classifier-free guidance); otherwise the cross-attention
 slot holds the detailed caption with ``cond_caption_prob`` or the brief prompt, and that slot is emptied
 with ``p_drop_prompt`` while the text target stays (Stage 1's "prompt dropped with probability p").
-``caption_slot: clean_text`` gives the caption to the slot only in rows whose text stream is held clean
-(text-to-video from a caption): where the stream denoises the caption, a caption in the slot is its answer.
 
 Exact resume: every random draw (batch rows, noise levels, noise, dropping) comes from a generator seeded
 by (seed, step, global micro-batch = micro-batch x processes + rank), the learning rate is a function of the
@@ -29,7 +31,6 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,14 +41,13 @@ from diffusers import WanTransformer3DModel
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from univigu.flows import UniFlowLoss, VideoFlow, sample_sigmas, to_timestep
-from univigu.models import UniViGUTransformer
+from univigu.flows import UniFlowLoss, UniFlowLossOutput
+from univigu.models import UniViGUTransformer, WanAdapter
 
 from . import distributed
 from .components import load_transformer, uni_from_base
 from .config import Config, load_config
 from .data import LatentCache, step_generator
-from .sampling import wan_velocity
 
 
 def lr_at(cfg: Config, step: int) -> float:
@@ -61,76 +61,49 @@ def lr_at(cfg: Config, step: int) -> float:
 # -------------------------------------------------------------------------------------------------
 # Models
 def build_model(cfg: Config, data: LatentCache):
-    """The stage's starting model: a fresh Wan (base), Wan -> UniViGU (recall), or UniViGU (refine; a Wan folder
-    is converted as in recall).
+    """The model to train: ``init``'s folder, or (``init`` empty or ``random``) a fresh ``WanTransformer3DModel``
+    of ``model`` reading ``position_channels`` coordinate maps; a Wan is given the text stream, as Stage 1 starts
+    from the base generator (``UniViGUTransformer.from_wan``), when ``text_target`` asks for one.
 
-    ``init: random`` (recall or refine) starts from a fresh Wan of ``model`` converted as Stage 1 converts the
-    base generator: the same UniViGU architecture from random weights (the from-scratch ablation)."""
-    if cfg.stage == "base" or cfg.init == "random":
-        latents = data.latents[data.buckets[0]]
-        channels, text_dim = latents.shape[1], data.prompt_embeds.shape[-1]
-        patch_values = channels * math.prod(cfg.model["patch_size"])
-        hidden = cfg.model["num_attention_heads"] * cfg.model["attention_head_dim"]
-        if patch_values > hidden:
-            # A token's velocity is a linear read-out of its hidden state: with fewer hidden dimensions than
-            # latent values per patch, the noise outside that subspace is never removed by sampling.
-            raise SystemExit(
-                f"a patch holds {patch_values} latent values ({channels} channels x {cfg.model['patch_size']})"
-                f" but the hidden size is {hidden}: lower model.patch_size or raise the heads x head dim"
-            )
-        wan = WanTransformer3DModel(
-            in_channels=channels + cfg.position_channels, out_channels=channels, text_dim=text_dim, **cfg.model
-        )
-        if cfg.stage == "base":
-            return wan
+    So ``init: random`` with a text target is the UniViGU architecture from random weights (the from-scratch
+    ablation), and Stage 2 from a base generator is Stage 2 without Stage 1."""
+    tokenizer = None
+    if cfg.text_target != "none":
         tokenizer = AutoTokenizer.from_pretrained(Path(cfg.components) / "tokenizer")
-        return uni_from_base(wan, tokenizer, cfg.ffn_t_init, data.prompt_ids.shape[1], cfg.text_formulation)
-    # recall: from a base generator, or one already a UniViGU (`shapesworld.grow`); refine: from Stage 1's model,
-    # or (the no-Stage-1 ablation) from a base generator, converted as Stage 1 converts it
-    tokenizer = AutoTokenizer.from_pretrained(Path(cfg.components) / "tokenizer")
-    return load_transformer(cfg.init, tokenizer, data.prompt_ids.shape[1], cfg.ffn_t_init, cfg.text_formulation)
-
-
-class _Forward:
-    """Calls go to the (possibly DDP-wrapped) model, attribute reads to the module: what UniFlowLoss needs."""
-
-    def __init__(self, wrapped, module):
-        self.wrapped, self.module = wrapped, module
-
-    def __call__(self, *args, **kwargs):
-        return self.wrapped(*args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.module, name)
-
-
-@dataclass
-class StepOutput:
-    loss: torch.Tensor
-    video_loss: torch.Tensor
-    text_loss: torch.Tensor
-    lambda_text: float
+    if cfg.init not in ("", "random"):
+        if tokenizer is not None:
+            return load_transformer(cfg.init, tokenizer, data.prompt_ids.shape[1], cfg.ffn_t_init, cfg.text_formulation)
+        if json.loads((Path(cfg.init) / "config.json").read_text())["_class_name"] != WanTransformer3DModel.__name__:
+            raise SystemExit(f"{cfg.init} has a text stream: set text_target (prompt or caption)")
+        return WanTransformer3DModel.from_pretrained(cfg.init)  # a video generator trained on
+    latents = data.latents[data.buckets[0]]
+    channels, text_dim = latents.shape[1], data.prompt_embeds.shape[-1]
+    patch_values = channels * math.prod(cfg.model["patch_size"])
+    hidden = cfg.model["num_attention_heads"] * cfg.model["attention_head_dim"]
+    if patch_values > hidden:
+        # A token's velocity is a linear read-out of its hidden state: with fewer hidden dimensions than
+        # latent values per patch, the noise outside that subspace is never removed by sampling.
+        raise SystemExit(
+            f"a patch holds {patch_values} latent values ({channels} channels x {cfg.model['patch_size']})"
+            f" but the hidden size is {hidden}: lower model.patch_size or raise the heads x head dim"
+        )
+    wan = WanTransformer3DModel(
+        in_channels=channels + cfg.position_channels, out_channels=channels, text_dim=text_dim, **cfg.model
+    )
+    if tokenizer is None:
+        return wan
+    return uni_from_base(wan, tokenizer, cfg.ffn_t_init, data.prompt_ids.shape[1], cfg.text_formulation)
 
 
 def compute_loss(
-    cfg: Config,
-    model,
-    unwrapped,
-    batch: dict,
-    empty: torch.Tensor,
-    gen: torch.Generator,
-    uni_loss: UniFlowLoss,
-) -> StepOutput:
-    """The stage's loss on one micro-batch; every random draw comes from ``gen``."""
+    cfg: Config, model, module, batch: dict, empty: torch.Tensor, gen: torch.Generator, objective: UniFlowLoss
+) -> UniFlowLossOutput:
+    """The loss on one micro-batch; every random draw comes from ``gen``. ``model`` is called with the UniViGU
+    transformer's contract (a DDP / FSDP wrapper, or a ``WanAdapter``); ``module``, the model itself, is read."""
     latents = batch["latents"]
     size = latents.shape[0]
     # 1. Conditioning: which text sits in the cross-attention slot, and which rows are unconditional
-    clean = None
-    if cfg.caption_slot == "clean_text" and cfg.stage != "base":
-        clean = uni_loss.draw_clean(size, gen)
     use_caption = torch.rand(size, generator=gen) < cfg.cond_caption_prob
-    if clean is not None:
-        use_caption &= clean[1]
     # drawn on the CPU (the generator's device), used where the batch is
     cond = torch.where(use_caption.to(latents.device)[:, None, None], batch["caption_embeds"], batch["prompt_embeds"])
     uncond = torch.rand(size, generator=gen) < cfg.p_uncond
@@ -138,19 +111,11 @@ def compute_loss(
     uncond = uncond.to(latents.device)
     cond = torch.where(drop_prompt[:, None, None], empty.expand_as(cond), cond)
 
-    # 2. Base: plain video flow matching
-    if cfg.stage == "base":
-        sigma = sample_sigmas(size, cfg.video_shift, gen).to(latents.device)
-        noise = torch.randn(latents.shape, generator=gen).to(latents.device)
-        x_t = VideoFlow.add_noise(latents, noise, sigma)
-        velocity = wan_velocity(model, x_t, to_timestep(sigma), cond, module=unwrapped)
-        loss = VideoFlow.loss(velocity, VideoFlow.target(latents, noise)).mean()
-        return StepOutput(loss, loss.detach(), torch.zeros((), device=latents.device), 0.0)
-
-    # 3. Recall / refine: the uni-flow loss; the text target is the prompt or the detailed caption
-    text_ids = batch["prompt_ids"] if cfg.text_target == "prompt" else batch["caption_ids"]
-    out = uni_loss(_Forward(model, unwrapped), latents, text_ids, cond, drop_text=uncond, generator=gen, clean=clean)
-    return StepOutput(out.loss, out.video_loss.detach(), out.text_loss.detach(), out.lambda_text)
+    # 2. Noisy inputs and targets (the text stream's: the prompt, the detailed caption, or none), 3. the forward,
+    # 4. the loss of its outputs
+    text_ids = None if cfg.text_target == "none" else batch[f"{cfg.text_target}_ids"]
+    inputs, targets = objective.prepare(module, latents, text_ids, cond, drop_text=uncond, generator=gen)
+    return objective.loss(model(**inputs), targets)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -192,7 +157,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
 # Validation samples
 @torch.no_grad()
 def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
-    """Text-to-video for ``val_prompts`` (and, for UniViGU, captions of two training clips) -> files + TB."""
+    """Text-to-video for ``val_prompts`` (and, with a text stream, captions of two training clips) -> files + TB."""
     import numpy as np
     from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -211,7 +176,7 @@ def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
     gen = torch.Generator().manual_seed(cfg.seed)
     shape = tuple(data.latents[data.buckets[0]].shape[1:])
     model.eval()
-    if cfg.stage == "base":
+    if not isinstance(model, UniViGUTransformer):  # a video generator alone: text-to-video only
         latents = wan_sample(model, scheduler, cond, data.empty_embed, shape, cfg.val_steps, 5.0, gen)
         lines = []
     else:
@@ -272,39 +237,23 @@ def train(cfg: Config) -> dict:
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     model = distributed.shard(accelerator, model.train())  # FSDP2 when the launch config asks for it
-    # Four groups: weight decay or not, x shared with Wan (lr scaled by shared_lr_scale) or the text's own
-    groups = {}
+    # Two groups: matrices decay, vectors and embeddings do not
+    decay, no_decay = [], []
     for n, p in model.named_parameters():
-        decays = p.ndim >= 2 and "embedding" not in n
-        is_shared = cfg.stage == "base" or not UniViGUTransformer.is_text_own(n)
-        groups.setdefault((decays, is_shared), []).append(p)
-    optimizer = torch.optim.AdamW(
-        [
-            {
-                "params": params,
-                "weight_decay": cfg.weight_decay if decays else 0.0,
-                "lr_scale": cfg.shared_lr_scale if is_shared else 1.0,
-            }
-            for (decays, is_shared), params in sorted(groups.items(), reverse=True)  # decay first, as before
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.99),
-    )
+        (decay if p.ndim >= 2 and "embedding" not in n else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
     model, optimizer = distributed.prepare(accelerator, model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
-    uni_loss = UniFlowLoss(
+    # One call contract for every stage: a plain Wan (the base generator) is called through WanAdapter
+    call = WanAdapter(model, unwrapped.config) if isinstance(unwrapped, WanTransformer3DModel) else model
+    objective = UniFlowLoss(
         lambda_text=cfg.lambda_text,
         video_shift=cfg.video_shift,
-        text_shift=cfg.text_shift,
         video_clean_prob=cfg.video_clean_prob,
         text_clean_prob=cfg.text_clean_prob,
     )
     empty = data.empty_embed.to(accelerator.device)
-    # The weights Wan and the text stream share: everything but the text embedding, time embedder, head and
-    # FFN_t. Stage 1 costs the base generator much of its text-to-video skill within its first 100 steps (see
-    # the bundled model's card); ``text_warmup_steps`` holds these weights for the first steps and
-    # ``shared_lr_scale`` slows them throughout.
-    shared = [p for n, p in unwrapped.named_parameters() if not UniViGUTransformer.is_text_own(n)]
 
     # 2. Resume
     start_step = 0
@@ -334,7 +283,7 @@ def train(cfg: Config) -> dict:
     for step in bar:
         lr = lr_at(cfg, step)
         for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]
+            group["lr"] = lr
         sums = torch.zeros(3, device=accelerator.device)
         for micro in range(cfg.grad_accum):
             index = micro * world + rank  # the global micro-batch: N processes draw what one does with N x grad_accum
@@ -342,22 +291,21 @@ def train(cfg: Config) -> dict:
             gen = step_generator(cfg.seed, step, index, 0, stream=1)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    out = compute_loss(cfg, model, unwrapped, batch, empty, gen, uni_loss)
+                    out = compute_loss(cfg, call, unwrapped, batch, empty, gen, objective)
                 if not torch.isfinite(out.loss):
                     raise FloatingPointError(
                         f"{cfg.stage}: the loss is {float(out.loss.detach())} at step {step} "
-                        f"(video {float(out.video_loss)}, "
-                        f"text {float(out.text_loss)}); lower --lr or use --mixed_precision=no"
+                        f"(video {float(out.video_loss.detach())}, "
+                        f"text {float(out.text_loss.detach())}); lower --lr or use --mixed_precision=no"
                     )
                 accelerator.backward(out.loss)
-                if step < cfg.text_warmup_steps:
-                    for p in shared:  # held as the base trained them (AdamW skips a parameter with no grad)
-                        p.grad = None
                 if accelerator.sync_gradients and cfg.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            sums += torch.stack([out.loss.detach().float(), out.video_loss.float(), out.text_loss.float()])
+            sums += torch.stack(
+                [out.loss.detach().float(), out.video_loss.detach().float(), out.text_loss.detach().float()]
+            )
         # the mean over micro-batches and processes (a sync point across processes)
         sums = accelerator.reduce(sums / cfg.grad_accum, reduction="mean")
         row = {
@@ -387,10 +335,6 @@ def train(cfg: Config) -> dict:
             accelerator.wait_for_everyone()
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.max_steps:
             save_checkpoint(accelerator, cfg, model, optimizer, step + 1, out_dir)
-        if cfg.stop_at and step + 1 >= cfg.stop_at and step + 1 < cfg.max_steps:
-            accelerator.print(f"stopping at step {step + 1} (stop_at)")
-            accelerator.end_training()
-            return last
 
     # 4. The final model folder (what the next stage's --init and the pipeline take)
     plain = distributed.full_model(accelerator, model)

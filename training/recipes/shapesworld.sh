@@ -14,11 +14,8 @@ OUT=${OUT:-assets/univigu-shapesworld}
 N_TRAIN=${N_TRAIN:-3000}
 VAE_STEPS=${VAE_STEPS:-1500}  # single frames, object-centred crops, objects weighted x11
 VAE_TEMPORAL_STEPS=${VAE_TEMPORAL_STEPS:-400}  # then 4x temporal compression, whole clips (17 -> 5 latent frames)
-BASE_STEPS=${BASE_STEPS:-8000}
-RECALL_STEPS=${RECALL_STEPS:-2500}
-REFINE_STEPS=${REFINE_STEPS:-8500}
 EVAL_N=${EVAL_N:-200}
-SHIFT=6.0  # video time shift of every stage and of the shipped scheduler
+SHIFT=6.0  # the shipped scheduler's shift: the stages' video_shift (training/configs/*.yaml)
 export OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 mkdir -p "$RUN"
 TIMES="$RUN/timings.tsv"
@@ -35,15 +32,18 @@ stage components "$RUN/components/report.json" \
   --vae-temporal-steps "$VAE_TEMPORAL_STEPS" --text-steps 1500 --text-context 3
 stage precompute "$RUN/cache/train.safetensors" \
   $PY -m training.data --data "$RUN/data/train" --components "$RUN/components" --out "$RUN/cache/train.safetensors"
-COMMON=(--cache="$RUN/cache/train.safetensors" --components="$RUN/components" --video_shift=$SHIFT)
+# The stages are their YAML files (steps, shifts, objective); only the run's folders are given here.
+# BASE_STEPS, RECALL_STEPS or REFINE_STEPS, when set, replace a stage's max_steps.
+COMMON=(--cache="$RUN/cache/train.safetensors" --components="$RUN/components")
 stage base "$RUN/base/final/config.json" \
-  launch -m training.train --config training/configs/base.yaml "${COMMON[@]}" --out_dir="$RUN/base" --max_steps="$BASE_STEPS"
+  launch -m training.train --config training/configs/base.yaml "${COMMON[@]}" --out_dir="$RUN/base" \
+  ${BASE_STEPS:+--max_steps=$BASE_STEPS}
 stage recall "$RUN/recall/final/config.json" \
   launch -m training.train --config training/configs/recall.yaml "${COMMON[@]}" --out_dir="$RUN/recall" \
-  --init="$RUN/base/final" --max_steps="$RECALL_STEPS"
+  --init="$RUN/base/final" ${RECALL_STEPS:+--max_steps=$RECALL_STEPS}
 stage refine "$RUN/refine/final/config.json" \
   launch -m training.train --config training/configs/refine.yaml "${COMMON[@]}" --out_dir="$RUN/refine" \
-  --init="$RUN/recall/final" --max_steps="$REFINE_STEPS"
+  --init="$RUN/recall/final" ${REFINE_STEPS:+--max_steps=$REFINE_STEPS}
 
 # The Stage 1+2 pipeline (shipped to OUT once evaluated), and a Stage-1-only pipeline for the comparison
 stage assemble "$RUN/pipeline/model_index.json" \

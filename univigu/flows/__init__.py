@@ -9,7 +9,7 @@ literature writes ``t = 1 - sigma`` with ``t = 1`` clean; the text-flow code con
 from .text_discrete import DiscreteTextFlow
 from .text_embedding import EmbeddingTextFlow
 from .time import sample_sigmas, shift_sigmas, shifted_sigmas, to_timestep
-from .uniflow import UniFlowLoss, UniFlowLossOutput, text_flow_for
+from .uniflow import UniFlowLoss, UniFlowLossOutput, UniFlowTargets, text_flow_for
 from .video import VideoFlow
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "EmbeddingTextFlow",
     "UniFlowLoss",
     "UniFlowLossOutput",
+    "UniFlowTargets",
     "VideoFlow",
     "sample_sigmas",
     "shift_sigmas",

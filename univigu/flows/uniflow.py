@@ -16,6 +16,12 @@ condition text-to-video runs in (clean text, noisy video), where the video can o
 stream says if the text is all there. A clean sample's text is its own target, so it contributes no text loss.
 A caller that must know which samples are held clean before the forward (to choose their condition) draws
 them with :meth:`UniFlowLoss.draw_clean` and passes them in.
+
+The loss is two steps around the model's forward, so the caller owns the call (a training loop calls its DDP /
+FSDP wrapper): :meth:`UniFlowLoss.prepare` draws the noisy inputs and the targets, :meth:`UniFlowLoss.loss` compares
+the model's outputs with the targets; calling the loss object does both around ``transformer(**inputs)``. Without
+text ids it is plain video flow matching, for a model with no text stream (a Wan generator through
+:class:`univigu.models.WanAdapter`).
 """
 
 from dataclasses import dataclass
@@ -54,7 +60,21 @@ class UniFlowLossOutput:
     text_loss: torch.Tensor  # scalar
     lambda_text: float
     sigma_video: torch.Tensor  # [B]
-    sigma_text: torch.Tensor  # [B]
+    sigma_text: torch.Tensor | None  # [B]; None without a text stream
+
+
+@dataclass
+class UniFlowTargets:
+    """What :meth:`UniFlowLoss.loss` compares a forward's outputs with (drawn by :meth:`UniFlowLoss.prepare`)."""
+
+    video: torch.Tensor  # [B, C, F, H, W] the velocity target
+    text: torch.Tensor | None  # the clean ids [B, L] (discrete) or the velocity target (embedding); None: no text
+    video_rows: torch.Tensor | None  # [B] bool: the rows whose video loss counts (None: no text stream, all)
+    text_rows: torch.Tensor | None  # [B] bool: the rows whose text loss counts
+    lambda_text: float
+    sigma_video: torch.Tensor  # [B]
+    sigma_text: torch.Tensor | None  # [B]
+    flow: DiscreteTextFlow | EmbeddingTextFlow | None = None
 
 
 class UniFlowLoss:
@@ -105,62 +125,99 @@ class UniFlowLoss:
             clean_text = (torch.rand(batch, generator=generator) < self.text_clean_prob) & ~clean_video
         return clean_video, clean_text
 
-    def __call__(
+    def prepare(
         self,
         transformer,
         video_latents: torch.Tensor,  # [B, C, F, H, W] clean
-        text_ids: torch.Tensor,  # [B, L] clean target ids (padded with the pad id)
+        text_ids: torch.Tensor | None,  # [B, L] clean target ids (padded with the pad id); None: no text stream
         encoder_hidden_states: torch.Tensor,  # [B, L_c, text_dim]
         drop_text: torch.Tensor | None = None,  # [B] bool
         generator: torch.Generator | None = None,
         clean: tuple[torch.Tensor, torch.Tensor] | None = None,  # (video, text) [B] bool: draw_clean's
-    ) -> UniFlowLossOutput:
+    ) -> tuple[dict, UniFlowTargets]:
+        """The forward's keyword inputs and the loss's targets for one batch; every random draw is from ``generator``.
+
+        ``transformer`` is read (its config and text flow), not called. With ``text_ids=None`` the inputs are the
+        video's alone and the objective is plain video flow matching over every row."""
         batch, device = video_latents.shape[0], video_latents.device
-        flow = text_flow_for(transformer, self.kappa_exponent)
-        if drop_text is None:
-            drop_text = torch.zeros(batch, dtype=torch.bool, device=device)
 
         # 1. Independent noise levels per sample and modality; the samples held clean
         sigma_v = sample_sigmas(batch, self.video_shift, generator).to(device)
-        sigma_t = sample_sigmas(batch, self.text_shift, generator).to(device)
-        clean_video, clean_text = (c.to(device) for c in clean or self.draw_clean(batch, generator))
-        sigma_v = torch.where(clean_video, torch.zeros_like(sigma_v), sigma_v)
-        sigma_t = torch.where(clean_text, torch.zeros_like(sigma_t), sigma_t)
+        if text_ids is not None:
+            flow = text_flow_for(transformer, self.kappa_exponent)
+            if drop_text is None:
+                drop_text = torch.zeros(batch, dtype=torch.bool, device=device)
+            sigma_t = sample_sigmas(batch, self.text_shift, generator).to(device)
+            clean_video, clean_text = (c.to(device) for c in clean or self.draw_clean(batch, generator))
+            sigma_v = torch.where(clean_video, torch.zeros_like(sigma_v), sigma_v)
+            sigma_t = torch.where(clean_text, torch.zeros_like(sigma_t), sigma_t)
+        elif self.video_clean_prob or self.text_clean_prob or clean is not None:
+            raise ValueError("holding rows clean needs a text stream: pass text_ids")
 
         # 2. Noisy video
         noise = torch.randn(video_latents.shape, generator=generator, dtype=video_latents.dtype).to(device)
         x_v = VideoFlow.add_noise(video_latents, noise, sigma_v)
+        inputs = dict(
+            video_latents=x_v, video_timestep=to_timestep(sigma_v), encoder_hidden_states=encoder_hidden_states
+        )
+        if text_ids is None:
+            return inputs, UniFlowTargets(VideoFlow.target(video_latents, noise), None, None, None, 0.0, sigma_v, None)
 
         # 3. Noisy text; a dropped row is an empty text stream (all keys masked)
-        text_kwargs = {}
+        inputs["text_timestep"] = to_timestep(sigma_t)
         if isinstance(flow, DiscreteTextFlow):
             x_t = flow.add_noise(text_ids, sigma_t, generator)
             x_t = torch.where(drop_text[:, None], torch.full_like(x_t, flow.pad_token_id), x_t)
-            text_kwargs["text_tokens"] = x_t
-            key_mask = transformer.text_key_mask(x_t)
+            inputs.update(text_tokens=x_t, text_attention_mask=transformer.text_key_mask(x_t))
+            text_target = text_ids
         else:
             x1 = flow.encode(text_ids)
             text_noise = torch.randn(x1.shape, generator=generator).to(device, x1.dtype)
-            text_kwargs["text_latents"] = flow.add_noise(x1, text_noise, sigma_t)
-            key_mask = (~drop_text)[:, None].expand(-1, text_ids.shape[1])
+            inputs["text_latents"] = flow.add_noise(x1, text_noise, sigma_t)
+            inputs["text_attention_mask"] = (~drop_text)[:, None].expand(-1, text_ids.shape[1])
+            text_target = flow.target(x1, text_noise)
+        targets = UniFlowTargets(
+            video=VideoFlow.target(video_latents, noise),
+            text=text_target,
+            video_rows=~clean_video,
+            text_rows=~drop_text & ~clean_text,
+            lambda_text=self.lambda_for(transformer, video_latents, text_ids.shape[1]),
+            sigma_video=sigma_v,
+            sigma_text=sigma_t,
+            flow=flow,
+        )
+        return inputs, targets
 
-        # 4. One forward pass for both modalities
-        out = transformer(
-            video_latents=x_v,
-            video_timestep=to_timestep(sigma_v),
-            encoder_hidden_states=encoder_hidden_states,
-            text_timestep=to_timestep(sigma_t),
-            text_attention_mask=key_mask,
-            **text_kwargs,
+    def loss(self, outputs, targets: UniFlowTargets) -> UniFlowLossOutput:
+        """The loss of a forward's ``outputs`` (``video_velocity``; ``text_logits`` or ``text_velocity``)."""
+        per_sample_video = VideoFlow.loss(outputs.video_velocity, targets.video)
+        if targets.text is None:
+            video_loss = per_sample_video.mean()
+            zero = torch.zeros((), device=video_loss.device)
+            return UniFlowLossOutput(video_loss, video_loss, zero, 0.0, targets.sigma_video, None)
+        video_loss = _masked_mean(per_sample_video, targets.video_rows)
+        if isinstance(targets.flow, DiscreteTextFlow):
+            per_sample = targets.flow.loss(outputs.text_logits, targets.text)
+        else:
+            per_sample = targets.flow.loss(outputs.text_velocity, targets.text)
+        text_loss = _masked_mean(per_sample, targets.text_rows)
+        lam = targets.lambda_text
+        return UniFlowLossOutput(
+            video_loss + lam * text_loss, video_loss, text_loss, lam, targets.sigma_video, targets.sigma_text
         )
 
-        # 5. Losses
-        per_sample_video = VideoFlow.loss(out.video_velocity, VideoFlow.target(video_latents, noise))
-        video_loss = _masked_mean(per_sample_video, ~clean_video)
-        if isinstance(flow, DiscreteTextFlow):
-            per_sample = flow.loss(out.text_logits, text_ids)
-        else:
-            per_sample = flow.loss(out.text_velocity, flow.target(x1, text_noise))
-        text_loss = _masked_mean(per_sample, ~drop_text & ~clean_text)
-        lam = self.lambda_for(transformer, video_latents, text_ids.shape[1])
-        return UniFlowLossOutput(video_loss + lam * text_loss, video_loss, text_loss, lam, sigma_v, sigma_t)
+    def __call__(
+        self,
+        transformer,
+        video_latents: torch.Tensor,
+        text_ids: torch.Tensor | None,
+        encoder_hidden_states: torch.Tensor,
+        drop_text: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        clean: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> UniFlowLossOutput:
+        """:meth:`prepare`, ``transformer(**inputs)``, :meth:`loss`: the arguments are :meth:`prepare`'s."""
+        inputs, targets = self.prepare(
+            transformer, video_latents, text_ids, encoder_hidden_states, drop_text, generator, clean
+        )
+        return self.loss(transformer(**inputs), targets)
