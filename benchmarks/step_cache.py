@@ -51,8 +51,8 @@ def measure(
     try:
         pipe = UniViGUPipeline.from_pretrained(model)
         captions = [detailed_caption(scene) for _, scene in iter_split("test", prompts)]
-        cond = pipe.encode_prompt(captions, "cpu", torch.float32)
-        empty = pipe.encode_prompt([""], "cpu", torch.float32)
+        cond = pipe.embed_texts(captions, "cpu", torch.float32)
+        empty = pipe.embed_texts([""], "cpu", torch.float32)
         text_ids = pipe.text_id_rows(captions)
         cfg = pipe.config
         shape = pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)

@@ -694,8 +694,8 @@ def test_zerogpu_duration_follows_the_request(tmp_path):
 
 
 def test_token_html_marks_changes_and_masks():
-    from univigu.pipeline_output import TrajectoryStep
     from univigu.studio.render import stats_svg, tokens_html
+    from univigu.trajectory import TrajectoryStep
 
     step = TrajectoryStep(
         step=2,

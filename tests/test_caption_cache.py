@@ -167,7 +167,7 @@ def test_bad_intervals_give_one_line_errors_naming_the_valid_values(pipe, tiny_p
             pipe.caption(_clip(), num_inference_steps=2, video_cache_interval=bad)
     cfg = pipe.config
     shape = pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
-    cond = pipe.encode_prompt(["a"], "cpu", torch.float32)
+    cond = pipe.embed_texts(["a"], "cpu", torch.float32)
     with pytest.raises(ValueError, match="applies to captioning"):
         pipe.sample(cond, latent_shape=shape, num_inference_steps=2, guidance_scale=1.0, video_cache_interval=4)
     clip = tmp_path / "c.mp4"

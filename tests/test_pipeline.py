@@ -59,7 +59,7 @@ def test_text_to_video_batches_guidance_and_skips_padding(pipe):
 def test_an_all_pad_text_stream_is_an_empty_one(pipe):
     """Clean text of pads only (every key masked) runs, and matches that row beside a real caption."""
     pad = pipe.transformer.config.pad_token_id
-    cond = pipe.encode_prompt([PROMPT, PROMPT], "cpu", torch.float32)
+    cond = pipe.embed_texts([PROMPT, PROMPT], "cpu", torch.float32)
     ids = pipe.text_id_rows([PROMPT, PROMPT])
     ids[0] = pad
     cfg = pipe.config

@@ -373,8 +373,8 @@ def test_batched_sampler_matches_the_pipeline():
     pipe = tiny_pipeline()
     prompts = ["a red circle moves left", "a blue square stays still", "a green triangle moves up"]
     rows, shape, length = len(prompts), pipe._latent_shape(5, 16, 16), pipe.max_text_len
-    empty = pipe.encode_prompt([""], "cpu", torch.float32)
-    cond = pipe.encode_prompt(prompts, "cpu", torch.float32)
+    empty = pipe.embed_texts([""], "cpu", torch.float32)
+    cond = pipe.embed_texts(prompts, "cpu", torch.float32)
 
     def generator(noise_rows: int = 0, jump_rows: int = 0) -> torch.Generator:
         gen = torch.Generator().manual_seed(3)
@@ -513,7 +513,7 @@ def test_assemble_converts_the_base_generator(tiny_run, tiny_stages, tmp_path):
     base = tiny_run / "base" / "final"
     pipe = assemble(str(tiny_run / "components"), str(base), str(tmp_path / "pipe"), shift=3.0)
     wan = WanTransformer3DModel.from_pretrained(str(base)).eval()
-    cond, empty = (pipe.encode_prompt([t], "cpu", torch.float32) for t in ("a red circle moves left", ""))
+    cond, empty = (pipe.embed_texts([t], "cpu", torch.float32) for t in ("a red circle moves left", ""))
     cfg = pipe.config
     shape = pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
     masked = torch.full((1, pipe.max_text_len), pipe.transformer.config.pad_token_id)

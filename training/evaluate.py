@@ -127,7 +127,7 @@ class Evaluator:
 
     @torch.no_grad()
     def embed(self, texts: list[str]) -> torch.Tensor:
-        return self.pipe.encode_prompt(texts, "cpu", torch.float32)
+        return self.pipe.embed_texts(texts, "cpu", torch.float32)
 
     def texts(self, ids: torch.Tensor) -> list[str]:
         return [self.pipe.decode_text(row) for row in ids]

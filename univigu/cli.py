@@ -63,7 +63,7 @@ def cmd_generate(args):
         seed=args.seed,
     )
     write_video(args.out, out.frames, fps=pipe.config.fps)
-    result = {"video": args.out, "frames": int(out.frames.shape[0]), "seed": args.seed}
+    result = {"video": args.out, "frames": int(out.frames.shape[0]), "seed": out.seed}
     if out.text is not None:
         result["caption"] = out.text
     _emit(args, result, f"wrote {args.out}" + (f"\n{out.text}" if out.text is not None else ""))
@@ -84,7 +84,7 @@ def cmd_caption(args):
             seed=args.seed,
             video_cache_interval=args.video_cache_interval,
         )
-        _emit(args, {"caption": out.text, "notes": out.notes, "seed": args.seed}, out.text)
+        _emit(args, {"caption": out.text, "notes": out.notes, "seed": out.seed}, out.text)
         return
     if args.out is None:
         raise ValueError("--videos needs --out metadata.jsonl, the file the captions are appended to")

@@ -11,18 +11,23 @@ caption        the input clip, clean  source -> clean
 joint          noise -> clean          source -> clean, in step
 ============  =====================  =========================
 
-The loop, :meth:`UniViGUPipeline.sample`, takes tensors for B rows at once (the tasks pass one row;
-evaluation and validation pass many). Classifier-free guidance (video only) appends B unconditional rows
-(empty prompt, empty text stream) to the same forward. A text position holding the pad token is masked
-as a key, so text columns masked in every row are trimmed before the loop: exact, and not computed.
+:meth:`UniViGUPipeline.__call__` runs the task its inputs name in diffusers' phases (check the inputs, encode the
+prompt, prepare the streams, denoise, decode, offload); ``text_to_video`` / ``caption`` / ``joint`` wrap it for one
+clip. The loop, :meth:`UniViGUPipeline.sample`, takes tensors for B rows at once (evaluation and validation call it
+directly); what a caller records of each step is a ``callback_on_step_end`` (:mod:`univigu.trajectory`).
+Classifier-free guidance (video only) appends B unconditional rows (empty prompt, empty text stream) to the same
+forward. A text position holding the pad token is masked as a key, so text columns masked in every row are trimmed
+before the loop: exact, and not computed.
 Discrete text steps keep a text's form — words, one end token, pads (``DiscreteTextFlow.step``'s
 ``end_token_ids``); ``text_shift`` reveals the text ahead of (or behind) a linear schedule.
 """
 
+import secrets
 import threading
 from collections.abc import Callable
 
 import numpy as np
+import PIL.Image
 import torch
 from diffusers import (
     AutoencoderKLWan,
@@ -34,22 +39,16 @@ from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 from .caching import StepCacheMixin, apply_prompt_cache
 from .flows import DiscreteTextFlow, shifted_sigmas, text_flow_for, to_timestep
 from .latents import denormalize, frames_to_pixels, normalize, pixels_to_frames
+from .lora import UniViGULoraLoaderMixin
 from .models import UniViGUTransformer
 from .models.video_context import VideoContext
-from .pipeline_output import TrajectoryStep, UniViGUPipelineOutput, record_video_step
+from .pipeline_output import UniViGUPipelineOutput
+from .pipeline_tasks import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL, StepCallback, TaskMethodsMixin
+from .pipeline_text import PromptError, TextStreamMixin
+from .trajectory import TrajectoryRecorder, TrajectoryStep
 from .video_io import fit_video
 
-StepCallback = Callable[[TrajectoryStep], None]
-
-# Captioning's default steps. The clip is held clean, so steps only pace the text: with the mask source the
-# sampler reveals the surest tokens first, about one of the bundled model's 32 text positions per step at 40;
-# fewer steps leave captions that do not parse, more score the same (training/shapesworld/EXPERIMENTS.md).
-CAPTION_STEPS = 40
-
-# Captioning's default video_cache_interval (UniViGUPipeline.sample): the clip's per-block keys and values are
-# computed at step 0 and every k-th step after, the steps between run only the text tokens on them. The largest
-# k whose captions stay within 1 point of k = 1 on every attribute (the README's "Captioning on a cached clip").
-CAPTION_VIDEO_CACHE_INTERVAL = 20
+OUTPUT_TYPES = ("np", "pt", "pil", "latent")
 
 
 def check_video_cache_interval(k) -> None:
@@ -77,11 +76,7 @@ class Cancelled(Exception):
     """Raised by a step callback to stop a run; the pipeline lets it through untouched."""
 
 
-class PromptError(ValueError):
-    """A prompt the model cannot take (empty, too long)."""
-
-
-class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
+class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, DiffusionPipeline, UniViGULoraLoaderMixin):
     r"""Uni-ViGU pipeline.
 
     Args:
@@ -95,6 +90,8 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
 
     model_cpu_offload_seq = "text_encoder->transformer->vae"
     _optional_components = []
+    # what callback_on_step_end may ask for: the states after the step, before it, and the step's predictions
+    _callback_tensor_inputs = [*TrajectoryRecorder.tensor_inputs, "prompt_embeds"]
 
     def __init__(
         self,
@@ -123,7 +120,7 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
         if isinstance(transformer, UniViGUTransformer):
             apply_prompt_cache(transformer)
         self._step_cache_spec, self._step_cache, self._step_cache_on = "none", None, False
-        self._current_timestep = None
+        self._current_timestep, self._interrupt, self._num_timesteps, self._step_sigmas = None, False, 0, (None, None)
 
     # ---------------------------------------------------------------------------------------------
     # Sizes and text
@@ -150,78 +147,6 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
             if value < s or value % s:
                 raise ValueError(f"{name} must be a positive multiple of {s}, got {value}")
         return num_frames, height, width
-
-    def text_ids(self, text: str) -> list[int]:
-        """Text-stream ids of ``text`` (with the tokenizer's end token); raises PromptError if too long."""
-        ids = self.tokenizer(prompt_clean(text), add_special_tokens=True).input_ids
-        if len(ids) > self.max_text_len:
-            raise PromptError(
-                f"the prompt is {len(ids)} tokens; this model's text stream holds at most "
-                f"{self.max_text_len}. Shorten it."
-            )
-        return ids
-
-    def unknown_words(self, text: str) -> list[str]:
-        """Words of ``text`` the tokenizer maps to its unknown token (empty for subword vocabularies)."""
-        unk = self.tokenizer.unk_token_id
-        if unk is None:
-            return []
-        return [w for w in prompt_clean(text).split() if unk in self.tokenizer(w, add_special_tokens=False).input_ids]
-
-    def _validate_prompt(self, prompt: str | None, required: bool) -> str | None:
-        if prompt is None or not str(prompt).strip():
-            if required:
-                raise PromptError("the prompt is empty; describe the clip you want")
-            return None
-        self.text_ids(prompt)
-        return str(prompt)
-
-    @torch.no_grad()
-    def encode_prompt(self, prompts: list[str], device, dtype) -> torch.Tensor:
-        """UMT5 embeddings [B, max_sequence_length, text_dim], zero past each prompt's length (Wan's)."""
-        n = self.max_sequence_length
-        inputs = self.tokenizer(
-            [prompt_clean(p) for p in prompts],
-            padding="max_length",
-            max_length=n,
-            truncation=True,
-            add_special_tokens=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        encoder_device = self.text_encoder.device
-        embeds = self.text_encoder(
-            inputs.input_ids.to(encoder_device), inputs.attention_mask.to(encoder_device)
-        ).last_hidden_state
-        embeds = embeds.to(device=device, dtype=dtype) * inputs.attention_mask.to(device, dtype)[..., None]
-        return embeds
-
-    def _end_ids(self) -> tuple[int, ...]:
-        """The ids that end a text-stream state: the tokenizer's end token (if it has one) and the pad id."""
-        eos = self.tokenizer.eos_token_id
-        pad = self.transformer.config.pad_token_id
-        return (pad,) if eos is None else (eos, pad)
-
-    def decode_text(self, ids: list[int] | torch.Tensor) -> str:
-        """A text-stream state as a sentence: cut at the first end/pad token, masked positions as ``_``."""
-        ids = [int(i) for i in ids]
-        stops = {self.tokenizer.eos_token_id, self.transformer.config.pad_token_id}
-        end = next((k for k, i in enumerate(ids) if i in stops), len(ids))
-        pieces, chunk = [], []
-        for i in ids[:end] + [None]:  # None flushes the last chunk
-            if i is not None and i != self.transformer.mask_token_id:
-                chunk.append(i)
-                continue
-            if chunk:
-                pieces.append(self.tokenizer.decode(chunk, skip_special_tokens=True))
-            chunk = []
-            if i is not None:
-                pieces.append("_")
-        return " ".join(p for p in pieces if p).strip()
-
-    def _token_strings(self, ids: list[int]) -> list[str]:
-        mask_id = self.transformer.mask_token_id
-        return ["<mask>" if i == mask_id else self.tokenizer.convert_ids_to_tokens(i) for i in ids]
 
     # ---------------------------------------------------------------------------------------------
     # Latents
@@ -253,14 +178,6 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
 
     # ---------------------------------------------------------------------------------------------
     # The text stream
-    def text_id_rows(self, texts: list[str]) -> torch.Tensor:
-        """Clean text-stream ids [B, max_text_len] of ``texts``, padded with the pad token."""
-        ids = torch.full((len(texts), self.max_text_len), self.transformer.config.pad_token_id, dtype=torch.long)
-        for row, text in enumerate(texts):
-            row_ids = self.text_ids(text)
-            ids[row, : len(row_ids)] = torch.tensor(row_ids)
-        return ids
-
     def _text_inputs(self, state: torch.Tensor, use_cfg: bool) -> tuple[dict, torch.Tensor]:
         """Text kwargs and key mask [rows, L] for a state (ids [B,L] or latents [B,L,D]).
 
@@ -285,12 +202,42 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
 
     # ---------------------------------------------------------------------------------------------
     # The shared loop
-    def _prepare(self, generator, seed, steps):
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        """Set ``pipe._interrupt = True`` (e.g. in a step callback) to skip the run's remaining steps."""
+        return self._interrupt
+
+    @property
+    def current_timestep(self):
+        return self._current_timestep
+
+    @property
+    def step_sigmas(self) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+        """The step being taken's (from, to) noise levels of the video and the text; ``None`` for a clean stream."""
+        return self._step_sigmas
+
+    def _prepare(self, generator, seed, steps) -> tuple[torch.Generator, int | None]:
+        """The run's generator and the seed it was made from: ``seed``'s, or one drawn at random when neither a
+        seed nor a generator is given (reported in the output; ``None`` with a caller's generator)."""
         if steps < 1 or steps > 1000:
             raise ValueError(f"num_inference_steps must be in 1..1000, got {steps}")
-        if generator is None:
-            generator = torch.Generator("cpu").manual_seed(int(seed) if seed is not None else 0)
-        return generator
+        if generator is not None:
+            return generator, None
+        seed = int(seed) if seed is not None else secrets.randbelow(2**32)
+        return torch.Generator("cpu").manual_seed(seed), seed
+
+    def _check_text_ids(self, text_ids: torch.Tensor) -> None:
+        """Given text-stream ids must be the model's: checked once per run, outside the transformer's forward."""
+        if self.transformer.config.text_formulation != "discrete" or not text_ids.numel():
+            return
+        classes = self.transformer.num_text_classes
+        low, high = int(text_ids.min()), int(text_ids.max())
+        if low < 0 or high >= classes:
+            raise ValueError(f"text_ids must be ids in [0, {classes}), got {low}..{high}")
 
     @torch.no_grad()
     def sample(
@@ -310,12 +257,14 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
         video_cache_interval: int = 1,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, list[TrajectoryStep] | None]:
         """The denoising loop for B rows; a stream given clean is held, the other is denoised.
 
         Args:
             cond: prompt embeddings [B, L_c, D] (:meth:`encode_prompt`).
-            uncond: the unconditional (negative) prompt's embedding [1, L_c, D]; needed for guidance.
+            uncond: the unconditional (negative) prompt's embedding [1 or B, L_c, D]; needed for guidance.
             latent_shape: (C, f, h, w) of the clips to denoise from noise; or
             video_latents: clean normalised latents [B, C, f, h, w] (captioning).
             text_ids: clean text-stream ids [B, L] (:meth:`text_id_rows`); ``None`` denoises the text.
@@ -325,12 +274,17 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
                 revealed ahead of the video.
             generator: draws, in order, all rows' video noise, their text source, then each step's random
                 text jumps (none in confidence order when greedy).
-            callback, return_trajectory: per-step records; for one row only (B = 1).
+            callback, return_trajectory: per-step :class:`TrajectoryStep` records of one row (B = 1), made by a
+                :class:`TrajectoryRecorder` on the step's tensors; ``callback`` sees each as it is made.
             video_cache_interval: captioning (``video_latents`` given, text denoised): every k-th step runs the
                 full sequence and records each block's video keys and values (:class:`VideoContext`); the steps
                 between run only the text tokens on them (no video head). The video tokens attend to the text,
                 so k > 1 approximates; 1 (the default) is the full sequence every step, k >= the steps computes
                 the clip once.
+            callback_on_step_end, callback_on_step_end_tensor_inputs: diffusers' step callback,
+                ``callback(pipe, step, timestep, callback_kwargs) -> dict``, given the named tensors of
+                ``_callback_tensor_inputs``; returning ``latents``, ``text_state`` or ``prompt_embeds`` replaces
+                them. ``pipe._interrupt = True`` skips the remaining steps.
 
         Returns (latents [B, C, f, h, w], text ids [B, L] or ``None`` when given, trajectory or ``None``).
         """
@@ -338,9 +292,21 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
         transformer, batch = self.transformer, len(cond)
         denoise_video, denoise_text = video_latents is None, text_ids is None
         use_cfg = denoise_video and guidance_scale > 1.0
-        observe = callback is not None or return_trajectory
-        if observe and batch > 1:
-            raise ValueError(f"step callbacks and trajectories follow one row; got a batch of {batch}")
+        recorder = None
+        if callback is not None or return_trajectory:
+            if batch > 1:
+                raise ValueError(f"step callbacks and trajectories follow one row; got a batch of {batch}")
+            recorder = TrajectoryRecorder(keep_latents=return_trajectory, on_step=callback)
+        # each step callback with the tensors it asks for
+        callbacks = [(recorder, recorder.tensor_inputs)] if recorder is not None else []
+        if callback_on_step_end is not None:
+            names = callback_on_step_end_tensor_inputs or ["latents"]
+            unknown = set(names) - set(self._callback_tensor_inputs)
+            if unknown:
+                raise ValueError(
+                    f"callback_on_step_end_tensor_inputs: {sorted(unknown)} not in {self._callback_tensor_inputs}"
+                )
+            callbacks.append((callback_on_step_end, names))
         if not 0.01 <= text_shift <= 100:
             raise ValueError(f"text_shift must be in 0.01..100, got {text_shift}")
         if use_cfg and uncond is None:
@@ -350,6 +316,8 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
         check_video_cache_interval(video_cache_interval)
         if video_cache_interval > 1 and (denoise_video or not denoise_text):
             raise ValueError("video_cache_interval > 1 applies to captioning: a clean clip and a text to denoise")
+        if not denoise_text:
+            self._check_text_ids(text_ids)
         flow = text_flow_for(transformer)
         discrete = isinstance(flow, DiscreteTextFlow)
         if text_order == "auto":
@@ -374,236 +342,231 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
         else:
             clean = text_ids.to(device) if discrete else flow.encode(text_ids.to(device)).to(dtype)
             clean_inputs = self._trim(*self._text_inputs(clean, use_cfg))
+            text_state = None
 
-        # 2. Schedules: the scheduler's sigmas for video; for text linear, or shifted by text_shift
+        # 2. Timesteps: the scheduler's sigmas for video; for text linear, or shifted by text_shift
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         video_sigmas = self.scheduler.sigmas.tolist()
         text_sigmas = shifted_sigmas(num_inference_steps, text_shift)
+        self._num_timesteps, self._interrupt = num_inference_steps, False
 
-        trajectory = [] if return_trajectory else None
-        prev_ids = None
+        # 3. The loop
         video_context = VideoContext() if video_cache_interval > 1 else None
         self._start_run(generating=denoise_video)
-        for i in range(num_inference_steps):
-            # 3. One forward for both streams over [cond rows (, uncond rows)]; captioning on a cached clip
-            # records the clip's context every video_cache_interval steps and runs the text tokens only between
-            text_kwargs, mask = self._text_inputs(text_state, use_cfg) if denoise_text else clean_inputs
-            video_sigma = video_sigmas[i] if denoise_video else 0.0
-            if video_context is not None and i % video_cache_interval:
-                video_kwargs = {"video_latents": None, "video_timestep": None}  # the text tokens, on the cached clip
-            else:
-                video_kwargs = {
-                    "video_latents": torch.cat([latents, latents]) if use_cfg else latents,
-                    "video_timestep": _timesteps(video_sigma, rows, device),
-                }
-            if video_context is not None:
-                video_kwargs["video_context"] = video_context
-            self._current_timestep = to_timestep(video_sigma)  # what PyramidAttentionBroadcast reads
-            with transformer.cache_context(
-                "cond", step_index=i, sigma=video_sigma, num_inference_steps=num_inference_steps
-            ):
-                out = transformer(
-                    **video_kwargs,
-                    encoder_hidden_states=cond,
-                    text_timestep=_timesteps(text_sigmas[i] if denoise_text else 0.0, rows, device),
-                    text_attention_mask=mask,
-                    **text_kwargs,
-                )
-            record = TrajectoryStep(step=i + 1, num_steps=num_inference_steps) if observe else None
-
-            # 4. Video step (guided)
-            if denoise_video:
-                velocity = _guided(out.video_velocity, batch, guidance_scale)
-                new_latents = self.scheduler.step(velocity, self.scheduler.timesteps[i], latents, return_dict=False)[0]
-                if observe:
-                    record_video_step(
-                        record, latents, new_latents, velocity, video_sigmas[i : i + 2], return_trajectory
-                    )
-                latents = new_latents
-
-            # 5. Text step (conditional rows only)
-            if denoise_text:
-                sigmas = text_sigmas[i : i + 2]
-                if discrete:
-                    prediction = out.text_logits[:batch]
-                    new_state = flow.step(
-                        text_state, prediction, *sigmas, text_temperature, generator, text_order, self._end_ids()
-                    )
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i in range(num_inference_steps):
+                if self.interrupt:
+                    continue
+                # One forward for both streams over [cond rows (, uncond rows)]; captioning on a cached clip
+                # records the clip's context every video_cache_interval steps and runs the text tokens only between
+                text_kwargs, mask = self._text_inputs(text_state, use_cfg) if denoise_text else clean_inputs
+                video_sigma = video_sigmas[i] if denoise_video else 0.0
+                if video_context is not None and i % video_cache_interval:
+                    video_kwargs = {"video_latents": None, "video_timestep": None}  # the text, on the cached clip
                 else:
-                    prediction = out.text_velocity[:batch]
-                    new_state = flow.step(text_state, prediction, *sigmas)
-                if observe:
-                    prev_ids = self._record_text(record, flow, text_state, new_state, prediction, sigmas, prev_ids)
-                text_state = new_state
+                    video_kwargs = {
+                        "video_latents": torch.cat([latents, latents]) if use_cfg else latents,
+                        "video_timestep": _timesteps(video_sigma, rows, device),
+                    }
+                if video_context is not None:
+                    video_kwargs["video_context"] = video_context
+                self._current_timestep = to_timestep(video_sigma)  # what PyramidAttentionBroadcast reads
+                with transformer.cache_context(
+                    "cond", step_index=i, sigma=video_sigma, num_inference_steps=num_inference_steps
+                ):
+                    out = transformer(
+                        **video_kwargs,
+                        encoder_hidden_states=cond,
+                        text_timestep=_timesteps(text_sigmas[i] if denoise_text else 0.0, rows, device),
+                        text_attention_mask=mask,
+                        **text_kwargs,
+                    )
+                step = {"prev_latents": latents, "prev_text_state": text_state, "prompt_embeds": cond}
 
-            if trajectory is not None:
-                trajectory.append(record)
-            if callback is not None:
-                callback(record)
+                # Video step (guided)
+                if denoise_video:
+                    velocity = _guided(out.video_velocity, batch, guidance_scale)
+                    latents = self.scheduler.step(velocity, self.scheduler.timesteps[i], latents, return_dict=False)[0]
+                    step["video_velocity"] = velocity
+
+                # Text step (conditional rows only)
+                if denoise_text:
+                    sigmas = text_sigmas[i : i + 2]
+                    if discrete:
+                        prediction = out.text_logits[:batch]
+                        text_state = flow.step(
+                            text_state, prediction, *sigmas, text_temperature, generator, text_order, self._end_ids()
+                        )
+                    else:
+                        prediction = out.text_velocity[:batch]
+                        text_state = flow.step(text_state, prediction, *sigmas)
+                    step["text_prediction"] = prediction
+
+                if callbacks:
+                    self._step_sigmas = (
+                        tuple(video_sigmas[i : i + 2]) if denoise_video else None,
+                        tuple(text_sigmas[i : i + 2]) if denoise_text else None,
+                    )
+                    step.update(latents=latents, text_state=text_state)
+                    for step_callback, names in callbacks:
+                        outputs = step_callback(self, i, self.scheduler.timesteps[i], {k: step.get(k) for k in names})
+                        outputs = outputs or {}
+                        latents = outputs.pop("latents", latents)
+                        text_state = outputs.pop("text_state", text_state)
+                        cond = outputs.pop("prompt_embeds", cond)
+                progress_bar.update()
+        self._current_timestep = None
 
         ids = (text_state if discrete else flow.decode(text_state)[0]) if denoise_text else None
-        return latents, ids, trajectory
-
-    def _record_text(self, record, flow, state, new_state, prediction, sigmas: list[float], prev_ids) -> list[int]:
-        """Fill ``record``'s text fields (``prediction``: logits or velocity at ``state``); returns the new ids."""
-        sigma, record.text_sigma = sigmas
-        if isinstance(flow, DiscreteTextFlow):
-            confidence, pred = flow.posterior(prediction).max(-1)
-            state_ids = new_state[0].tolist()
-        else:
-            x1_hat = flow.predict_x0(state, prediction, torch.tensor([sigma], device=state.device))
-            pred, confidence = flow.decode(x1_hat)
-            state_ids = flow.decode(new_state)[0][0].tolist()
-        record.text_ids = state_ids
-        record.text_pred_ids = pred[0].tolist()
-        record.text_confidence = confidence[0].float().tolist()
-        record.text_tokens = self._token_strings(state_ids)
-        record.text = self.decode_text(state_ids)
-        record.changed = [True] * len(state_ids) if prev_ids is None else [a != b for a, b in zip(prev_ids, state_ids)]
-        return state_ids
+        return latents, ids, recorder.steps if return_trajectory else None
 
     # ---------------------------------------------------------------------------------------------
-    # The three tasks
-    def text_to_video(
+    # One call for every task, in diffusers' phases
+    def check_inputs(self, prompt, video, generate_text, output_type, callback_on_step_end_tensor_inputs) -> None:
+        """Raise a one-line error for inputs no task takes (steps, sizes and the rest are checked where used)."""
+        if video is not None and generate_text:
+            raise ValueError("generate_text makes a clip and its caption from a prompt; a given video is captioned")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        unknown = set(callback_on_step_end_tensor_inputs or []) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs: {sorted(unknown)} not in {self._callback_tensor_inputs}"
+            )
+        if video is None and (prompt is None or (isinstance(prompt, list) and not prompt)):
+            raise PromptError("the prompt is empty; describe the clip you want")
+
+    def embed_texts(self, texts: list[str], device, dtype) -> torch.Tensor:
+        """UMT5 embeddings [B, max_sequence_length, text_dim] of ``texts``, zero past each one's length (Wan's)."""
+        n = self.max_sequence_length
+        inputs = self.tokenizer(
+            [prompt_clean(p) for p in texts],
+            padding="max_length",
+            max_length=n,
+            truncation=True,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        encoder_device = self.text_encoder.device
+        with torch.no_grad():
+            embeds = self.text_encoder(
+                inputs.input_ids.to(encoder_device), inputs.attention_mask.to(encoder_device)
+            ).last_hidden_state
+        return embeds.to(device=device, dtype=dtype) * inputs.attention_mask.to(device, dtype)[..., None]
+
+    def encode_prompt(
         self,
-        prompt: str,
-        negative_prompt: str = "",
-        num_inference_steps: int = 30,
-        guidance_scale: float = 5.0,
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        do_classifier_free_guidance: bool = True,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        device=None,
+        dtype=None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(prompt embeddings [B, L_c, D], negative ones [1 or B, L_c, D] or ``None`` without guidance), as
+        ``WanPipeline.encode_prompt``; given embeddings are used as they are."""
+        device, dtype = device or self._execution_device, dtype or self.transformer.dtype
+        if prompt_embeds is None:
+            prompt_embeds = self.embed_texts([prompt] if isinstance(prompt, str) else list(prompt), device, dtype)
+        if do_classifier_free_guidance and negative_prompt_embeds is None:
+            negative = negative_prompt or ""
+            negative_prompt_embeds = self.embed_texts(
+                [negative] if isinstance(negative, str) else negative, device, dtype
+            )
+        return prompt_embeds.to(device, dtype), negative_prompt_embeds if do_classifier_free_guidance else None
+
+    def _postprocess(self, latents: torch.Tensor, output_type: str):
+        """Clips in ``output_type``'s form: ``np`` float [B, F, H, W, 3] in [0, 1] (WanPipeline's), ``pt``
+        [B, F, 3, H, W], ``pil`` a list of frame lists, ``latent`` the normalised latents [B, C, f, h, w]."""
+        if output_type == "latent":
+            return latents
+        clips = np.stack([self.decode_latents(row) for row in latents])  # uint8 [B, F, H, W, 3]
+        if output_type == "pil":
+            return [[PIL.Image.fromarray(frame) for frame in clip] for clip in clips]
+        frames = clips.astype(np.float32) / 255.0
+        return torch.from_numpy(frames).permute(0, 1, 4, 2, 3) if output_type == "pt" else frames
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
+        video: np.ndarray | list[np.ndarray] | None = None,
+        generate_text: bool = False,
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
-        generator: torch.Generator | None = None,
-        seed: int | None = None,
-        callback: StepCallback | None = None,
-        return_trajectory: bool = False,
-    ) -> UniViGUPipelineOutput:
-        """Generate a clip from ``prompt``: video from noise, the prompt held clean in the text stream.
-
-        Returns ``.frames`` uint8 [F, H, W, 3] (and ``.trajectory`` if asked).
-        """
-        return self._generate(
-            prompt,
-            joint=False,
-            negative_prompt=negative_prompt,
-            steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            text_temperature=0.0,
-            size=(num_frames, height, width),
-            generator=generator,
-            seed=seed,
-            callback=callback,
-            return_trajectory=return_trajectory,
-        )
-
-    def caption(
-        self,
-        video: np.ndarray | list[np.ndarray],
-        prompt: str | None = None,
-        num_inference_steps: int = CAPTION_STEPS,
-        text_temperature: float = 0.0,
-        generator: torch.Generator | None = None,
-        seed: int | None = None,
-        callback: StepCallback | None = None,
-        return_trajectory: bool = False,
-        video_cache_interval: int = CAPTION_VIDEO_CACHE_INTERVAL,
-    ) -> UniViGUPipelineOutput:
-        """Describe ``video`` (uint8 [F, H, W, 3], any size: it is fitted to the model's and noted).
-
-        The clip is held clean; the text stream is denoised from its source. ``prompt`` optionally
-        conditions the caption (without one the prompt slot is empty, as in Stage 1's dropped prompts).
-        ``video_cache_interval``: the clip's keys and values are computed every k steps and the steps between
-        run only the text (:meth:`sample`; 1 is the full sequence every step).
-
-        A list of clips is captioned as one batch (each row its own clip and cache): ``text`` is then a list of
-        captions and ``notes`` a list per clip. Greedy captions from the mask source are the same as one by
-        one; random draws (a temperature, a uniform source) come from one generator for the whole batch.
-        """
-        batched = isinstance(video, (list, tuple))
-        clips = list(video) if batched else [video]
-        if not clips:
-            raise ValueError("no clips to caption: pass one clip [F, H, W, 3] or a non-empty list of them")
-        check_video_cache_interval(video_cache_interval)
-        prompt = self._validate_prompt(prompt, required=False)
-        num_frames, height, width = self.check_size(None, None, None)
-        fitted = [fit_video(clip, num_frames, height, width) for clip in clips]
-        generator = self._prepare(generator, seed, num_inference_steps)
-        embeds = self.encode_prompt([prompt or ""], self._execution_device, self.transformer.dtype)
-        _, ids, trajectory = self.sample(
-            embeds.expand(len(clips), -1, -1),
-            video_latents=torch.cat([self.encode_video(frames) for frames, _ in fitted]),
-            num_inference_steps=num_inference_steps,
-            text_temperature=text_temperature,
-            generator=generator,
-            callback=callback,
-            return_trajectory=return_trajectory,
-            video_cache_interval=min(video_cache_interval, num_inference_steps),
-        )
-        texts = [self.decode_text(row) for row in ids]
-        if batched:
-            return UniViGUPipelineOutput(text=texts, trajectory=trajectory, notes=[n for _, n in fitted])
-        return UniViGUPipelineOutput(text=texts[0], trajectory=trajectory, notes=fitted[0][1])
-
-    def joint(
-        self,
-        prompt: str,
-        negative_prompt: str = "",
-        num_inference_steps: int = 30,
+        num_inference_steps: int | None = None,
         guidance_scale: float = 5.0,
         text_temperature: float = 0.0,
-        num_frames: int | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        generator: torch.Generator | None = None,
-        seed: int | None = None,
-        callback: StepCallback | None = None,
-        return_trajectory: bool = False,
         text_shift: float = 1.0,
-    ) -> UniViGUPipelineOutput:
-        """Generate a clip and its caption together from ``prompt``, both denoised step by step (the caption's
-        schedule shifted by ``text_shift``: :func:`shifted_sigmas`)."""
-        return self._generate(
-            prompt,
-            joint=True,
-            negative_prompt=negative_prompt,
-            steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            text_temperature=text_temperature,
-            size=(num_frames, height, width),
-            generator=generator,
-            seed=seed,
-            callback=callback,
-            return_trajectory=return_trajectory,
-            text_shift=text_shift,
-        )
+        video_cache_interval: int = CAPTION_VIDEO_CACHE_INTERVAL,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        callback: StepCallback | None = None,
+        return_trajectory: bool = False,
+    ) -> UniViGUPipelineOutput | tuple:
+        """Run the task the inputs name: ``video`` given, caption it (``prompt`` optionally conditions the
+        caption); otherwise generate a clip from ``prompt``, holding the prompt in the text stream
+        (text-to-video) or, with ``generate_text``, denoising a caption with it (joint generation).
 
-    def _generate(
-        self,
-        prompt,
-        joint,
-        negative_prompt,
-        steps,
-        guidance_scale,
-        text_temperature,
-        size,
-        generator,
-        seed,
-        callback,
-        return_trajectory,
-        text_shift=1.0,
-    ) -> UniViGUPipelineOutput:
-        """text_to_video and joint: video from noise; the text stream clean (the prompt) or from its source."""
-        prompt = self._validate_prompt(prompt, required=True)
-        size = self.check_size(*size)
-        generator = self._prepare(generator, seed, steps)
-        use_cfg = guidance_scale > 1.0
-        prompts = [prompt, negative_prompt or ""] if use_cfg else [prompt]
-        embeds = self.encode_prompt(prompts, self._execution_device, self.transformer.dtype)
+        A list of prompts (or of clips) is one batch. ``num_inference_steps`` defaults to 30 for generation and
+        ``CAPTION_STEPS`` for captioning; ``video_cache_interval`` applies to captioning (:meth:`sample`).
+        Without ``seed`` or ``generator`` a seed is drawn at random and reported as ``.seed``.
+        ``callback_on_step_end`` is diffusers' (see :meth:`sample`); ``callback`` / ``return_trajectory`` record
+        one row's :class:`TrajectoryStep` s. Returns frames (``output_type``), ``text`` (captions; ``None`` for
+        text-to-video), ``seed``; a tuple (frames, text) when ``return_dict`` is false.
+        """
+        # 1. Check inputs; the task follows from them
+        self.check_inputs(prompt, video, generate_text, output_type, callback_on_step_end_tensor_inputs)
+        captioning = video is not None
+        batched = isinstance(video if captioning else prompt, (list, tuple))
+        steps = num_inference_steps if num_inference_steps is not None else (CAPTION_STEPS if captioning else 30)
+        if captioning:
+            clips = list(video) if batched else [video]
+            if not clips:
+                raise ValueError("no clips to caption: pass one clip [F, H, W, 3] or a non-empty list of them")
+            check_video_cache_interval(video_cache_interval)
+            prompts = prompt if isinstance(prompt, list) else [prompt] * len(clips)
+            prompts = [self._validate_prompt(p, required=False) or "" for p in prompts]
+            if len(prompts) != len(clips):
+                raise ValueError(f"{len(prompts)} prompts for {len(clips)} clips: give one prompt, or one per clip")
+            size = self.check_size(None, None, None)
+        else:
+            prompts = [self._validate_prompt(p, required=True) for p in (prompt if batched else [prompt])]
+            size = self.check_size(num_frames, height, width)
+        generator, seed = self._prepare(generator, seed, steps)
+
+        # 2. Encode the prompt (and the negative prompt for guidance)
+        use_cfg = not captioning and guidance_scale > 1.0
+        cond, uncond = self.encode_prompt(prompts, negative_prompt, use_cfg, prompt_embeds, negative_prompt_embeds)
+
+        # 3. Prepare the streams: the clips to caption held clean, or noise of the clip's shape; the text stream
+        # from its source, or the prompt held clean (text-to-video)
+        notes = []
+        if captioning:
+            fitted = [fit_video(clip, *size) for clip in clips]
+            notes = [n for _, n in fitted]
+            video_kwargs = {"video_latents": torch.cat([self.encode_video(frames) for frames, _ in fitted])}
+            video_kwargs["video_cache_interval"] = min(video_cache_interval, steps)
+        else:
+            video_kwargs = {"latent_shape": self._latent_shape(*size)}
+        text_ids = None if captioning or generate_text else self.text_id_rows(prompts)
+
+        # 4. Denoise (the timesteps and the loop: :meth:`sample`)
         latents, ids, trajectory = self.sample(
-            embeds[:1],
-            embeds[1:] if use_cfg else None,
-            latent_shape=self._latent_shape(*size),
-            text_ids=None if joint else self.text_id_rows([prompt]),
+            cond,
+            uncond,
+            **video_kwargs,
+            text_ids=text_ids,
             num_inference_steps=steps,
             guidance_scale=guidance_scale,
             text_temperature=text_temperature,
@@ -611,6 +574,20 @@ class UniViGUPipeline(StepCacheMixin, DiffusionPipeline):
             generator=generator,
             callback=callback,
             return_trajectory=return_trajectory,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
-        text = self.decode_text(ids[0]) if joint else None
-        return UniViGUPipelineOutput(frames=self.decode_latents(latents), text=text, trajectory=trajectory)
+
+        # 5. Decode: the clips (none when captioning) and the captions
+        frames = None if captioning else self._postprocess(latents, output_type)
+        text = None
+        if ids is not None:
+            texts = [self.decode_text(row) for row in ids]
+            text = texts if batched else texts[0]
+        notes = notes if batched else (notes[0] if notes else [])
+
+        # 6. Offload all models
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return frames, text
+        return UniViGUPipelineOutput(frames=frames, text=text, trajectory=trajectory, notes=notes, seed=seed)

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry  # no public path in 0.42
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.attention import AttentionMixin, FeedForward
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.cache_utils import CacheMixin
@@ -38,7 +39,7 @@ from diffusers.models.transformers.transformer_wan import (
     WanTimeTextImageEmbedding,
     _get_qkv_projections,
 )
-from diffusers.utils import BaseOutput
+from diffusers.utils import BaseOutput, apply_lora_scale
 
 from .video_context import VideoContext, VideoKV
 
@@ -263,7 +264,7 @@ TransformerBlockRegistry.register(
 )
 
 
-class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin, CacheMixin):
+class UniViGUTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin, AttentionMixin, CacheMixin):
     r"""Uni-ViGU's unified video-and-text diffusion transformer, composed from Wan2.1's modules.
 
     The first group of arguments are ``WanTransformer3DModel``'s (no image branch). The text stream:
@@ -422,10 +423,6 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin, CacheMixin):
                 raise ValueError(
                     f"text_tokens must be an integer tensor [B,L], got {text_tokens.dtype} {tuple(text_tokens.shape)}"
                 )
-            if text_tokens.numel() and (text_tokens.min() < 0 or text_tokens.max() >= self.num_text_classes):
-                raise ValueError(
-                    f"text_tokens must be ids in [0, {self.num_text_classes}), got max {int(text_tokens.max())}"
-                )
             text = text_tokens
         else:
             if text_latents is None or text_tokens is not None:
@@ -449,6 +446,7 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin, CacheMixin):
                 f"text_attention_mask must be {tuple(text.shape[:2])}, got {tuple(text_attention_mask.shape)}"
             )
 
+    @apply_lora_scale("attention_kwargs")
     def forward(
         self,
         video_latents: torch.Tensor | None,
@@ -470,6 +468,7 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, AttentionMixin, CacheMixin):
             encoder_hidden_states: [B, L_c, text_dim] prompt embeddings (UMT5), cross-attended by all tokens.
             text_tokens: [B, L] ids (discrete) — or ``text_latents`` [B, L, text_latent_dim] (embedding).
             text_attention_mask: [B, L] bool, True = real token; masked positions are not attended to.
+            attention_kwargs: ``{"scale": s}`` scales loaded LoRA adapters (diffusers' convention, as in Wan).
             video_context: with ``video_latents``, record each block's video keys and values into it; with
                 ``video_latents=None``, run only the text tokens on the clip it holds (``video_velocity`` is
                 then ``None``): :class:`VideoContext`.

@@ -26,8 +26,9 @@ from ..offload import (
     dtype_requirements,
     offload_requirements,
 )
-from ..pipeline_output import TrajectoryStep, UniViGUPipelineOutput
+from ..pipeline_output import UniViGUPipelineOutput
 from ..pipeline_univigu import Cancelled
+from ..trajectory import TrajectoryStep
 from ..video_io import write_video
 from .checks import InputChecks, Limits, UserError
 from .preview import projection_for

@@ -4,7 +4,7 @@ import html
 
 import numpy as np
 
-from ..pipeline_output import TrajectoryStep
+from ..trajectory import TrajectoryStep
 
 MAX_SHOWN_TOKENS = 160
 LEGEND = (

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..pipeline_output import TrajectoryStep
+from ..trajectory import TrajectoryStep
 from .preview import LatentProjection
 
 TASK_TITLES = {"text_to_video": "Text to video", "caption": "Video captioning", "joint": "Joint generation"}

@@ -8,7 +8,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from ..pipeline_output import TrajectoryStep
+from ..trajectory import TrajectoryStep
 from .checks import UserError
 from .preview import cached_projection, filmstrip, is_full_size
 from .runs import RunRecord
