@@ -504,11 +504,12 @@ def test_binding_reads_which_object_a_caption_describes():
 
 
 def test_assemble_converts_the_base_generator(tiny_run, tiny_stages, tmp_path):
-    """A base-generator pipeline samples text-to-video (text stream masked) exactly as plain Wan does."""
+    """A base-generator pipeline samples text-to-video (text stream masked) exactly as plain Wan does: the same
+    Euler steps with guidance, written out here with the Wan called directly."""
     from diffusers import WanTransformer3DModel
 
-    from training.sampling import wan_sample
     from training.shapesworld.assemble import assemble
+    from univigu.models import WanAdapter
 
     base = tiny_run / "base" / "final"
     pipe = assemble(str(tiny_run / "components"), str(base), str(tmp_path / "pipe"), shift=3.0)
@@ -526,7 +527,14 @@ def test_assemble_converts_the_base_generator(tiny_run, tiny_stages, tmp_path):
         guidance_scale=3.0,
         generator=torch.Generator().manual_seed(0),
     )
-    ref = wan_sample(wan, pipe.scheduler, cond, empty, shape, 2, 3.0, torch.Generator().manual_seed(0))
+    scheduler = pipe.scheduler
+    scheduler.set_timesteps(2)
+    ref = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for i, sigma in enumerate(scheduler.sigmas[:-1].tolist()):
+            t = torch.full((2,), sigma * 1000)
+            v = WanAdapter(wan)(torch.cat([ref, ref]), t, torch.cat([cond, empty])).video_velocity
+            ref = scheduler.step(v[1:] + 3.0 * (v[:1] - v[1:]), scheduler.timesteps[i], ref, return_dict=False)[0]
     torch.testing.assert_close(uni, ref, rtol=1e-4, atol=1e-4)
 
 
@@ -578,3 +586,61 @@ def test_text_only_rebuild_keeps_the_vae(tiny_run, tmp_path, capsys):
         main(["--data", str(tiny_run / "data"), "--out", str(tmp_path / "empty"), "--text-only"])
     assert "has no vae/" in capsys.readouterr().err
     assert not (tmp_path / "empty").exists()
+
+
+def test_lora_adapters_train_save_and_load(tiny_run, tiny_stages, tmp_path):
+    """``--lora_rank``: only the adapters learn; the final folder is the merged model plus the adapters alone,
+    which ``load_lora_weights`` applies to the model the run started from, giving the merged model's outputs."""
+    from safetensors.torch import load_file
+
+    from training.shapesworld.assemble import assemble
+    from univigu.models import UniViGUTransformer
+
+    recall = tiny_run / "recall" / "final"
+    args = _args(tiny_run, "refine", "lora", "--max_steps=2", "--lr=3e-2", "--lora_rank=2", f"--init={recall}")
+    train_mod.train(train_mod.load_config(args))
+    final = tiny_run / "lora" / "final"
+    start = UniViGUTransformer.from_pretrained(str(recall)).state_dict()
+    trained = UniViGUTransformer.from_pretrained(str(final)).state_dict()
+    assert start.keys() == trained.keys()
+    changed = {k for k in start if not torch.equal(start[k], trained[k])}
+    assert changed and all(k.rsplit(".", 2)[-2] in ("to_q", "to_k", "to_v", "0") for k in changed), sorted(changed)
+    adapters = load_file(str(final / "pytorch_lora_weights.safetensors"))
+    assert adapters and all(k.startswith("transformer.") and ".lora_" in k for k in adapters)
+
+    merged = assemble(str(tiny_run / "components"), str(final), str(tmp_path / "merged"), shift=3.0)
+    adapted = assemble(str(tiny_run / "components"), str(recall), str(tmp_path / "adapted"), shift=3.0)
+    adapted.load_lora_weights(str(final))
+    for p in (merged, adapted):
+        p.set_progress_bar_config(disable=True)
+    clip = merged.text_to_video("a red circle moves left", num_inference_steps=2, seed=0, guidance_scale=1.0)
+    again = adapted.text_to_video("a red circle moves left", num_inference_steps=2, seed=0, guidance_scale=1.0)
+    assert np.abs(clip.frames.astype(int) - again.frames.astype(int)).max() <= 1
+    with pytest.raises(SystemExit, match="lora_rank adapts a trained UniViGU model"):
+        train_mod.load_config(_args(tiny_run, "recall", "x", "--lora_rank=2", f"--init={tiny_run / 'base' / 'final'}"))
+
+
+def test_evaluate_samples_a_base_generator_with_its_text_stream_masked(tiny_run, tiny_stages, tmp_path, monkeypatch):
+    """``--base-transformer``: the Wan, converted as Stage 1 starts it, generates with every text key masked (its
+    own video prediction, test_assemble_converts_the_base_generator) and is scored on text-to-video only."""
+    from diffusers import WanTransformer3DModel
+
+    from training.evaluate import Evaluator
+    from training.shapesworld.assemble import assemble
+    from univigu import UniViGUPipeline
+
+    assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "pipe"), shift=3.0)
+    base = tiny_run / "base" / "final"
+    seen, sample = [], UniViGUPipeline.sample
+
+    def spy(pipe, *args, **kwargs):
+        seen.append((pipe.transformer, kwargs["text_ids"]))
+        return sample(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(UniViGUPipeline, "sample", spy)
+    result = Evaluator(str(tmp_path / "pipe"), steps=2, batch=2, base_transformer=str(base)).run("test", 2)
+    assert set(result) == {"text_to_video", "seconds"} and seen
+    head = WanTransformer3DModel.from_pretrained(str(base)).proj_out.weight
+    for transformer, text_ids in seen:
+        assert torch.equal(transformer.proj_out.weight, head)
+        assert (text_ids == transformer.config.pad_token_id).all()

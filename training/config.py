@@ -4,6 +4,7 @@ The resolved config is saved beside every checkpoint (``config.yaml``), so a run
 """
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,10 @@ class Config:
     val_prompts: list = field(default_factory=lambda: ["a red circle moves right", "a blue square stays still"])
     ckpt_every: int = 200
     keep_checkpoints: int = 2
+    # LoRA (training.lora): rank-R adapters on the attention of a trained UniViGU model (init), all else frozen;
+    # 0 trains every weight. lora_alpha 0: the rank (scale 1)
+    lora_rank: int = 0
+    lora_alpha: float = 0.0
     resume: bool = True  # continue from the newest checkpoint in out_dir if there is one
 
 
@@ -114,6 +119,20 @@ def load_config(argv: list[str]) -> Config:
         raise SystemExit(f"stage {cfg.stage!r} starts from a trained model: set --init=DIR (or --init=random)")
     if cfg.text_target == "none" and (cfg.video_clean_prob or cfg.text_clean_prob):
         raise SystemExit("video_clean_prob and text_clean_prob need a text stream: set text_target")
+    if cfg.lora_rank < 0 or cfg.lora_alpha < 0:
+        raise SystemExit(f"lora_rank and lora_alpha must be >= 0, got {cfg.lora_rank} and {cfg.lora_alpha}")
+    if cfg.lora_rank and not _is_univigu_folder(cfg.init):
+        raise SystemExit(
+            f"lora_rank adapts a trained UniViGU model: set --init to its folder (a recall or refine model), got"
+            f" {cfg.init!r}; a new text stream (Stage 1 from a Wan) trains in full"
+        )
     if cfg.text_formulation not in ("discrete", "embedding"):
         raise SystemExit(f"text_formulation must be 'discrete' or 'embedding', got {cfg.text_formulation!r}")
     return cfg
+
+
+def _is_univigu_folder(path: str) -> bool:
+    config = Path(path) / "config.json" if path not in ("", "random") else None
+    return bool(
+        config and config.is_file() and json.loads(config.read_text()).get("_class_name") == "UniViGUTransformer"
+    )

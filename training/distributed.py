@@ -82,10 +82,16 @@ def full_model(accelerator: Accelerator, model):
     if not accelerator.is_main_process:
         return None
     cls = next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))  # FSDP2 subclasses the model's
+    return plain_copy(cls, model, state)
+
+
+def plain_copy(cls, model, state: dict):
+    """A ``cls`` of ``model``'s config holding ``state`` (a full state dict on the CPU) and ``model``'s
+    non-persistent buffers (rotary tables, which no state dict holds)."""
     with torch.device("meta"):
         plain = cls.from_config(model.config)
     plain.load_state_dict(state, assign=True)
-    for name, buffer in model.named_buffers():  # non-persistent buffers (rotary tables) are not in the state
+    for name, buffer in model.named_buffers():
         owner, _, attr = name.rpartition(".")
         if getattr(plain.get_submodule(owner), attr).is_meta:
             setattr(plain.get_submodule(owner), attr, buffer.detach().to("cpu"))

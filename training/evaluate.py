@@ -22,7 +22,7 @@ With ``--base-transformer`` the plain Wan generator is evaluated on text-to-vide
 stream); the pipeline folder then only supplies its tokenizer, text encoder, VAE and scheduler.
 Results keep each clip's scores (``per_clip``), from which ``--table`` gives every number its 95% interval over
 the clips (``training.shapesworld.intervals``).
-Sampling is batched (``UniViGUPipeline.sample``; ``training.sampling.wan_sample`` for the base generator),
+Sampling is batched (``UniViGUPipeline.sample``; a base generator converted, its text stream masked),
 seeded per batch, greedy for text (the surest masked tokens revealed first: ``text_order="auto"``;
 ``--text-temperature`` samples each revealed word instead).
 """
@@ -38,7 +38,6 @@ import torch
 from univigu.latents import decode_frames, encode_frames
 from univigu.pipeline_univigu import CAPTION_STEPS
 
-from .sampling import wan_sample
 from .shapesworld import (
     DETAIL_ATTRS,
     PROMPT_ATTRS,
@@ -106,13 +105,18 @@ class Evaluator:
 
         self.pipe = UniViGUPipeline.from_pretrained(model_dir)
         self.pipe.set_step_cache(cache)  # text-to-video and joint (univigu.caching); captioning runs without
+        self.pipe.set_progress_bar_config(disable=True)  # thousands of short runs
         self.vae = self.pipe.vae
         self.transformer = self.pipe.transformer.eval()
-        self.wan = None
+        # a base generator (a Wan) is sampled as Stage 1 starts it: converted, its text stream all pads (masked
+        # keys), which leaves Wan's video prediction as it is (tests: test_assemble_converts_the_base_generator)
+        self.base = None
         if base_transformer:
-            from diffusers import WanTransformer3DModel
+            from .components import load_transformer
 
-            self.wan = WanTransformer3DModel.from_pretrained(base_transformer).eval()
+            base = load_transformer(base_transformer, self.pipe.tokenizer, self.pipe.max_text_len).eval()
+            self.base = UniViGUPipeline.from_pipe(self.pipe, transformer=base)
+            self.base.set_progress_bar_config(disable=True)
         self.steps, self.guidance, self.batch, self.seed = steps, guidance, batch, seed
         self.text_order = text_order
         self.caption_steps = caption_steps or steps
@@ -189,30 +193,21 @@ class Evaluator:
             chunk = captions[k : k + self.batch]
             cond = self.embed(chunk)
             text_ids = self.pipe.text_id_rows(chunk)
-            if self.wan is not None:
-                latents = wan_sample(
-                    self.wan,
-                    self.pipe.scheduler,
-                    cond,
-                    self.empty,
-                    self.latent_shape,
-                    self.steps,
-                    self.guidance,
-                    self._gen(k),
-                )
-            else:
-                wall, cpu = time.perf_counter(), time.process_time()
-                latents, _, _ = self.pipe.sample(
-                    cond,
-                    self.empty,
-                    latent_shape=self.latent_shape,
-                    text_ids=text_ids,
-                    num_inference_steps=self.steps,
-                    guidance_scale=self.guidance,
-                    generator=self._gen(k),
-                )
-                sample_wall += time.perf_counter() - wall
-                sample_cpu += time.process_time() - cpu
+            pipe = self.base or self.pipe
+            if self.base is not None:
+                text_ids = torch.full_like(text_ids, pipe.transformer.config.pad_token_id)
+            wall, cpu = time.perf_counter(), time.process_time()
+            latents, _, _ = pipe.sample(
+                cond,
+                self.empty,
+                latent_shape=self.latent_shape,
+                text_ids=text_ids,
+                num_inference_steps=self.steps,
+                guidance_scale=self.guidance,
+                generator=self._gen(k),
+            )
+            sample_wall += time.perf_counter() - wall
+            sample_cpu += time.process_time() - cpu
             clips = decode_frames(self.vae, latents).numpy()
             scores += [score_detection(detect(clip), cap) for clip, cap in zip(clips, chunk)]
         attrs = aggregate(scores)
@@ -274,7 +269,7 @@ class Evaluator:
 
     def run(self, split: str, n: int, tasks: tuple[str, ...] = TASKS) -> dict:
         scenes = [s for _, s in iter_split(split, n)]
-        if self.wan is not None:
+        if self.base is not None:
             tasks = ("text_to_video",)  # the base generator has no text stream
         out = {}
         start = time.time()

@@ -44,7 +44,7 @@ from transformers import AutoTokenizer
 from univigu.flows import UniFlowLoss, UniFlowLossOutput
 from univigu.models import UniViGUTransformer, WanAdapter
 
-from . import distributed
+from . import distributed, lora
 from .components import load_transformer, uni_from_base
 from .config import Config, load_config
 from .data import LatentCache, step_generator
@@ -136,7 +136,7 @@ def save_checkpoint(accelerator: Accelerator, cfg: Config, model, optimizer, ste
     distributed.save_state(accelerator, model, optimizer, tmp / "state")
     plain = distributed.full_model(accelerator, model)
     if accelerator.is_main_process:
-        plain.save_pretrained(tmp / "model")
+        (lora.merged(plain) if cfg.lora_rank else plain).save_pretrained(tmp / "model")
         (tmp / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))  # written last: marks it complete
         shutil.rmtree(final, ignore_errors=True)
@@ -166,7 +166,6 @@ def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
     from univigu.video_io import write_video
 
     from .components import load_components
-    from .sampling import wan_sample
 
     tokenizer, text_encoder, vae = load_components(cfg.components)
     enc = tokenizer(cfg.val_prompts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
@@ -176,20 +175,24 @@ def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
     gen = torch.Generator().manual_seed(cfg.seed)
     shape = tuple(data.latents[data.buckets[0]].shape[1:])
     model.eval()
-    if not isinstance(model, UniViGUTransformer):  # a video generator alone: text-to-video only
-        latents = wan_sample(model, scheduler, cond, data.empty_embed, shape, cfg.val_steps, 5.0, gen)
-        lines = []
-    else:
-        pipe = UniViGUPipeline(tokenizer, text_encoder, vae, model, scheduler)
-        latents, _, _ = pipe.sample(
-            cond,
-            data.empty_embed,
-            latent_shape=shape,
-            text_ids=pipe.text_id_rows(cfg.val_prompts),
-            num_inference_steps=cfg.val_steps,
-            guidance_scale=5.0,
-            generator=gen,
-        )
+    # a video generator alone is sampled as Stage 1 starts it (converted, its text stream all pads: Wan's video
+    # prediction unchanged) and only generates
+    generator_only = not isinstance(model, UniViGUTransformer)
+    uni = uni_from_base(model, tokenizer, max_text_len=data.prompt_ids.shape[1]).eval() if generator_only else model
+    pipe = UniViGUPipeline(tokenizer, text_encoder, vae, uni, scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    text_ids = pipe.text_id_rows(cfg.val_prompts)
+    latents, _, _ = pipe.sample(
+        cond,
+        data.empty_embed,
+        latent_shape=shape,
+        text_ids=torch.full_like(text_ids, uni.config.pad_token_id) if generator_only else text_ids,
+        num_inference_steps=cfg.val_steps,
+        guidance_scale=5.0,
+        generator=gen,
+    )
+    lines = []
+    if not generator_only:
         batch = data.batch(2, cfg.seed + 1, 0)
         _, text, _ = pipe.sample(
             data.empty_embed.expand(2, -1, -1),
@@ -236,11 +239,16 @@ def train(cfg: Config) -> dict:
     model = build_model(cfg, data)
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
+    if cfg.lora_rank:
+        model = lora.add_lora(model, cfg.lora_rank, cfg.lora_alpha)
     model = distributed.shard(accelerator, model.train())  # FSDP2 when the launch config asks for it
-    # Two groups: matrices decay, vectors and embeddings do not
+    if cfg.lora_rank and distributed.is_sharded(model):
+        raise SystemExit("lora_rank trains with DDP or one process, not FSDP: LoRA's own memory is small")
+    # Two groups of the trained weights: matrices decay, vectors and embeddings do not
     decay, no_decay = [], []
     for n, p in model.named_parameters():
-        (decay if p.ndim >= 2 and "embedding" not in n else no_decay).append(p)
+        if p.requires_grad:
+            (decay if p.ndim >= 2 and "embedding" not in n else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
     model, optimizer = distributed.prepare(accelerator, model, optimizer)
@@ -336,13 +344,15 @@ def train(cfg: Config) -> dict:
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.max_steps:
             save_checkpoint(accelerator, cfg, model, optimizer, step + 1, out_dir)
 
-    # 4. The final model folder (what the next stage's --init and the pipeline take)
+    # 4. The final model folder (what the next stage's --init and the pipeline take); with LoRA, the adapters too
     plain = distributed.full_model(accelerator, model)
     if accelerator.is_main_process:
         final = out_dir / "final"
         tmp = out_dir / ".tmp-final"
         shutil.rmtree(tmp, ignore_errors=True)
-        plain.save_pretrained(tmp)
+        (lora.merged(plain) if cfg.lora_rank else plain).save_pretrained(tmp)
+        if cfg.lora_rank:
+            lora.save_adapters(plain, tmp)
         (tmp / "config_train.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
