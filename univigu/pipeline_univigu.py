@@ -239,6 +239,13 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
         if low < 0 or high >= classes:
             raise ValueError(f"text_ids must be ids in [0, {classes}), got {low}..{high}")
 
+    def _check_tensor_inputs(self, names: list[str]) -> None:
+        unknown = set(names) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs: {sorted(unknown)} not in {self._callback_tensor_inputs}"
+            )
+
     @torch.no_grad()
     def sample(
         self,
@@ -301,11 +308,7 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
         callbacks = [(recorder, recorder.tensor_inputs)] if recorder is not None else []
         if callback_on_step_end is not None:
             names = callback_on_step_end_tensor_inputs or ["latents"]
-            unknown = set(names) - set(self._callback_tensor_inputs)
-            if unknown:
-                raise ValueError(
-                    f"callback_on_step_end_tensor_inputs: {sorted(unknown)} not in {self._callback_tensor_inputs}"
-                )
+            self._check_tensor_inputs(names)
             callbacks.append((callback_on_step_end, names))
         if not 0.01 <= text_shift <= 100:
             raise ValueError(f"text_shift must be in 0.01..100, got {text_shift}")
@@ -428,11 +431,7 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
             raise ValueError("generate_text makes a clip and its caption from a prompt; a given video is captioned")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-        unknown = set(callback_on_step_end_tensor_inputs or []) - set(self._callback_tensor_inputs)
-        if unknown:
-            raise ValueError(
-                f"callback_on_step_end_tensor_inputs: {sorted(unknown)} not in {self._callback_tensor_inputs}"
-            )
+        self._check_tensor_inputs(callback_on_step_end_tensor_inputs or [])
         if video is None and (prompt is None or (isinstance(prompt, list) and not prompt)):
             raise PromptError("the prompt is empty; describe the clip you want")
 
@@ -535,9 +534,11 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
             if not clips:
                 raise ValueError("no clips to caption: pass one clip [F, H, W, 3] or a non-empty list of them")
             check_video_cache_interval(video_cache_interval)
-            prompts = prompt if isinstance(prompt, list) else [prompt] * len(clips)
-            prompts = [self._validate_prompt(p, required=False) or "" for p in prompts]
-            if len(prompts) != len(clips):
+            prompts = [
+                self._validate_prompt(p, required=False) or ""
+                for p in (prompt if isinstance(prompt, list) else [prompt])
+            ]
+            if len(prompts) not in (1, len(clips)):
                 raise ValueError(f"{len(prompts)} prompts for {len(clips)} clips: give one prompt, or one per clip")
             size = self.check_size(None, None, None)
         else:
@@ -548,6 +549,8 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
         # 2. Encode the prompt (and the negative prompt for guidance)
         use_cfg = not captioning and guidance_scale > 1.0
         cond, uncond = self.encode_prompt(prompts, negative_prompt, use_cfg, prompt_embeds, negative_prompt_embeds)
+        if captioning and len(cond) == 1:
+            cond = cond.expand(len(clips), -1, -1)  # one prompt for every clip: encoded once
 
         # 3. Prepare the streams: the clips to caption held clean, or noise of the clip's shape; the text stream
         # from its source, or the prompt held clean (text-to-video)
