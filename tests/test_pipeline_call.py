@@ -85,13 +85,14 @@ def test_callback_on_step_end_sees_and_replaces_tensors(pipe):
         pipe(PROMPT, num_inference_steps=1, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["x"])
 
 
-def test_interrupt_skips_the_remaining_steps(pipe):
+@pytest.mark.parametrize("attribute", ["interrupt", "_interrupt"])
+def test_interrupt_skips_the_remaining_steps(pipe, attribute):
     steps = []
 
     def stop_after_two(p, step, timestep, kwargs):
         steps.append(step)
         if step == 1:
-            p._interrupt = True
+            setattr(p, attribute, True)
         return {}
 
     calls = []

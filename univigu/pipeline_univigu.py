@@ -208,8 +208,13 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
 
     @property
     def interrupt(self) -> bool:
-        """Set ``pipe._interrupt = True`` (e.g. in a step callback) to skip the run's remaining steps."""
+        """Set ``pipe.interrupt = True`` (or diffusers' ``pipe._interrupt``), e.g. in a step callback, to skip the
+        run's remaining steps."""
         return self._interrupt
+
+    @interrupt.setter
+    def interrupt(self, value: bool) -> None:
+        self._interrupt = bool(value)
 
     @property
     def current_timestep(self):
@@ -291,7 +296,7 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
             callback_on_step_end, callback_on_step_end_tensor_inputs: diffusers' step callback,
                 ``callback(pipe, step, timestep, callback_kwargs) -> dict``, given the named tensors of
                 ``_callback_tensor_inputs``; returning ``latents``, ``text_state`` or ``prompt_embeds`` replaces
-                them. ``pipe._interrupt = True`` skips the remaining steps.
+                them. ``pipe.interrupt = True`` skips the remaining steps.
 
         Returns (latents [B, C, f, h, w], text ids [B, L] or ``None`` when given, trajectory or ``None``).
         """
