@@ -1,8 +1,8 @@
 """Speed of diffusers' step caches on text-to-video: the denoising loop with each cache against none.
 
 The bundled ShapesWorld model, the test split's first prompts (batch 8 by default), 20 steps, guidance 5: the
-settings of ``python -m training.evaluate --tasks text_to_video --cache SPEC``, whose quality numbers go with
-these. One thread, the caches interleaved round by round and the fastest round kept, so other work on a shared
+settings of ``python -m training.shapesworld.evaluate --tasks text_to_video --cache SPEC``, whose quality numbers
+go with these. One thread, the caches interleaved round by round and the fastest round kept, so other work on a shared
 machine moves every row alike; the time is this process's CPU time. Prints one JSON line per spec with the share
 of block forwards computed and ``"ratio"`` (no cache / this cache) last.
 

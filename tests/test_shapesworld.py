@@ -487,7 +487,7 @@ def test_wilson_and_bootstrap_intervals() -> None:
 
 
 def test_evaluator_table_prints_intervals_from_per_clip_scores() -> None:
-    from training.evaluate import markdown_table
+    from training.shapesworld.evaluate import markdown_table
 
     scores = [{"color": int(i < 150), "background": 1} for i in range(200)]
     brief = [dict.fromkeys(sw.PROMPT_ATTRS, 0)] * 200

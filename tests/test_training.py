@@ -117,8 +117,8 @@ def test_ablation_rows_are_configurations(tiny_run, tiny_stages, tmp_path):
     from random weights (no base folder exists for it); Stage 2 starts from the base generator as Stage 1
     does (no Stage 1); ``text_formulation=embedding`` gives Stage 1's
     conversion the paper's continuous text stream, which Stage 2 and the evaluator then run."""
-    from training.evaluate import Evaluator
     from training.shapesworld.assemble import assemble
+    from training.shapesworld.evaluate import Evaluator
 
     base_yaml = f"--config={ROOT / 'training' / 'configs' / 'base.yaml'}"  # its model, then refine.yaml's objective
     scratch = tiny_run / "scratch"
@@ -426,8 +426,8 @@ def test_batched_sampler_matches_the_pipeline():
 
 
 def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
-    from training.evaluate import Evaluator, markdown_table
     from training.shapesworld.assemble import assemble
+    from training.shapesworld.evaluate import Evaluator, markdown_table
 
     assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "pipe"), shift=3.0)
     evaluator = Evaluator(str(tmp_path / "pipe"), steps=2, batch=2)
@@ -463,8 +463,8 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
 def test_evaluate_text_to_video_gives_the_caption_to_slot_and_stream(tiny_run, tiny_stages, tmp_path, monkeypatch):
     """Text-to-video conditions on the scene's detailed caption twice: its embedding in the prompt slot and its
     words as the (clean) text stream."""
-    from training.evaluate import Evaluator
     from training.shapesworld.assemble import assemble
+    from training.shapesworld.evaluate import Evaluator
 
     assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "p"), shift=3.0)
     evaluator = Evaluator(str(tmp_path / "p"), steps=1, batch=2)
@@ -487,7 +487,7 @@ def test_evaluate_text_to_video_gives_the_caption_to_slot_and_stream(tiny_run, t
 def test_binding_reads_which_object_a_caption_describes():
     from dataclasses import replace
 
-    from training.evaluate import _binding
+    from training.shapesworld.evaluate import _binding
 
     scene = next(
         s
@@ -625,8 +625,8 @@ def test_evaluate_samples_a_base_generator_with_its_text_stream_masked(tiny_run,
     own video prediction, test_assemble_converts_the_base_generator) and is scored on text-to-video only."""
     from diffusers import WanTransformer3DModel
 
-    from training.evaluate import Evaluator
     from training.shapesworld.assemble import assemble
+    from training.shapesworld.evaluate import Evaluator
     from univigu import UniViGUPipeline
 
     assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "pipe"), shift=3.0)

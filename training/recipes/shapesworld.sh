@@ -54,16 +54,16 @@ stage assemble_recall "$RUN/pipe-recall/model_index.json" \
   --out "$RUN/pipe-recall" --shift $SHIFT
 
 for split in test compositional; do
-  stage "eval_base_$split" "$RUN/eval/base-$split.json" $PY -m training.evaluate --model "$RUN/pipe-recall" \
+  stage "eval_base_$split" "$RUN/eval/base-$split.json" $PY -m training.shapesworld.evaluate --model "$RUN/pipe-recall" \
     --base-transformer "$RUN/base/final" --name base --split $split --n "$EVAL_N" --out "$RUN/eval/base-$split.json"
   # Stage 1 alone: captioning (detail attributes) and text-to-video (the generator's skill); its joint
   # captions are brief prompts, which the joint scorer reads as captions (0 by construction), so no joint run
-  stage "eval_recall_$split" "$RUN/eval/recall-$split.json" $PY -m training.evaluate --model "$RUN/pipe-recall" \
+  stage "eval_recall_$split" "$RUN/eval/recall-$split.json" $PY -m training.shapesworld.evaluate --model "$RUN/pipe-recall" \
     --name "stage1" --split $split --n "$EVAL_N" --tasks captioning text_to_video --out "$RUN/eval/recall-$split.json"
-  stage "eval_refine_$split" "$RUN/eval/refine-$split.json" $PY -m training.evaluate --model "$RUN/pipeline" \
+  stage "eval_refine_$split" "$RUN/eval/refine-$split.json" $PY -m training.shapesworld.evaluate --model "$RUN/pipeline" \
     --name "stage1+2" --split $split --n "$EVAL_N" --out "$RUN/eval/refine-$split.json"
 done
-$PY -m training.evaluate --table "$RUN"/eval/{base,recall,refine}-{test,compositional}.json > "$RUN/eval/table.md"
+$PY -m training.shapesworld.evaluate --table "$RUN"/eval/{base,recall,refine}-{test,compositional}.json > "$RUN/eval/table.md"
 # Ship: the pipeline's weights and configs (OUT's model card README.md is kept), the table, timings and VAE report
 mkdir -p "$OUT"
 cp -r "$RUN"/pipeline/* "$OUT/"

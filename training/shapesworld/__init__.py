@@ -5,8 +5,8 @@ text (sentences, parsers) -> detect (clip -> attributes) -> score (benchmark) ->
 
 The bundled model's parts and tools are modules of their own, imported by name (most need torch):
 tokenizer, text_encoder, vae -> components (the frozen parts) -> assemble (the pipeline folder); examples
-(the studio's example clips); table and intervals (the benchmark's table, each number with its 95% interval,
-for ``training.evaluate``); ablation.sh and ablation_table (the model card's ablation rows and their table).
+(the studio's example clips); evaluate (the benchmark of a trained pipeline), table and intervals (its table,
+each number with its 95% interval); ablation.sh and ablation_table (the model card's ablation rows and table).
 EXPERIMENTS.md says what was tried on the way to the bundled model and what it gave.
 
 The export names (export_dataset, read_video, write_video) load lazily, so importing the package

@@ -42,7 +42,7 @@ newest() {  # newest DIR: its checkpoint-N folder of the highest N (none: empty)
 }
 evaluate() {  # evaluate PIPELINE NAME SUFFIX: test and compositional, every task
   for split in test compositional; do
-    stage "eval${3}_$split" "$ROW_DIR/eval$3-$split.json" $PY -m training.evaluate --model "$1" --name "$2" \
+    stage "eval${3}_$split" "$ROW_DIR/eval$3-$split.json" $PY -m training.shapesworld.evaluate --model "$1" --name "$2" \
       --split $split --n "$EVAL_N" --out "$ROW_DIR/eval$3-$split.json"
   done
 }

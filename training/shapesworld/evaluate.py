@@ -1,10 +1,10 @@
 """The ShapesWorld benchmark for a trained pipeline: captioning, text-to-video and joint generation.
 
-    python -m training.evaluate --model assets/univigu-shapesworld --split test --n 200 [--out results.json]
-    python -m training.evaluate --model DIR --base-transformer runs/shapesworld/base/final --name base ...
-    python -m training.evaluate --table a.json b.json ... > table.md
-    python -m training.evaluate --model DIR --tasks captioning --text-order random ...   (one task; random reveal order)
-    python -m training.evaluate --model DIR --tasks text_to_video --cache first_block:0.1   (a step cache)
+    python -m training.shapesworld.evaluate --model assets/univigu-shapesworld --split test --n 200 [--out results.json]
+    python -m training.shapesworld.evaluate --model DIR --base-transformer runs/shapesworld/base/final --name base ...
+    python -m training.shapesworld.evaluate --table a.json b.json ... > table.md
+    python -m training.shapesworld.evaluate --model DIR --tasks captioning --text-order random   (one task)
+    python -m training.shapesworld.evaluate --model DIR --tasks text_to_video --cache first_block:0.1   (a step cache)
 
 Clips are rendered from the split's scenes (``training.shapesworld``) and scored with its scorer:
 
@@ -38,7 +38,7 @@ import torch
 from univigu.latents import decode_frames, encode_frames
 from univigu.pipeline_univigu import CAPTION_STEPS
 
-from .shapesworld import (
+from . import (
     DETAIL_ATTRS,
     PROMPT_ATTRS,
     aggregate,
@@ -55,7 +55,7 @@ from .shapesworld import (
     score_detection,
     score_prompt_agreement,
 )
-from .shapesworld.table import markdown_table
+from .table import markdown_table
 
 TASKS = ("captioning", "text_to_video", "joint")
 
@@ -112,7 +112,7 @@ class Evaluator:
         # keys), which leaves Wan's video prediction as it is (tests: test_assemble_converts_the_base_generator)
         self.base = None
         if base_transformer:
-            from .components import load_transformer
+            from ..components import load_transformer
 
             base = load_transformer(base_transformer, self.pipe.tokenizer, self.pipe.max_text_len).eval()
             self.base = UniViGUPipeline.from_pipe(self.pipe, transformer=base)
