@@ -7,7 +7,6 @@ from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransform
 
 from univigu import Cancelled, PromptError, UniViGUPipeline
 from univigu.loading import ModelLoadError, load_pipeline, pipeline_from_wan
-from univigu.pipeline_univigu import shifted_sigmas
 from univigu.tiny import tiny_pipeline, tiny_text_encoder, tiny_vae, tiny_wan_config
 from univigu.tokenization import build_word_tokenizer
 
@@ -95,23 +94,15 @@ def test_joint_evolves_both_streams(pipe):
     assert masks[-1] == 0 and masks[0] >= masks[-1]
 
 
-def test_joint_text_schedule_shifts_and_the_text_ends_once(pipe):
-    linear = shifted_sigmas(4, 1.0)
-    assert linear == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0])
-    early = shifted_sigmas(4, 0.5)
-    assert early[0] == 1.0 and early[-1] == 0.0 and all(e < u for e, u in zip(early[1:-1], linear[1:-1]))
+def test_joint_text_schedule_is_linear_and_the_text_ends_once(pipe):
     ends = {pipe.tokenizer.eos_token_id, pipe.transformer.config.pad_token_id}
-    for shift in (0.5, 1.0):
-        for seed in range(3):
-            out = pipe.joint(PROMPT, num_inference_steps=4, seed=seed, return_trajectory=True, text_shift=shift)
-            want = shifted_sigmas(4, shift)[1:]
-            assert [s.text_sigma for s in out.trajectory] == pytest.approx(want)
-            for step in out.trajectory:  # words (or masks), then one end token, then pads
-                ids = step.text_ids
-                first = next((k for k, i in enumerate(ids) if i in ends), len(ids))
-                assert all(i == pipe.transformer.config.pad_token_id for i in ids[first + 1 :])
-    with pytest.raises(ValueError, match="text_shift"):
-        pipe.joint(PROMPT, num_inference_steps=2, text_shift=0.0)
+    for seed in range(3):
+        out = pipe.joint(PROMPT, num_inference_steps=4, seed=seed, return_trajectory=True)
+        assert [s.text_sigma for s in out.trajectory] == pytest.approx([0.75, 0.5, 0.25, 0.0])
+        for step in out.trajectory:  # words (or masks), then one end token, then pads
+            ids = step.text_ids
+            first = next((k for k, i in enumerate(ids) if i in ends), len(ids))
+            assert all(i == pipe.transformer.config.pad_token_id for i in ids[first + 1 :])
 
 
 def test_cancel_from_the_callback_stops_the_run(pipe):

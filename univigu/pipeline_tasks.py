@@ -114,10 +114,8 @@ class TaskMethodsMixin:
         seed: int | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
-        text_shift: float = 1.0,
     ) -> UniViGUPipelineOutput:
-        """Generate a clip and its caption together from ``prompt``, both denoised step by step (the caption's
-        schedule shifted by ``text_shift``: :func:`shifted_sigmas`)."""
+        """Generate a clip and its caption together from ``prompt``, both denoised step by step."""
         return self._one_clip(
             self(
                 prompt,
@@ -129,7 +127,6 @@ class TaskMethodsMixin:
                 num_inference_steps=num_inference_steps,
                 guidance_scale=guidance_scale,
                 text_temperature=text_temperature,
-                text_shift=text_shift,
                 generator=generator,
                 seed=seed,
                 callback=callback,

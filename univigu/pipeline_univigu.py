@@ -19,7 +19,7 @@ Classifier-free guidance (video only) appends B unconditional rows (empty prompt
 forward. A text position holding the pad token is masked as a key, so text columns masked in every row are trimmed
 before the loop: exact, and not computed.
 Discrete text steps keep a text's form — words, one end token, pads (``DiscreteTextFlow.step``'s
-``end_token_ids``); ``text_shift`` reveals the text ahead of (or behind) a linear schedule.
+``end_token_ids``), on a linear schedule.
 """
 
 import secrets
@@ -37,7 +37,7 @@ from diffusers import (
 from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
 from .caching import StepCacheMixin, apply_prompt_cache
-from .flows import DiscreteTextFlow, shifted_sigmas, text_flow_for, to_timestep
+from .flows import DiscreteTextFlow, text_flow_for, to_timestep
 from .latents import denormalize, frames_to_pixels, normalize, pixels_to_frames
 from .lora import UniViGULoraLoaderMixin
 from .models import UniViGUTransformer
@@ -264,7 +264,6 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
         guidance_scale: float = 5.0,
         text_temperature: float = 0.0,
         text_order: str = "auto",
-        text_shift: float = 1.0,
         generator: torch.Generator | None = None,
         callback: StepCallback | None = None,
         return_trajectory: bool = False,
@@ -282,8 +281,6 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
             text_ids: clean text-stream ids [B, L] (:meth:`text_id_rows`); ``None`` denoises the text.
             text_order: which masked tokens a discrete text step reveals (``DiscreteTextFlow.step``):
                 ``"confidence"``, ``"random"``, or ``"auto"`` (confidence for the mask source, else random).
-            text_shift: the text's noise schedule (:func:`shifted_sigmas`): 1 linear, below 1 the text is
-                revealed ahead of the video.
             generator: draws, in order, all rows' video noise, their text source, then each step's random
                 text jumps (none in confidence order when greedy).
             callback, return_trajectory: per-step :class:`TrajectoryStep` records of one row (B = 1), made by a
@@ -315,8 +312,6 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
             names = callback_on_step_end_tensor_inputs or ["latents"]
             self._check_tensor_inputs(names)
             callbacks.append((callback_on_step_end, names))
-        if not 0.01 <= text_shift <= 100:
-            raise ValueError(f"text_shift must be in 0.01..100, got {text_shift}")
         if use_cfg and uncond is None:
             raise ValueError("guidance_scale > 1 needs the unconditional embedding `uncond`")
         if denoise_video and latent_shape is None:
@@ -352,10 +347,10 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
             clean_inputs = self._trim(*self._text_inputs(clean, use_cfg))
             text_state = None
 
-        # 2. Timesteps: the scheduler's sigmas for video; for text linear, or shifted by text_shift
+        # 2. Timesteps: the scheduler's sigmas for video, linear ones for text
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         video_sigmas = self.scheduler.sigmas.tolist()
-        text_sigmas = shifted_sigmas(num_inference_steps, text_shift)
+        text_sigmas = torch.linspace(1.0, 0.0, num_inference_steps + 1).tolist()
         self._num_timesteps, self._interrupt = num_inference_steps, False
 
         # 3. The loop
@@ -505,7 +500,6 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
         num_inference_steps: int | None = None,
         guidance_scale: float = 5.0,
         text_temperature: float = 0.0,
-        text_shift: float = 1.0,
         video_cache_interval: int = CAPTION_VIDEO_CACHE_INTERVAL,
         generator: torch.Generator | None = None,
         seed: int | None = None,
@@ -578,7 +572,6 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
             num_inference_steps=steps,
             guidance_scale=guidance_scale,
             text_temperature=text_temperature,
-            text_shift=text_shift,
             generator=generator,
             callback=callback,
             return_trajectory=return_trajectory,

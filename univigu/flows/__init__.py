@@ -8,7 +8,7 @@ literature writes ``t = 1 - sigma`` with ``t = 1`` clean; the text-flow code con
 
 from .text_discrete import DiscreteTextFlow
 from .text_embedding import EmbeddingTextFlow
-from .time import sample_sigmas, shift_sigmas, shifted_sigmas, to_timestep
+from .time import sample_sigmas, shift_sigmas, to_timestep
 from .uniflow import UniFlowLoss, UniFlowLossOutput, UniFlowTargets, text_flow_for
 from .video import VideoFlow
 
@@ -21,7 +21,6 @@ __all__ = [
     "VideoFlow",
     "sample_sigmas",
     "shift_sigmas",
-    "shifted_sigmas",
     "text_flow_for",
     "to_timestep",
 ]

@@ -21,12 +21,3 @@ def sample_sigmas(
     """Training noise levels [batch]: uniform in (0, 1), then shifted."""
     u = torch.rand(batch, generator=generator, device=device)
     return shift_sigmas(u, shift)
-
-
-def shifted_sigmas(steps: int, shift: float) -> list[float]:
-    """``steps + 1`` noise levels from 1 to 0: linear at shift 1, earlier (< 1) or later (> 1) otherwise.
-
-    The linear schedule under the video scheduler's time shift (:func:`shift_sigmas`); the pipeline paces a
-    denoised text stream with it (``text_shift``).
-    """
-    return shift_sigmas(torch.linspace(1.0, 0.0, steps + 1), shift).tolist()

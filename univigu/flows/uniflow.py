@@ -82,7 +82,7 @@ class UniFlowLoss:
 
     Args:
         lambda_text: ``"auto"`` for |video tokens| / |text tokens|, or a fixed float.
-        video_shift, text_shift: time shifts applied to the uniformly drawn noise levels.
+        video_shift: the time shift applied to the uniformly drawn video noise levels (text's are uniform).
         kappa_exponent: discrete path schedule ``kappa(t) = t**n``.
         video_clean_prob: probability that a sample's video is held clean (its noise level set to 0).
         text_clean_prob: probability that a sample whose video is not held clean has its text held clean.
@@ -92,7 +92,6 @@ class UniFlowLoss:
         self,
         lambda_text: str | float = "auto",
         video_shift: float = 1.0,
-        text_shift: float = 1.0,
         kappa_exponent: float = 1.0,
         video_clean_prob: float = 0.0,
         text_clean_prob: float = 0.0,
@@ -105,7 +104,6 @@ class UniFlowLoss:
             raise ValueError(f"text_clean_prob must be in [0, 1), got {text_clean_prob!r}")
         self.lambda_text = lambda_text
         self.video_shift = video_shift
-        self.text_shift = text_shift
         self.kappa_exponent = kappa_exponent
         self.video_clean_prob = video_clean_prob
         self.text_clean_prob = text_clean_prob
@@ -147,7 +145,7 @@ class UniFlowLoss:
             flow = text_flow_for(transformer, self.kappa_exponent)
             if drop_text is None:
                 drop_text = torch.zeros(batch, dtype=torch.bool, device=device)
-            sigma_t = sample_sigmas(batch, self.text_shift, generator).to(device)
+            sigma_t = sample_sigmas(batch, 1.0, generator).to(device)
             clean_video, clean_text = (c.to(device) for c in clean or self.draw_clean(batch, generator))
             sigma_v = torch.where(clean_video, torch.zeros_like(sigma_v), sigma_v)
             sigma_t = torch.where(clean_text, torch.zeros_like(sigma_t), sigma_t)
