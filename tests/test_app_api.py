@@ -448,6 +448,18 @@ def test_projection_recovers_a_linear_latent_space():
     assert np.abs(frames.astype(int) - clips[0].astype(int)).mean() < 3  # solid colour: exact up to rounding
 
 
+def test_a_blank_seed_is_drawn_and_a_given_one_kept(tmp_path):
+    from univigu.studio.engine import Settings, Studio
+    from univigu.tiny import tiny_pipeline
+
+    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    drawn = {studio.check_seed(blank) for blank in (None, "", None, "", None, "")}
+    assert len(drawn) > 1 and all(0 <= s <= studio.limits.max_seed for s in drawn)
+    assert studio.check_seed(7) == 7 and studio.check_seed("7") == 7
+    with pytest.raises(ValueError, match="seed"):
+        studio.check_seed(-1)
+
+
 def test_step_previews_decode_and_project(tmp_path):
     from univigu.studio.engine import Settings, Studio
     from univigu.tiny import tiny_pipeline

@@ -6,6 +6,7 @@ saying what to do and exit with status 2.
 
 import argparse
 import json
+import secrets
 import sys
 
 import torch
@@ -92,18 +93,19 @@ def cmd_caption(args):
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     clips = find_clips(args.videos)
     pipe = _pipeline(args)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)  # one seed for every batch
 
     def caption(frames: list) -> list[str]:
         return pipe.caption(
             frames,
             prompt=args.prompt,
             num_inference_steps=args.steps,
-            seed=args.seed,
+            seed=seed,
             video_cache_interval=args.video_cache_interval,
         ).text
 
     summary = caption_folder(caption, clips, args.out, args.batch_size, progress=not args.json)
-    _emit(args, {"out": args.out, **vars(summary)}, summary.line())
+    _emit(args, {"out": args.out, **vars(summary), "seed": seed}, f"{summary.line()} (seed {seed})")
 
 
 def cmd_convert(args):
@@ -127,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(p, steps=30):
         p.add_argument("--model", default=None, help=f"pipeline folder or hub id (default: {default_model()})")
         p.add_argument("--steps", type=int, default=steps, help="denoising steps")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=None, help="default: drawn at random, and reported")
         p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")
         p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
         p.add_argument("--offload", default="none", choices=OFFLOAD_MODES)

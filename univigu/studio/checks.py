@@ -3,6 +3,7 @@ with a message saying what to do instead.
 """
 
 import math
+import secrets
 from dataclasses import dataclass
 
 from ..pipeline_univigu import CAPTION_VIDEO_CACHE_INTERVAL, PromptError
@@ -78,8 +79,9 @@ class InputChecks:
         return float(self._number("guidance", guidance, self.limits.min_guidance, self.limits.max_guidance))
 
     def check_seed(self, seed) -> int:
+        """The run's seed; an empty field (or an API call without one) draws one at random, which the run reports."""
         if seed is None or seed == "":
-            return 0
+            return secrets.randbelow(self.limits.max_seed + 1)
         return int(self._number("seed", seed, 0, self.limits.max_seed, integer=True))
 
     def check_size(self, num_frames, height, width) -> tuple[int, int, int]:
