@@ -355,6 +355,7 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
 
         # 3. The loop
         video_context = VideoContext() if video_cache_interval > 1 else None
+        end_ids = self._end_ids()  # read from the tokenizer once, not per step
         self._start_run(generating=denoise_video)
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i in range(num_inference_steps):
@@ -398,7 +399,7 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
                     if discrete:
                         prediction = out.text_logits[:batch]
                         text_state = flow.step(
-                            text_state, prediction, *sigmas, text_temperature, generator, text_order, self._end_ids()
+                            text_state, prediction, *sigmas, text_temperature, generator, text_order, end_ids
                         )
                     else:
                         prediction = out.text_velocity[:batch]
