@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .latents import unit_to_frames
 from .pipeline_output import UniViGUPipelineOutput
 from .trajectory import TrajectoryStep
 
@@ -29,7 +30,7 @@ class TaskMethodsMixin:
     """``text_to_video``, ``caption`` and ``joint`` of :class:`UniViGUPipeline`."""
 
     def _one_clip(self, out: UniViGUPipelineOutput) -> UniViGUPipelineOutput:
-        out.frames = np.rint(out.frames[0] * 255).astype(np.uint8)  # exact: the frames were k / 255
+        out.frames = unit_to_frames(out.frames[0])
         return out
 
     def text_to_video(

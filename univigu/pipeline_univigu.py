@@ -38,7 +38,7 @@ from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
 from .caching import StepCacheMixin, apply_prompt_cache
 from .flows import DiscreteTextFlow, text_flow_for, to_timestep
-from .latents import denormalize, frames_to_pixels, normalize, pixels_to_frames
+from .latents import denormalize, frames_to_pixels, frames_to_unit, normalize, pixels_to_frames
 from .lora import UniViGULoraLoaderMixin
 from .models import UniViGUTransformer
 from .models.video_context import VideoContext
@@ -485,7 +485,7 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
         clips = np.stack([self.decode_latents(row) for row in latents])  # uint8 [B, F, H, W, 3]
         if output_type == "pil":
             return [[PIL.Image.fromarray(frame) for frame in clip] for clip in clips]
-        frames = clips.astype(np.float32) / 255.0
+        frames = frames_to_unit(clips)
         return torch.from_numpy(frames).permute(0, 1, 4, 2, 3) if output_type == "pt" else frames
 
     @torch.no_grad()
