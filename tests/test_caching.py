@@ -2,6 +2,7 @@
 
 import functools
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -200,3 +201,19 @@ def test_the_step_cache_benchmark_counts_skipped_blocks():
     none, taylor = module.measure(["none", "taylorseer:2"], prompts=1, steps=6, rounds=1)
     assert none["blocks_computed"] == 1.0 and 0 < taylor["blocks_computed"] < 1.0
     assert list(taylor)[-1] == "ratio" and abs(taylor["ratio"] - none["cpu_s"] / taylor["cpu_s"]) < 0.02
+
+
+def test_a_diffusers_without_the_block_registry_costs_the_step_caches_only(monkeypatch):
+    from univigu.models import block_registry
+
+    pipe = tiny_pipeline()
+    base = _t2v(pipe)
+    monkeypatch.setattr(block_registry, "_registered", set())  # as in a fresh process
+    monkeypatch.setitem(sys.modules, "diffusers.hooks._helpers", None)  # a diffusers that moved it: ImportError
+    with pytest.raises(ValueError, match="no transformer block registry"):
+        pipe.set_step_cache("sea:0.35")
+    assert pipe.step_cache == "none" and not pipe.transformer.is_cache_enabled  # nothing changed
+    assert np.array_equal(_t2v(pipe), base)
+    monkeypatch.undo()
+    pipe.set_step_cache("sea:0.35")  # with diffusers 0.42's registry the cache works
+    assert pipe.transformer.is_cache_enabled

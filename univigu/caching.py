@@ -8,8 +8,9 @@ would hook nothing; the same reuse is built here on diffusers' ``ModelHook`` and
 pipeline's ``cache_context`` and reset at the start of every run. The pipeline applies it to its transformer.
 
 Step caches (:func:`parse_cache`, approximate), for text-to-video and joint generation: the diffusers configs
-that work on :class:`~univigu.models.UniViGUTransformer` through ``enable_cache`` (its block is registered with
-diffusers' ``TransformerBlockRegistry``), chosen by a spec ``NAME[:VALUE]`` (the defaults are diffusers' own):
+that work on :class:`~univigu.models.UniViGUTransformer` through ``enable_cache`` (its block registered with
+diffusers' block registry: :mod:`univigu.models.block_registry`), chosen by a spec ``NAME[:VALUE]`` (the
+defaults are diffusers' own):
 
 - ``first_block[:threshold]`` (0.05; 0 < t <= 1), ``FirstBlockCacheConfig``: every block after the first is
   skipped while the first block's video residual changed by less than the threshold (relative).
@@ -37,6 +38,9 @@ from diffusers.hooks import (
     TaylorSeerCacheConfig,
 )
 from diffusers.hooks.hooks import BaseState, StateManager
+
+from .models.block_registry import register_block
+from .models.transformer_univigu import UniViGUBlock
 
 StepCacheConfig = FirstBlockCacheConfig | TaylorSeerCacheConfig | SeaCacheConfig | PyramidAttentionBroadcastConfig
 
@@ -235,6 +239,8 @@ class StepCacheMixin:
         The exact prompt cache is always on.
         """
         config, canonical = parse_cache(spec), describe_cache(spec)
+        if config is not None:
+            register_block(UniViGUBlock)  # before any change: without diffusers' block registry nothing changes
         if canonical == self._step_cache_spec:
             return
         if self._step_cache_on:

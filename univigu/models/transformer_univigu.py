@@ -19,7 +19,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry  # no public path in 0.42
 from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.attention import AttentionMixin, FeedForward
 from diffusers.models.attention_dispatch import dispatch_attention_fn
@@ -41,6 +40,7 @@ from diffusers.models.transformers.transformer_wan import (
 )
 from diffusers.utils import BaseOutput, apply_lora_scale
 
+from .block_registry import register_block
 from .video_context import VideoContext, VideoKV
 
 TEXT_FORMULATIONS = ("discrete", "embedding")
@@ -237,33 +237,6 @@ class UniViGUBlock(nn.Module):
         return (text.float() + self.ffn_t(norm_t).float() * c_gate_t).type_as(text)
 
 
-class UniViGUBlockMetadata(TransformerBlockMetadata):
-    """What diffusers' step-cache hooks need to know about :class:`UniViGUBlock`: it takes and returns the two
-    streams ``(video, text)``; a skipped block must hand both on.
-
-    The hooks name a dual-stream block's streams ``hidden_states`` and ``encoder_hidden_states`` (diffusers'
-    convention for the second stream; FirstBlockCache and MagCache look those names up whatever the metadata
-    says). Ours are ``video`` and ``text``, ``encoder_hidden_states`` being the prompt every block
-    cross-attends to, so those two lookups are read as ``video`` and ``text``.
-    """
-
-    STREAMS = {"hidden_states": "video", "encoder_hidden_states": "text"}
-
-    def _get_parameter_from_args_kwargs(self, identifier: str, args=(), kwargs=None):
-        return super()._get_parameter_from_args_kwargs(self.STREAMS.get(identifier, identifier), args, kwargs)
-
-
-TransformerBlockRegistry.register(
-    UniViGUBlock,
-    UniViGUBlockMetadata(
-        return_hidden_states_index=0,
-        return_encoder_hidden_states_index=1,
-        hidden_states_argument_name="video",
-        encoder_hidden_states_argument_name="text",
-    ),
-)
-
-
 class UniViGUTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin, AttentionMixin, CacheMixin):
     r"""Uni-ViGU's unified video-and-text diffusion transformer, composed from Wan2.1's modules.
 
@@ -445,6 +418,11 @@ class UniViGUTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin, AttentionMix
             raise ValueError(
                 f"text_attention_mask must be {tuple(text.shape[:2])}, got {tuple(text_attention_mask.shape)}"
             )
+
+    def enable_cache(self, config) -> None:
+        """diffusers' ``CacheMixin.enable_cache``, with :class:`UniViGUBlock` registered for the block caches."""
+        register_block(UniViGUBlock)
+        super().enable_cache(config)
 
     @apply_lora_scale("attention_kwargs")
     def forward(
