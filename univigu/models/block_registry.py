@@ -2,8 +2,8 @@
 
 FirstBlockCache, SeaCache and MagCache look a block's inputs and outputs up in a registry of block classes that
 diffusers 0.42 keeps in a private module (``diffusers.hooks._helpers``, where it registers its own blocks; there is
-no public way to add one). That one import lives here, made when a cache is first enabled, so that a diffusers
-without it costs only those caches, with a one-line error, and never ``import univigu``.
+no public way to add one). That one import lives here, made when a cache is first enabled: a diffusers without
+it costs the step caches only, with a one-line error, and ``import univigu`` still works.
 """
 
 _registered: set[type] = set()
