@@ -31,6 +31,7 @@ def test_output_types_are_one_decode_in_diffusers_forms(pipe):
     pil = pipe(PROMPT, output_type="pil", **run).frames
     assert len(pil) == 1 and len(pil[0]) == clip.shape[0] and isinstance(pil[0][0], PIL.Image.Image)
     assert np.array_equal(np.asarray(pil[0][2]), clip[2])
+    assert np.array_equal(pipe(PROMPT, output_type="uint8", **run).frames, clip[None])  # the frames as decoded
     latents = pipe(PROMPT, output_type="latent", **run).frames
     assert np.array_equal(pipe.decode_latents(latents), clip)
     frames_only, text = pipe(PROMPT, return_dict=False, **run)

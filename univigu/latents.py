@@ -25,11 +25,6 @@ def frames_to_unit(frames: np.ndarray) -> np.ndarray:
     return np.asarray(frames).astype(np.float32) / 255.0
 
 
-def unit_to_frames(x: np.ndarray) -> np.ndarray:
-    """Float frames in [0, 1] -> uint8; exact for :func:`frames_to_unit`'s output."""
-    return np.rint(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
-
-
 def latent_stats(vae, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """The VAE's per-channel latent mean and std, shaped [1, C, 1, 1, 1] to broadcast over [B, C, f, h, w]."""
     z = vae.config.z_dim

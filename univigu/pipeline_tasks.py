@@ -9,7 +9,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .latents import unit_to_frames
 from .pipeline_output import UniViGUPipelineOutput
 from .trajectory import TrajectoryStep
 
@@ -30,7 +29,7 @@ class TaskMethodsMixin:
     """``text_to_video``, ``caption`` and ``joint`` of :class:`UniViGUPipeline`."""
 
     def _one_clip(self, out: UniViGUPipelineOutput) -> UniViGUPipelineOutput:
-        out.frames = unit_to_frames(out.frames[0])
+        out.frames = out.frames[0]
         return out
 
     def text_to_video(
@@ -63,6 +62,7 @@ class TaskMethodsMixin:
                 seed=seed,
                 callback=callback,
                 return_trajectory=return_trajectory,
+                output_type="uint8",
             )
         )
 
@@ -132,5 +132,6 @@ class TaskMethodsMixin:
                 seed=seed,
                 callback=callback,
                 return_trajectory=return_trajectory,
+                output_type="uint8",
             )
         )

@@ -48,7 +48,7 @@ from .pipeline_text import PromptError, TextStreamMixin
 from .trajectory import TrajectoryRecorder, TrajectoryStep
 from .video_io import fit_video
 
-OUTPUT_TYPES = ("np", "pt", "pil", "latent")
+OUTPUT_TYPES = ("np", "pt", "pil", "latent", "uint8")
 
 
 def check_video_cache_interval(k) -> None:
@@ -479,10 +479,13 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
 
     def _postprocess(self, latents: torch.Tensor, output_type: str):
         """Clips in ``output_type``'s form: ``np`` float [B, F, H, W, 3] in [0, 1] (WanPipeline's), ``pt``
-        [B, F, 3, H, W], ``pil`` a list of frame lists, ``latent`` the normalised latents [B, C, f, h, w]."""
+        [B, F, 3, H, W], ``pil`` a list of frame lists, ``latent`` the normalised latents [B, C, f, h, w],
+        ``uint8`` the decoded frames as they are [B, F, H, W, 3] (what the task methods return, per clip)."""
         if output_type == "latent":
             return latents
         clips = np.stack([self.decode_latents(row) for row in latents])  # uint8 [B, F, H, W, 3]
+        if output_type == "uint8":
+            return clips
         if output_type == "pil":
             return [[PIL.Image.fromarray(frame) for frame in clip] for clip in clips]
         frames = frames_to_unit(clips)
