@@ -33,15 +33,15 @@ def merged(model):
     """A CPU copy of ``model`` with its adapters merged into the weights they adapt, and no adapters: a plain
     model for ``save_pretrained``. ``model`` itself is untouched (merging in place and back would round its
     weights, and training goes on from them)."""
-    deltas = {name: m.get_delta_weight("default") for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
     state = {}
     for key, value in model.state_dict().items():
         if ".lora_" in key:
             continue
         key = key.replace(".base_layer.", ".")
         owner, _, leaf = key.rpartition(".")
-        if leaf == "weight" and owner in deltas:
-            value = value + deltas[owner].to(value.dtype)
+        if leaf == "weight" and owner in layers:  # one delta at a time: never all of them at once
+            value = value + layers[owner].get_delta_weight("default").to(value.dtype)
         state[key] = value.detach().to("cpu")
     return plain_copy(type(model), model, state)
 
