@@ -242,15 +242,11 @@ class Evaluator:
             )
             texts = self.texts(ids)
             clips = decode_frames(self.vae, latents).numpy()
-            for prompt, text, clip in zip(chunk, texts, clips):
+            for prompt, scene, text, clip in zip(chunk, scenes[k : k + self.batch], texts, clips):
                 agree.append(score_prompt_agreement(text, prompt))
                 caption = parse_caption(text)
                 with_second.append(int(caption is not None and caption.second is not None))
-                parsed = parse_prompt(text)
-                want = parse_prompt(prompt)
-                agree_brief.append(
-                    {a: int(parsed is not None and getattr(parsed, a) == getattr(want, a)) for a in PROMPT_ATTRS}
-                )
+                agree_brief.append(_brief_grammar(text, scene))  # the prompt is the scene's brief prompt
                 detector.append(score_detection(detect(clip), caption))
             captions += texts
         agree_attrs, det_attrs = aggregate(agree), aggregate(detector)
