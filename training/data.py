@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from univigu.latents import encode_frames
+from univigu.pipeline_text import encode_texts, text_stream_ids
 from univigu.video_io import fit_video, read_video
 
 from .components import load_components
@@ -74,31 +75,12 @@ def load_clips(data_dir, rows, size: tuple[int, int, int]) -> np.ndarray:
     return np.stack([fit_video(read_frames(Path(data_dir) / r["video"]), *size)[0] for r in rows])
 
 
-def _text_ids(tokenizer, texts: list[str], length: int, pad_id: int) -> torch.Tensor:
-    ids = torch.full((len(texts), length), pad_id, dtype=torch.long)
-    for i, text in enumerate(texts):
-        row = tokenizer(text, add_special_tokens=True).input_ids
-        if len(row) > length:
-            raise ValueError(f"text of {len(row)} tokens exceeds the text stream ({length}): {text!r}")
-        ids[i, : len(row)] = torch.tensor(row)
-    return ids
-
-
 @torch.no_grad()
 def embed_texts(tokenizer, text_encoder, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-    """UMT5 embeddings [N, L, D] of ``texts``, zero past each text's length (Wan's convention)."""
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(
-            texts[i : i + batch_size],
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        hidden = text_encoder(enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
-        out.append(hidden * enc.attention_mask[..., None])  # Wan's convention: zero past the prompt
-    return torch.cat(out)
+    """UMT5 embeddings [N, L, D] of ``texts``, made as the pipeline makes them (``encode_texts``)."""
+    return torch.cat(
+        [encode_texts(tokenizer, text_encoder, texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    )
 
 
 @torch.no_grad()
@@ -150,8 +132,8 @@ def precompute(
     tensors["prompt_embeds"] = embed_texts(tokenizer, text_encoder, prompts)
     tensors["caption_embeds"] = embed_texts(tokenizer, text_encoder, captions)
     tensors["empty_embed"] = embed_texts(tokenizer, text_encoder, [""])
-    tensors["prompt_ids"] = _text_ids(tokenizer, prompts, max_text_len, tokenizer.pad_token_id)
-    tensors["caption_ids"] = _text_ids(tokenizer, captions, max_text_len, tokenizer.pad_token_id)
+    tensors["prompt_ids"] = text_stream_ids(tokenizer, prompts, max_text_len, tokenizer.pad_token_id)
+    tensors["caption_ids"] = text_stream_ids(tokenizer, captions, max_text_len, tokenizer.pad_token_id)
 
     # 3. Atomic write
     out = Path(out_path)

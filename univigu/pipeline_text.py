@@ -1,4 +1,10 @@
-"""The pipeline's text: prompts checked against the text stream, ids for it, and its states read back as text."""
+"""The pipeline's text: prompts checked against the text stream, ids for it, and its states read back as text.
+
+The free functions here are how every text is prepared, at inference and in training alike (``training/data.py``
+builds its cache with them): cleaned as Wan cleans prompts, then tokenized for the text stream
+(:func:`text_stream_ids`) or embedded by the text encoder (:func:`encode_texts`). A model is never trained on ids
+or embeddings it will not be given.
+"""
 
 import torch
 from diffusers.pipelines.wan.pipeline_wan import prompt_clean
@@ -8,25 +14,70 @@ class PromptError(ValueError):
     """A prompt the model cannot take (empty, too long)."""
 
 
+def clean_text(text: str) -> str:
+    """A text as the model sees it: Wan's ``prompt_clean`` (HTML entities undone, whitespace runs to one space)."""
+    return prompt_clean(text)
+
+
+def max_sequence_length(tokenizer) -> int:
+    """Prompt tokens the text encoder sees (Wan: 512)."""
+    return min(int(tokenizer.model_max_length), 512)
+
+
+def text_stream_ids(tokenizer, texts: list[str], length: int, pad_id: int) -> torch.Tensor:
+    """Clean text-stream ids [B, length] of ``texts`` (each ending with the end token), padded with ``pad_id``.
+
+    Raises :class:`PromptError` for a text longer than the stream."""
+    ids = torch.full((len(texts), length), pad_id, dtype=torch.long)
+    for row, text in enumerate(texts):
+        row_ids = stream_ids(tokenizer, text, length)
+        ids[row, : len(row_ids)] = torch.tensor(row_ids)
+    return ids
+
+
+def stream_ids(tokenizer, text: str, length: int) -> list[int]:
+    """Text-stream ids of one text (with the tokenizer's end token); raises PromptError if over ``length``."""
+    ids = tokenizer(clean_text(text), add_special_tokens=True).input_ids
+    if len(ids) > length:
+        raise PromptError(
+            f"the prompt is {len(ids)} tokens; this model's text stream holds at most {length}. Shorten it."
+        )
+    return ids
+
+
+@torch.no_grad()
+def encode_texts(tokenizer, text_encoder, texts: list[str], device=None, dtype=None) -> torch.Tensor:
+    """UMT5 embeddings [B, max_sequence_length, text_dim] of ``texts``, zero past each one's length (Wan's)."""
+    inputs = tokenizer(
+        [clean_text(t) for t in texts],
+        padding="max_length",
+        max_length=max_sequence_length(tokenizer),
+        truncation=True,
+        add_special_tokens=True,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    encoder_device = text_encoder.device
+    embeds = text_encoder(
+        inputs.input_ids.to(encoder_device), inputs.attention_mask.to(encoder_device)
+    ).last_hidden_state
+    device, dtype = device or embeds.device, dtype or embeds.dtype
+    return embeds.to(device=device, dtype=dtype) * inputs.attention_mask.to(device, dtype)[..., None]
+
+
 class TextStreamMixin:
     """Text-stream methods of :class:`UniViGUPipeline` (uses ``self.tokenizer`` and ``self.transformer``)."""
 
     def text_ids(self, text: str) -> list[int]:
         """Text-stream ids of ``text`` (with the tokenizer's end token); raises PromptError if too long."""
-        ids = self.tokenizer(prompt_clean(text), add_special_tokens=True).input_ids
-        if len(ids) > self.max_text_len:
-            raise PromptError(
-                f"the prompt is {len(ids)} tokens; this model's text stream holds at most "
-                f"{self.max_text_len}. Shorten it."
-            )
-        return ids
+        return stream_ids(self.tokenizer, text, self.max_text_len)
 
     def unknown_words(self, text: str) -> list[str]:
         """Words of ``text`` the tokenizer maps to its unknown token (empty for subword vocabularies)."""
         unk = self.tokenizer.unk_token_id
         if unk is None:
             return []
-        return [w for w in prompt_clean(text).split() if unk in self.tokenizer(w, add_special_tokens=False).input_ids]
+        return [w for w in clean_text(text).split() if unk in self.tokenizer(w, add_special_tokens=False).input_ids]
 
     def _validate_prompt(self, prompt: str | None, required: bool) -> str | None:
         if prompt is None or not str(prompt).strip():
@@ -66,8 +117,4 @@ class TextStreamMixin:
 
     def text_id_rows(self, texts: list[str]) -> torch.Tensor:
         """Clean text-stream ids [B, max_text_len] of ``texts``, padded with the pad token."""
-        ids = torch.full((len(texts), self.max_text_len), self.transformer.config.pad_token_id, dtype=torch.long)
-        for row, text in enumerate(texts):
-            row_ids = self.text_ids(text)
-            ids[row, : len(row_ids)] = torch.tensor(row_ids)
-        return ids
+        return text_stream_ids(self.tokenizer, texts, self.max_text_len, self.transformer.config.pad_token_id)

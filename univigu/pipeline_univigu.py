@@ -34,7 +34,6 @@ from diffusers import (
     DiffusionPipeline,
     FlowMatchEulerDiscreteScheduler,
 )
-from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
 from .caching import StepCacheMixin, apply_prompt_cache
 from .flows import DiscreteTextFlow, text_flow_for, to_timestep
@@ -44,7 +43,7 @@ from .models import UniViGUTransformer
 from .models.video_context import VideoContext
 from .pipeline_output import UniViGUPipelineOutput
 from .pipeline_tasks import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL, StepCallback, TaskMethodsMixin
-from .pipeline_text import PromptError, TextStreamMixin
+from .pipeline_text import PromptError, TextStreamMixin, encode_texts, max_sequence_length
 from .trajectory import TrajectoryRecorder, TrajectoryStep
 from .video_io import fit_video
 
@@ -127,7 +126,7 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
     @property
     def max_sequence_length(self) -> int:
         """Prompt tokens the text encoder sees (Wan: 512)."""
-        return min(int(self.tokenizer.model_max_length), 512)
+        return max_sequence_length(self.tokenizer)
 
     @property
     def max_text_len(self) -> int:
@@ -438,22 +437,7 @@ class UniViGUPipeline(TaskMethodsMixin, TextStreamMixin, StepCacheMixin, Diffusi
 
     def embed_texts(self, texts: list[str], device, dtype) -> torch.Tensor:
         """UMT5 embeddings [B, max_sequence_length, text_dim] of ``texts``, zero past each one's length (Wan's)."""
-        n = self.max_sequence_length
-        inputs = self.tokenizer(
-            [prompt_clean(p) for p in texts],
-            padding="max_length",
-            max_length=n,
-            truncation=True,
-            add_special_tokens=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        encoder_device = self.text_encoder.device
-        with torch.no_grad():
-            embeds = self.text_encoder(
-                inputs.input_ids.to(encoder_device), inputs.attention_mask.to(encoder_device)
-            ).last_hidden_state
-        return embeds.to(device=device, dtype=dtype) * inputs.attention_mask.to(device, dtype)[..., None]
+        return encode_texts(self.tokenizer, self.text_encoder, texts, device, dtype)
 
     def encode_prompt(
         self,
