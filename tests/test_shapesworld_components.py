@@ -105,3 +105,37 @@ def test_example_clips_are_the_shipped_ones(tmp_path):
         frames, clip = read_video(entry["path"])[0].astype(int), render(scene).astype(int)
         assert frames.shape == clip.shape and np.abs(frames - clip).mean() < 4  # mp4 is lossy (another scene: ~100)
         assert entry["caption"] == detailed_caption(scene)
+
+
+def test_vae_training_stopped_and_resumed_ends_with_the_unbroken_weights(tmp_path, monkeypatch):
+    """A VAE run stopped after a checkpoint and started again ends bit for bit as one unbroken run."""
+    from training.shapesworld import vae as vae_mod
+
+    clips = torch.from_numpy(np.stack([render(s) for _, s in iter_split("train", 3)]))[:, :2]
+    ckpt = tmp_path / "vae.ckpt"
+
+    def run(checkpoint=None):
+        torch.manual_seed(0)
+        model = vae_mod.build_vae(base_dim=4, z_dim=4)
+        kwargs = dict(steps=7, batch_size=2, crop=16, seed=3, log=lambda *_: None)
+        vae_mod.train_vae(model, clips, checkpoint=checkpoint, checkpoint_every=2, **kwargs)
+        return model.state_dict()
+
+    saved = []
+    save = vae_mod._save_checkpoint
+
+    def save_then_stop(*args):
+        save(*args)
+        saved.append(args[-1])
+        if len(saved) == 2:
+            raise KeyboardInterrupt  # the process stopped right after its step-4 checkpoint
+
+    monkeypatch.setattr(vae_mod, "_save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run(ckpt)
+    monkeypatch.undo()
+    assert saved == [2, 4] and ckpt.exists()
+    resumed, unbroken = run(ckpt), run()
+    assert not ckpt.exists()  # a finished run leaves no checkpoint behind
+    assert resumed.keys() == unbroken.keys()
+    assert all(torch.equal(resumed[k], unbroken[k]) for k in unbroken)

@@ -9,7 +9,9 @@ reconstructions with the ShapesWorld detector: the ceiling for text-to-video.
 """
 
 import math
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -138,6 +140,8 @@ def train_vae(
     object_crops: float = 0.8,
     seed: int = 0,
     log=print,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 250,
 ) -> list[float]:
     """Train ``vae`` in place on uint8 clips [N, F, H, W, 3] with random ``window``-frame, ``crop``-px crops.
 
@@ -147,14 +151,25 @@ def train_vae(
     centred on an object (``object_crops``) and pixels unlike the clip's background (its per-channel median)
     weigh 1 + ``fg_weight``. ``window`` = 1 trains on single frames (enough for :func:`build_vae`'s per-frame
     VAE); a temporally compressing VAE needs whole clips, since on short windows its causal cache drifts.
+
+    ``checkpoint``: a file that holds the weights, optimizer, random generator and losses every
+    ``checkpoint_every`` steps; a run stopped at any point and started again with the same arguments resumes
+    from it and ends with the same weights as an unbroken one. It is deleted when training ends.
     """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    losses, start = [], time.time()
+    losses, start, first = [], time.time(), 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, weights_only=True)
+        vae.load_state_dict(state["vae"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        losses, first = state["losses"].tolist(), int(state["step"])
+        log(f"vae: resuming at step {first}/{steps} from {checkpoint}")
     vae.train()
     num_frames = clips.shape[1]
     grid = vae.config.scale_factor_spatial
-    for step in range(steps):
+    for step in range(first, steps):
         for group in opt.param_groups:
             group["lr"] = (
                 lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
@@ -189,8 +204,31 @@ def train_vae(
                 f"vae step {step}/{steps} recon {float(rec.detach()):.4f} kl {float(kl.detach()):.3f} "
                 f"({time.time() - start:.0f}s)"
             )
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            _save_checkpoint(checkpoint, vae, opt, gen, losses, step + 1)
     vae.eval().requires_grad_(False)
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
     return losses
+
+
+def _save_checkpoint(path, vae, opt, gen, losses, step) -> None:
+    # written whole to a temporary name, fsync'd, then renamed: a kill leaves the previous checkpoint or this one
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {
+        "vae": vae.state_dict(),
+        "opt": opt.state_dict(),
+        "gen": gen.get_state(),
+        "losses": torch.tensor(losses, dtype=torch.float64),
+        "step": step,
+    }
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 @torch.no_grad()
