@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 from diffusers import FirstBlockCacheConfig
+from diffusers.hooks import HookRegistry
 
-from univigu.caching import CACHE_NAMES, has_prompt_cache, parse_cache, remove_prompt_cache
+from univigu.caching import CACHE_NAMES, PROMPT_CACHE_HOOK, parse_cache
 from univigu.cli import main
 from univigu.models.transformer_univigu import UniViGUAttnProcessor, UniViGUBlock
 from univigu.tiny import tiny_pipeline
@@ -87,11 +88,11 @@ def test_the_prompt_cache_is_exact_and_computes_the_prompt_once(monkeypatch):
         caption = pipe.caption(_clip(), num_inference_steps=STEPS, video_cache_interval=2).text
         return t2v, joint, caption, t2v_keys
 
-    assert has_prompt_cache(pipe.transformer)
     cached = run()
     assert cached[3] == len(keys)  # each block's prompt keys once per run
-    remove_prompt_cache(pipe.transformer)
-    assert not has_prompt_cache(pipe.transformer)
+    registry = HookRegistry.check_if_exists_or_initialize(pipe.transformer)
+    registry.remove_hook(PROMPT_CACHE_HOOK, recurse=True)  # every call computes the prompt's projections again
+    registry.invalidate_child_registries_cache()
     plain = run()
     assert plain[3] == len(keys) * STEPS
     np.testing.assert_allclose(cached[0], plain[0], atol=1e-6)

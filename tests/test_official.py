@@ -123,7 +123,9 @@ def test_strict_keys_name_what_is_wrong(fixture, tmp_path):
         transformer_from_official(_save(extra, tmp_path / "e.pth"), wan, vocab_size=50)
     # FSDP / torch.compile wrappers are stripped, as the official loader does.
     wrapped = {"_orig_mod." + k: v for k, v in state.items()}
-    assert transformer_from_official(_save(wrapped, tmp_path / "w.pth"), wan, vocab_size=50) is not None
+    unwrapped = transformer_from_official(_save(state, tmp_path / "s.pth"), wan, vocab_size=50).state_dict()
+    stripped = transformer_from_official(_save(wrapped, tmp_path / "w.pth"), wan, vocab_size=50).state_dict()
+    assert stripped.keys() == unwrapped.keys() and all(torch.equal(stripped[k], unwrapped[k]) for k in unwrapped)
 
 
 def test_pickled_code_is_refused(fixture, tmp_path):

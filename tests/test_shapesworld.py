@@ -1,4 +1,4 @@
-"""ShapesWorld v1.1 (training/shapesworld) against shared/SHAPESWORLD.md (beside this repository)."""
+"""ShapesWorld v1.1 (training/shapesworld) against its description, training/shapesworld/WORLD.md."""
 
 from __future__ import annotations
 

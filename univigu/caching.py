@@ -206,18 +206,6 @@ def apply_prompt_cache(transformer) -> None:
     HookRegistry.check_if_exists_or_initialize(transformer).invalidate_child_registries_cache()
 
 
-def remove_prompt_cache(transformer) -> None:
-    """Remove the prompt cache's hooks (every call then computes the prompt's projections)."""
-    registry = HookRegistry.check_if_exists_or_initialize(transformer)
-    registry.remove_hook(PROMPT_CACHE_HOOK, recurse=True)
-    registry.invalidate_child_registries_cache()
-
-
-def has_prompt_cache(transformer) -> bool:
-    module = transformer.condition_embedder.text_embedder
-    return hasattr(module, "_diffusers_hook") and module._diffusers_hook.get_hook(PROMPT_CACHE_HOOK) is not None
-
-
 def reset_caches(transformer) -> None:
     """Forget every cache hook's state (a new run: new prompt, maybe new weights)."""
     HookRegistry.check_if_exists_or_initialize(transformer).reset_stateful_hooks()

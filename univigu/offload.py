@@ -20,10 +20,6 @@ OFFLOAD_MODES = ("none", "model", "sequential", "group", "group-leaf", "fp8")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def has_accelerator() -> bool:
-    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
-
-
 def default_device() -> str:
     if torch.cuda.is_available():
         return "cuda"

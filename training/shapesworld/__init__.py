@@ -1,4 +1,4 @@
-"""ShapesWorld v1.1: the procedurally generated world and benchmark of shared/SHAPESWORLD.md (beside this repository).
+"""ShapesWorld v1.1: the procedurally generated world and benchmark of ``WORLD.md`` beside this file.
 
 spec (constants, dataclasses) -> sample (seeded scenes, splits) -> render (clips) ->
 text (sentences, parsers) -> detect (clip -> attributes) -> score (benchmark) -> export (dataset).

@@ -1,4 +1,4 @@
-"""ShapesWorld v1 constants and scene dataclasses (see shared/SHAPESWORLD.md (beside this repository)).
+"""ShapesWorld v1 constants and scene dataclasses (the world is described in ``WORLD.md`` beside this file).
 
 Coordinates: x grows to the right, y grows downwards, both in pixels; pixel (x, y) covers the
 square [x, x+1) x [y, y+1), so its centre is (x + 0.5, y + 0.5).
