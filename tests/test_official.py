@@ -160,6 +160,13 @@ def test_cli_convert_writes_a_loadable_folder(fixture, tmp_path, capsys):
     assert "holds no state dict" in capsys.readouterr().err
 
 
+class _RunsCode:
+    """Pickles as a call to ``os.system``: what a malicious .pth holds."""
+
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
 def _convert_cli(checkpoint, wan, out, *extra):
     return cli_main(["convert-official", "--checkpoint", str(checkpoint), "--wan", str(wan), "--out", str(out), *extra])
 
@@ -175,12 +182,22 @@ def test_bad_input_is_one_line_and_leaves_nothing(fixture, tmp_path, capsys):
     (tmp_path / "truncated.pth").write_bytes(good[: len(good) // 2])
     (tmp_path / "garbage.pth").write_bytes(b"these are not the weights you are looking for\n" * 20)
     torch.save({"model": {}, "hook": argparse.Namespace(cmd="rm -rf /")}, tmp_path / "evil.pth")
+    torch.save({"model": {}, "hook": _RunsCode()}, tmp_path / "runs_code.pth")
+    legacy = tmp_path / "legacy.pth"
+    torch.save(
+        torch.load(os.path.join(path, "checkpoint.pth"), weights_only=True),
+        legacy,
+        _use_new_zipfile_serialization=False,
+    )
+    (tmp_path / "legacy_truncated.pth").write_bytes(legacy.read_bytes()[: legacy.stat().st_size // 2])
     (tmp_path / "wide.json").write_text(json.dumps(dict(wan, num_attention_heads=4)))
     (tmp_path / "deep.json").write_text(json.dumps(dict(wan, num_layers=3)))
     cases = [
         ("truncated.pth", wan_config, "is truncated or corrupted"),
         ("garbage.pth", wan_config, "is not a torch checkpoint"),
-        ("evil.pth", wan_config, "holds pickled code (argparse.Namespace)"),
+        ("evil.pth", wan_config, "holds pickled code (argparse.Namespace) that will not be run"),
+        ("runs_code.pth", wan_config, "holds pickled code (posix.system) that will not be run"),
+        ("legacy_truncated.pth", wan_config, "is truncated or corrupted"),
         (os.path.join(path, "checkpoint.pth"), tmp_path / "wide.json", "is 64 wide but the Wan config is 128"),
         (os.path.join(path, "checkpoint.pth"), tmp_path / "deep.json", "has 2 blocks but the Wan config has 3"),
     ]

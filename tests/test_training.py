@@ -273,8 +273,8 @@ def test_a_patch_wider_than_the_hidden_size_is_refused(tiny_run):
 
 
 def test_resume_is_exact(tiny_run, monkeypatch):
-    """A run interrupted in step 4 (after the checkpoint of step 2 and the metrics of step 3) and started again
-    resumes from that checkpoint, drops the metrics past it and logs the unbroken run's losses."""
+    """A run interrupted in step 4 (after the checkpoint of step 2 and the metrics of step 3, with a torn row after)
+    and started again resumes from that checkpoint, drops the metrics past it and logs the unbroken run's losses."""
     common = _args(tiny_run, "base", "", "--max_steps=5", "--ckpt_every=2", "--lr=3e-3", *TINY_MODEL)
     train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'full'}"]))
     lr_at = train_mod.lr_at
@@ -288,6 +288,8 @@ def test_resume_is_exact(tiny_run, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'cut'}"]))
     assert len(_losses(tiny_run / "cut")) == 3 and not (tiny_run / "cut" / "final").exists()
+    with open(tiny_run / "cut" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "loss": 0.')  # and killed writing the next row: a torn last line, cut on resume
     monkeypatch.setattr(train_mod, "lr_at", lr_at)
     train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'cut'}"]))
     assert len(_losses(tiny_run / "cut")) == 5

@@ -20,7 +20,8 @@ Exact resume: every random draw (batch rows, noise levels, noise, dropping) come
 by (seed, step, global micro-batch = micro-batch x processes + rank), the learning rate is a function of the
 step, and the checkpoint holds the weights and the optimizer state; so a killed-and-resumed run logs the same
 losses as an unbroken one, and N processes train as one process with N x grad_accum. Checkpoints are written to
-a temporary folder and renamed into place. ``--config_file training/configs/fsdp.yaml`` shards the model (FSDP2,
+a temporary folder, fsync'd and renamed into place; each metrics row is fsync'd, and a torn last row (a kill
+mid-write) is cut on resume. ``--config_file training/configs/fsdp.yaml`` shards the model (FSDP2,
 ``training/distributed.py``), its checkpoints too.
 """
 
@@ -41,6 +42,7 @@ from diffusers import WanTransformer3DModel
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
+from univigu.durable import append_line, cut_torn_line, fsync_dir, fsync_tree, replace_file
 from univigu.flows import UniFlowLoss, UniFlowLossOutput
 from univigu.models import UniViGUTransformer, WanAdapter
 
@@ -60,6 +62,34 @@ def lr_at(cfg: Config, step: int) -> float:
 
 # -------------------------------------------------------------------------------------------------
 # Models
+INIT_CLASSES = (WanTransformer3DModel.__name__, UniViGUTransformer.__name__)
+
+
+class InitError(ValueError):
+    """``--init`` names nothing the trainer can start from; :func:`main` prints it as one line, exit status 2."""
+
+
+def check_init(init: str) -> None:
+    """Raise :class:`InitError` unless ``init`` is "", "random" or a model folder :func:`build_model` can load."""
+    if init in ("", "random"):
+        return
+    path = Path(init)
+    accepts = (
+        "it takes a model folder saved by save_pretrained (config.json and weights; a stage's final/ or a "
+        f"checkpoint's model/) of a {' or '.join(INIT_CLASSES)}, or 'random'"
+    )
+    if (path / "model_index.json").is_file() and (path / "transformer" / "config.json").is_file():
+        raise InitError(f"--init {init} is a pipeline folder: pass its transformer/ folder ({accepts})")
+    if not path.is_dir():
+        raise InitError(f"--init {init} is {'a file' if path.exists() else 'not found'}; {accepts}")
+    try:
+        class_name = json.loads((path / "config.json").read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        raise InitError(f"--init {init} has no readable config.json; {accepts}") from None
+    if class_name not in INIT_CLASSES:
+        raise InitError(f"--init {init} holds a {class_name}; {accepts}")
+
+
 def build_model(cfg: Config, data: LatentCache):
     """The model to train: ``init``'s folder, or (``init`` empty or ``random``) a fresh ``WanTransformer3DModel``
     of ``model`` reading ``position_channels`` coordinate maps; a Wan is given the text stream, as Stage 1 starts
@@ -139,8 +169,10 @@ def save_checkpoint(accelerator: Accelerator, cfg: Config, model, optimizer, ste
         (lora.merged(plain) if cfg.lora_rank else plain).save_pretrained(tmp / "model")
         (tmp / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))  # written last: marks it complete
+        fsync_tree(tmp)  # on disk before the rename publishes it
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        fsync_dir(out_dir)
         for old in checkpoints(out_dir)[: -cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -148,9 +180,22 @@ def save_checkpoint(accelerator: Accelerator, cfg: Config, model, optimizer, ste
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    if path.exists():
-        rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        path.write_text("".join(f"{r}\n" for r in rows))
+    """Keep the rows of steps up to ``step`` (the resumed checkpoint's); a torn last row is cut first."""
+    if not path.exists():
+        return
+    if cut_torn_line(path):
+        print(f"warning: dropped a torn last line of {path}", file=sys.stderr)
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise SystemExit(f"{path} line {n} is not a metrics row ({err}); fix or move the file") from None
+        if row_step <= step:
+            rows.append(line)
+    replace_file(path, "".join(f"{r}\n" for r in rows))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -219,6 +264,7 @@ def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
 
 # -------------------------------------------------------------------------------------------------
 def train(cfg: Config) -> dict:
+    check_init(cfg.init)
     torch.set_num_threads(cfg.num_threads)
     out_dir = Path(cfg.out_dir)
     # cpu=True without CUDA: under torchrun (`accelerate launch --multi_gpu --num_processes N`) that makes a
@@ -326,8 +372,7 @@ def train(cfg: Config) -> dict:
         }
         last = row
         if accelerator.is_main_process:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_line(metrics_path, json.dumps(row))
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
                 for key in ("loss", "video_loss", "text_loss", "lambda_text", "lr"):
                     writer.add_scalar(f"train/{key}", row[key], step + 1)
@@ -354,8 +399,10 @@ def train(cfg: Config) -> dict:
         if cfg.lora_rank:
             lora.save_adapters(plain, tmp)
         (tmp / "config_train.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+        fsync_tree(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        fsync_dir(out_dir)
         seconds = time.time() - started
         (out_dir / "timing.json").write_text(
             json.dumps(
@@ -375,7 +422,11 @@ def train(cfg: Config) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = load_config(sys.argv[1:] if argv is None else argv)
-    train(cfg)
+    try:
+        train(cfg)
+    except InitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

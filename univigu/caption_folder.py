@@ -5,8 +5,10 @@ format ``training.data`` reads. A captioned folder has no separate brief prompt,
 caption (training conditions on the prompt slot and denoises either text).
 
 The run is resumable: clips already named in the output are skipped. Each row is appended with one ``write``
-to a file opened for appending, so an interrupted run leaves whole rows (a torn last line is dropped on resume).
-A clip that cannot be decoded is reported on stderr and the run goes on.
+to a file opened for appending and fsync'd before the next clip, so an interrupted run leaves whole rows (a torn
+last line is dropped on resume). One run writes an output at a time: another into the same file is refused, naming
+the pid of the one writing (the lock ``<out>.lock``). A clip that cannot be decoded is reported on stderr and the
+run goes on.
 """
 
 import glob
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .durable import append_line, cut_torn_line, exclusive_lock
 from .video_io import VIDEO_EXTENSIONS, VideoError, read_video
 
 
@@ -49,13 +52,9 @@ def _done_rows(out: Path) -> set[str]:
     """The ``video`` of every whole row already in ``out``; a torn last line (no newline) is cut off."""
     if not out.exists():
         return set()
-    data = out.read_bytes()
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        with open(out, "r+b") as f:
-            f.truncate(keep)
+    if cut_torn_line(out):
         print(f"warning: dropped a torn last line of {out}", file=sys.stderr)
-        data = data[:keep]
+    data = out.read_bytes()
     done = set()
     for n, line in enumerate(data.decode().splitlines(), 1):
         if not line.strip():
@@ -65,15 +64,6 @@ def _done_rows(out: Path) -> set[str]:
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{out} line {n} is not a metadata row ({err}); fix or move the file") from err
     return done
-
-
-def _append(out: Path, row: dict) -> None:
-    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(row) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _readable(clips: list[Path], summary: FolderSummary) -> Iterator[tuple[Path, object]]:
@@ -97,11 +87,18 @@ def caption_folder(
     """Caption ``clips`` not yet in ``out`` in batches of ``batch_size``, appending one row per clip.
 
     ``caption`` maps a list of frame arrays [F, H, W, 3] to their captions (``UniViGUPipeline.caption`` on a list).
+    Raises :class:`univigu.durable.InUseError` naming its pid if another run is writing ``out``.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    busy = f"{out} is being written by another run (pid {{pid}}); wait for it to finish or stop it"
+    with exclusive_lock(f"{out}.lock", busy):
+        return _caption_folder(caption, clips, out, batch_size, progress)
+
+
+def _caption_folder(caption, clips: list[Path], out: Path, batch_size: int, progress: bool) -> FolderSummary:
     summary = FolderSummary()
     done = _done_rows(out)
     todo = []
@@ -117,7 +114,7 @@ def caption_folder(
 
     def flush():
         for (clip, _), text in zip(batch, caption([frames for _, frames in batch])):
-            _append(out, {"video": names[clip], "prompt": text, "caption": text})
+            append_line(out, json.dumps({"video": names[clip], "prompt": text, "caption": text}))
             summary.captioned += 1
         bar.update(len(batch))
         batch.clear()

@@ -1,10 +1,13 @@
 """Getting a ready UniViGUPipeline from what a user has: our folders, a Wan2.1 model, or the authors' release."""
 
+import ctypes
+import errno
 import json
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import sys
 
 import diffusers
 import torch
@@ -13,6 +16,7 @@ from diffusers.schedulers import SchedulerMixin
 from transformers import AutoTokenizer, UMT5EncoderModel
 
 from .bundled import bundled_path
+from .durable import exclusive_lock, fsync_dir, fsync_tree
 from .models import UniViGUTransformer
 from .official import MAX_SHARD_SIZE, CheckpointError, write_official_transformer
 from .pipeline_univigu import UniViGUPipeline
@@ -129,6 +133,126 @@ def _copy_tree(src: str, dst: str) -> None:
     shutil.copytree(src, dst, copy_function=shutil.copyfile)
 
 
+# A conversion into OUT writes .convert-OUT-<8 hex> beside it (holding MARKER: our pid and the folder's name) under
+# the lock .convert-OUT.lock, and swaps it in when complete; where the filesystem cannot swap two folders, the old
+# OUT is renamed aside to .convert-OUT.old first. A run that starts under the lock finishes or undoes what a killed
+# one left (_recover).
+MARKER = ".univigu-convert"
+
+
+def _reached(phase: str) -> None:
+    """A conversion passing a phase of installing its folder ("written", "swapped", "aside", "renamed")."""
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where that is not available."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM):
+        return False  # a kernel or filesystem without the flag
+    raise OSError(code, os.strerror(code), b)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+class _Names:
+    """Where a conversion into ``out`` keeps its lock, temporary folders and the old model set aside."""
+
+    def __init__(self, out: str):
+        self.out = os.path.abspath(out)
+        self.parent, name = os.path.split(self.out)
+        self.lock = os.path.join(self.parent, f".convert-{name}.lock")
+        self.aside = os.path.join(self.parent, f".convert-{name}.old")
+        self.temp = re.compile(rf"\.convert-{re.escape(name)}-[0-9a-f]{{8}}")
+
+    def new_temp(self) -> str:
+        name = os.path.basename(self.out)
+        while True:
+            path = os.path.join(self.parent, f".convert-{name}-{secrets.token_hex(4)}")
+            try:
+                os.mkdir(path)
+                break
+            except FileExistsError:
+                continue
+        with open(os.path.join(path, MARKER), "w") as f:
+            json.dump({"pid": os.getpid(), "temp": os.path.basename(path)}, f)
+        return path
+
+
+def _recover(names: _Names) -> list[str]:
+    """Finish or undo what conversions into ``names.out`` that were killed left; the lock is held (none runs now).
+
+    The old model set aside goes back when the new one never made it in, and is deleted when it did; temporary
+    folders (ours by name and MARKER) are deleted. Returns what was done, for the user.
+    """
+    out, done = names.out, []
+    marker = os.path.join(out, MARKER)
+    if os.path.lexists(names.aside):
+        if not os.path.lexists(out):
+            os.replace(names.aside, out)
+            done.append(f"put the earlier {out} back")
+        elif os.path.isfile(marker):
+            _remove(names.aside)
+            done.append(f"deleted the model {out} held before")
+        else:
+            raise ModelLoadError(
+                f"{names.aside} holds what {out} held before an interrupted conversion, and {out} exists too: "
+                "keep one of them and delete the other"
+            )
+    if os.path.isfile(marker):  # the new model made it in: the folder it was swapped with holds the old one
+        with open(marker) as f:
+            swapped = os.path.join(names.parent, str(json.load(f).get("temp", "")))
+        if names.temp.fullmatch(os.path.basename(swapped)) and os.path.lexists(swapped):
+            _remove(swapped)
+            done.append(f"deleted the model {out} held before")
+        os.remove(marker)
+        fsync_dir(out)
+    for entry in os.listdir(names.parent):
+        path = os.path.join(names.parent, entry)
+        if names.temp.fullmatch(entry) and os.path.isdir(path) and not os.path.islink(path):
+            if os.path.isfile(os.path.join(path, MARKER)) or not os.listdir(path):
+                shutil.rmtree(path)
+                done.append(f"deleted {entry}, left by a killed conversion")
+    if done:
+        fsync_dir(names.parent)
+    return done
+
+
+def _install(temp: str, names: _Names) -> None:
+    """Put the complete folder ``temp`` at ``names.out``: at every instant ``out`` is the old model or the new one
+    (where the filesystem swaps folders; else, for one rename, the old one waits at ``names.aside``)."""
+    out = names.out
+    fsync_tree(temp)
+    _reached("written")
+    if os.path.lexists(out) and _exchange(temp, out):
+        fsync_dir(names.parent)
+        _reached("swapped")
+        _remove(temp)  # now the old model
+    else:
+        if os.path.lexists(out):
+            os.replace(out, names.aside)
+            fsync_dir(names.parent)
+            _reached("aside")
+        os.replace(temp, out)
+        fsync_dir(names.parent)
+        _reached("renamed")
+        _remove(names.aside)
+    os.remove(os.path.join(out, MARKER))
+    fsync_dir(out)
+    fsync_dir(names.parent)
+
+
 def convert_official(
     checkpoint: str,
     wan: str,
@@ -146,11 +270,26 @@ def convert_official(
     encoder, VAE and scheduler are copied file by file, never loaded) or a transformer ``config.json``.
     The transformer streams into sharded safetensors (:func:`univigu.official.write_official_transformer`):
     memory stays near one shard whatever the checkpoint's size. ``dtype`` (``"keep"``/None, ``"bfloat16"``,
-    ``"float16"``, ``"float32"``) casts the weights. The folder is written beside ``out`` under a temporary
-    name and renamed when complete: it appears whole or not at all.
+    ``"float16"``, ``"float32"``) casts the weights.
+
+    A kill at any point leaves ``out`` whole: the folder is written beside it under a temporary name, fsync'd, and
+    swapped in when complete (an ``overwrite``'s old model is deleted after). One conversion into ``out`` runs at a
+    time (another is refused, naming its pid), and each first finishes or undoes what a killed one left.
     """
-    if os.path.exists(out) and not overwrite:
-        raise ModelLoadError(f"{out} already exists; choose another --out or pass --overwrite")
+    names = _Names(out)
+    os.makedirs(names.parent, exist_ok=True)
+    busy = f"another conversion into {out} is running (pid {{pid}}); wait for it to finish or stop it"
+    with exclusive_lock(names.lock, busy):
+        for line in _recover(names):
+            print(f"convert-official: {line}", file=sys.stderr)
+        if os.path.lexists(out) and not overwrite:
+            raise ModelLoadError(f"{out} already exists; choose another --out or pass --overwrite")
+        _convert(checkpoint, wan, out, names, vocab_size, text_source, bf16_time_embedding, dtype, max_shard_size)
+    return out
+
+
+def _convert(checkpoint, wan, out, names, vocab_size, text_source, bf16_time_embedding, dtype, max_shard_size):
+    """:func:`convert_official`'s work, under its lock."""
     if isinstance(dtype, str):
         if dtype not in CONVERT_DTYPES:
             raise ModelLoadError(f"unknown dtype {dtype!r}; choose one of {', '.join(CONVERT_DTYPES)}")
@@ -186,10 +325,8 @@ def convert_official(
         pad_token_id = tokenizer.pad_token_id
         del tokenizer
 
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".convert-", dir=parent)
     try:
+        tmp = names.new_temp()
         transformer_dir = os.path.join(tmp, "transformer") if is_pipeline else tmp
         os.makedirs(transformer_dir, exist_ok=True)
         write_official_transformer(
@@ -215,18 +352,15 @@ def convert_official(
             }
             with open(os.path.join(tmp, "model_index.json"), "w") as f:
                 json.dump(index, f, indent=2, sort_keys=True)
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        _install(tmp, names)
     except OSError as err:  # a full disk, a size limit, a read-only folder
-        shutil.rmtree(tmp, ignore_errors=True)
+        _recover(names)
         raise ModelLoadError(
             f"could not write {out}: {err.strerror or err} (is the disk full?); nothing was left behind"
         ) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _recover(names)  # the temporary folder goes; a half-done install is finished or undone
         raise
-    return out
 
 
 __all__ = [

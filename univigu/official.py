@@ -15,6 +15,7 @@ before the next: peak memory is about one shard, not the checkpoint.
 
 import json
 import os
+import pickle
 import re
 import warnings
 import zipfile
@@ -71,16 +72,25 @@ def _read(path: str | os.PathLike):
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True, mmap=_mappable(path))
     except Exception as err:  # unpickling failures come in many types, and torch's messages run to paragraphs
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        if refused:
+        if _holds_code(err):
+            named = re.search(r"GLOBAL (\S+?)\.?(?:\s|$)", str(err))
+            what = f" ({named.group(1)})" if named else ""
             raise CheckpointError(
-                f"{path} holds pickled code ({refused.group(1)}), which safe weights-only loading refuses to run; "
-                "pass the authors' released .pth ({'model': state_dict, 'step': int}) or re-save just its state dict"
+                f"{path} holds pickled code{what} that will not be run (weights-only loading); re-save just its "
+                "tensors: torch.save({'model': model.state_dict()}, path)"
             ) from None
-        what = "is truncated or corrupted" if zip_magic else "is not a torch checkpoint"
+        torn = zip_magic or isinstance(err, EOFError) or "EOF" in str(err)  # the old format's end, cut short
+        what = "is truncated or corrupted" if torn else "is not a torch checkpoint"
         raise CheckpointError(
             f"{path} {what} ({type(err).__name__}); pass the authors' released .pth ({{'model': state_dict, ...}})"
         ) from None
+
+
+def _holds_code(err: Exception) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refused to run code the file names (a class, a function to call)."""
+    if not isinstance(err, pickle.UnpicklingError):
+        return False
+    return bool(re.search(r"GLOBAL \S|call reduce for|Can only (create|build)|allowlisted", str(err)))
 
 
 def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
