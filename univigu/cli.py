@@ -1,13 +1,17 @@
-"""``univigu`` command line: t2v, caption, joint, convert-official.
+"""The ``univigu`` command line: t2v, caption, joint, convert-official.
 
-Every command prints a short human line, or with ``--json`` one JSON object; errors print one line
-saying what to do and exit with status 2.
+Every command prints a short human line, or with ``--json`` one JSON object; errors print one line naming the flag
+and saying what to do, and exit with status 2. Arguments are checked before any weights load.
 """
 
 import argparse
+import glob
 import json
+import math
+import os
 import secrets
 import sys
+from contextlib import contextmanager
 
 import torch
 from diffusers.utils import logging as diffusers_logging
@@ -16,15 +20,39 @@ from transformers.utils import logging as transformers_logging
 from . import PromptError
 from .caching import CACHE_NAMES, parse_cache
 from .caption_folder import caption_folder, find_clips
-from .loading import CONVERT_DTYPES, ModelLoadError, convert_official, default_model, load_pipeline
+from .clip_size import ClipSizes
+from .loading import (
+    CONVERT_DTYPES,
+    HUB_ID,
+    ModelLoadError,
+    _resolve,
+    convert_official,
+    default_model,
+    load_pipeline,
+)
 from .official import CheckpointError
-from .offload import DTYPES, OFFLOAD_MODES, apply_offload, default_device
+from .offload import DTYPES, OFFLOAD_MODES, apply_offload, default_device, dtype_requirements, offload_requirements
 from .pipeline_univigu import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL, check_video_cache_interval
+from .studio.engine import device_requirements  # the studio's device rule (importing it loads no gradio)
 from .video_io import VideoError, read_video, write_video
+
+DESCRIPTION = (
+    "Uni-ViGU from the command line: generate a clip from a prompt (t2v), caption a clip or a folder of clips "
+    "(caption), generate a clip with its caption (joint), or convert the authors' released checkpoint "
+    "(convert-official)."
+)
+EPILOG = (
+    "Run 'univigu COMMAND --help' for a command's options. Each command prints one short line, or one JSON object "
+    "with --json. A bad argument prints one line naming the flag and what to do, and exits with status 2."
+)
+VIDEO_OUT_EXTENSIONS = (".mp4", ".gif")  # what write_video writes: H.264 in an mp4, or a gif
+MAX_STEPS = 1000  # UniViGUPipeline refuses more
+MAX_SEED = 2**32 - 1  # seeds are drawn from 0..MAX_SEED, as the pipeline and the studio draw them
 
 
 def _pipeline(args):
-    pipe = load_pipeline(args.model, torch_dtype=DTYPES[args.dtype])
+    with _flag("--model"):
+        pipe = load_pipeline(args.model, torch_dtype=DTYPES[args.dtype])
     apply_offload(pipe, args.offload, args.device or default_device(), DTYPES[args.dtype], vae_tiling=args.vae_tiling)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -47,9 +75,84 @@ def _check_words(pipe, prompt: str) -> None:
     raise PromptError(f"the model does not know {words}; rephrase without {them}{knows}")
 
 
+# -------------------------------------------------------------------------------------------------
+# Argument checks: each raises ValueError naming the flag, before any weights load
+@contextmanager
+def _flag(name: str):
+    """Name the flag in a library check's one-line message."""
+    try:
+        yield
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{name}: {err}") from err
+
+
+def _check_range(flag: str, value, lo, hi=None, hint: str = "") -> None:
+    if math.isfinite(value) and value >= lo and (hi is None or value <= hi):
+        return
+    bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+    raise ValueError(f"{flag} must be {bound}{hint}, got {value}")
+
+
+def _check_out(flag: str, path: str, extensions: tuple[str, ...] | None = None) -> None:
+    """A file the command can write: a format it writes, in an existing folder it may write to."""
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a folder; name a file in it")
+    if extensions and os.path.splitext(path)[1] not in extensions:
+        raise ValueError(f"{flag} must name a {' or '.join(extensions)} file, got {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag}: no such folder: {folder}; create it first or choose another path")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ValueError(f"{flag}: cannot write {path} (permission denied); choose a path you can write to")
+
+
+def _check_model_args(args) -> None:
+    """What every model command takes: steps, seed and placement (the device, dtype and offload rules the studio
+    applies to its settings)."""
+    _check_range("--steps", args.steps, 1, MAX_STEPS)
+    if args.seed is not None:
+        _check_range("--seed", args.seed, 0, MAX_SEED)
+    device = args.device or default_device()
+    with _flag(f"--device {device}"):
+        if reason := device_requirements(device):
+            raise ValueError(reason.split(": ", 1)[-1])
+    with _flag(f"--dtype {args.dtype}"):
+        if reason := dtype_requirements(args.dtype, device):
+            raise ValueError(reason)
+    with _flag(f"--offload {args.offload}"):
+        if reason := offload_requirements(args.offload, device):
+            raise ValueError(reason)
+
+
+def _clip_size(args, sizes: ClipSizes) -> tuple[int, int, int]:
+    """--frames, --height and --width filled with the trained size and checked against the model's grid; a clip
+    larger than the model was trained on is warned about (the studio refuses it; here the user's machine pays)."""
+    size = sizes.check(args.frames, args.height, args.width, names=("--frames", "--height", "--width"))
+    if sizes.larger_than_trained(*size):
+        f, h, w = sizes.trained
+        print(
+            f"warning: {sizes.describe(size)} is larger than this model was trained on ({sizes.describe()}); "
+            f"expect a poorer clip, or pass --frames {f} --height {h} --width {w} or less",
+            file=sys.stderr,
+        )
+    return size
+
+
+# -------------------------------------------------------------------------------------------------
+# Commands
 def cmd_generate(args):
     """t2v and joint: the same arguments, joint also returns a caption."""
-    parse_cache(args.cache)  # a bad spec fails before the model loads
+    _check_model_args(args)
+    if not args.prompt.strip():
+        raise PromptError("--prompt is empty; describe the clip you want")
+    _check_range("--guidance", args.guidance, 1, hint=" (1 turns guidance off)")
+    with _flag("--cache"):
+        parse_cache(args.cache)
+    _check_out("--out", args.out, VIDEO_OUT_EXTENSIONS)
+    with _flag("--model"):  # a missing folder or an unreachable hub id, said now; a hub model's configs only
+        sizes = ClipSizes.read(_resolve(args.model or default_model(), allow_patterns=["*.json"]))
+    size = _clip_size(args, sizes) if sizes else (args.frames, args.height, args.width)  # None: loading says why
+
     pipe = _pipeline(args)
     pipe.set_step_cache(args.cache)
     _check_words(pipe, args.prompt)
@@ -58,25 +161,29 @@ def cmd_generate(args):
         args.prompt,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance,
-        num_frames=args.frames,
-        height=args.height,
-        width=args.width,
+        num_frames=size[0],
+        height=size[1],
+        width=size[2],
         seed=args.seed,
     )
     write_video(args.out, out.frames, fps=pipe.config.fps)
     result = {"video": args.out, "frames": int(out.frames.shape[0]), "seed": out.seed}
     if out.text is not None:
         result["caption"] = out.text
-    _emit(args, result, f"wrote {args.out}" + (f"\n{out.text}" if out.text is not None else ""))
+    human = f"wrote {args.out} (seed {out.seed})" + (f"\n{out.text}" if out.text is not None else "")
+    _emit(args, result, human)
 
 
 def cmd_caption(args):
     """One clip (``--video``: the caption printed) or many (``--videos``: rows appended to ``--out``)."""
-    check_video_cache_interval(args.video_cache_interval)
+    _check_model_args(args)
+    with _flag("--video-cache-interval"):
+        check_video_cache_interval(args.video_cache_interval)
     if args.video is not None:
         if args.out is not None:
             raise ValueError("--out writes the rows of --videos; with --video the caption is printed")
-        frames, _ = read_video(args.video)
+        with _flag("--video"):
+            frames, _ = read_video(args.video)
         pipe = _pipeline(args)
         out = pipe.caption(
             frames,
@@ -85,15 +192,18 @@ def cmd_caption(args):
             seed=args.seed,
             video_cache_interval=args.video_cache_interval,
         )
-        _emit(args, {"caption": out.text, "notes": out.notes, "seed": out.seed}, out.text)
+        _emit(args, {"caption": out.text, "notes": out.notes, "seed": out.seed}, f"{out.text}\n(seed {out.seed})")
         return
     if args.out is None:
         raise ValueError("--videos needs --out metadata.jsonl, the file the captions are appended to")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    clips = find_clips(args.videos)
+    _check_range("--batch-size", args.batch_size, 1)
+    _check_out("--out", args.out)
+    if not os.path.exists(args.videos) and not glob.has_magic(args.videos):
+        raise ValueError(f"--videos: no such file or folder: {args.videos}; pass a folder of clips or a glob")
+    with _flag("--videos"):
+        clips = find_clips(args.videos)
     pipe = _pipeline(args)
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)  # one seed for every batch
+    seed = args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1)  # one seed for every batch
 
     def caption(frames: list) -> list[str]:
         return pipe.caption(
@@ -109,6 +219,12 @@ def cmd_caption(args):
 
 
 def cmd_convert(args):
+    if not os.path.isfile(args.checkpoint):
+        raise ValueError(f"--checkpoint: no such file: {args.checkpoint}")
+    if not os.path.exists(args.wan) and (args.wan.endswith(".json") or not HUB_ID.match(args.wan)):
+        raise ValueError(f"--wan: no such file or folder: {args.wan}; pass a Wan2.1 Diffusers folder or hub id")
+    if args.vocab_size is not None:
+        _check_range("--vocab-size", args.vocab_size, 1)
     out = convert_official(
         args.checkpoint,
         args.wan,
@@ -123,13 +239,20 @@ def cmd_convert(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="univigu", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="univigu", description=DESCRIPTION, epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, help, func):
+        p = sub.add_parser(name, help=help, description=f"univigu {name}: {help}.", epilog=EPILOG.split(". ", 1)[1])
+        p.set_defaults(func=func)
+        return p
 
     def model_args(p, steps=30):
         p.add_argument("--model", default=None, help=f"pipeline folder or hub id (default: {default_model()})")
-        p.add_argument("--steps", type=int, default=steps, help="denoising steps")
-        p.add_argument("--seed", type=int, default=None, help="default: drawn at random, and reported")
+        p.add_argument("--steps", type=int, default=steps, help=f"denoising steps, 1 to {MAX_STEPS} (default {steps})")
+        p.add_argument(
+            "--seed", type=int, default=None, help=f"0 to {MAX_SEED} (default: drawn at random, and reported)"
+        )
         p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")
         p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
         p.add_argument("--offload", default="none", choices=OFFLOAD_MODES)
@@ -138,11 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def gen_args(p):
         p.add_argument("--prompt", required=True)
-        p.add_argument("--out", required=True, help="output video (.mp4 or .gif)")
-        p.add_argument("--guidance", type=float, default=5.0)
-        p.add_argument("--frames", type=int, default=None)
-        p.add_argument("--height", type=int, default=None)
-        p.add_argument("--width", type=int, default=None)
+        p.add_argument("--out", required=True, help="output video (.mp4 or .gif) in an existing folder")
+        p.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance, 1 or more (1: off)")
+        p.add_argument("--frames", type=int, default=None, help="clip length (default: the model's trained length)")
+        p.add_argument("--height", type=int, default=None, help="default: the model's trained height")
+        p.add_argument("--width", type=int, default=None, help="default: the model's trained width")
         p.add_argument(
             "--cache",
             default=None,
@@ -151,17 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
             "see univigu.caching)",
         )
 
-    p = sub.add_parser("t2v", help="text to video")
-    model_args(p)
-    gen_args(p)
-    p.set_defaults(func=cmd_generate)
+    for name, help in (("t2v", "generate a clip from a prompt"), ("joint", "generate a clip and its caption together")):
+        p = command(name, help, cmd_generate)
+        model_args(p)
+        gen_args(p)
 
-    p = sub.add_parser("joint", help="generate a clip and its caption together")
-    model_args(p)
-    gen_args(p)
-    p.set_defaults(func=cmd_generate)
-
-    p = sub.add_parser("caption", help="caption a video file, or a folder of them into metadata.jsonl")
+    p = command("caption", "caption a video file, or a folder of them into metadata.jsonl", cmd_caption)
     model_args(p, steps=CAPTION_STEPS)
     clips = p.add_mutually_exclusive_group(required=True)
     clips.add_argument("--video", help="one clip: print its caption")
@@ -176,9 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="compute the clip's keys and values every K steps, the text alone between (1: the full sequence "
         f"every step; default {CAPTION_VIDEO_CACHE_INTERVAL})",
     )
-    p.set_defaults(func=cmd_caption)
 
-    p = sub.add_parser("convert-official", help="convert the authors' released checkpoint")
+    p = command("convert-official", "convert the authors' released checkpoint into a pipeline folder", cmd_convert)
     p.add_argument("--checkpoint", required=True, help="the released .pth ({'model': state_dict, ...})")
     p.add_argument("--wan", required=True, help="Wan2.1 Diffusers folder / hub id, or a transformer config.json")
     p.add_argument("--out", required=True)
@@ -190,7 +307,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_convert)
     return parser
 
 
