@@ -93,9 +93,14 @@ def caption_folder(
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    busy = f"{out} is being written by another run (pid {{pid}}); wait for it to finish or stop it"
-    with exclusive_lock(f"{out}.lock", busy):
+    with output_lock(out):
         return _caption_folder(caption, clips, out, batch_size, progress)
+
+
+def output_lock(out: str | os.PathLike):
+    """The one-writer lock of the output ``out`` (``<out>.lock``): every writer of a metadata file holds it."""
+    busy = f"{out} is being written by another run (pid {{pid}}); wait for it to finish or stop it"
+    return exclusive_lock(f"{out}.lock", busy)
 
 
 def _caption_folder(caption, clips: list[Path], out: Path, batch_size: int, progress: bool) -> FolderSummary:

@@ -18,8 +18,10 @@ from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
 from . import PromptError
+from .batch import engines
+from .batch.work import CaptionJob, GenerateJob, ModelSpec, clip_items, prompt_items
 from .caching import CACHE_NAMES, parse_cache
-from .caption_folder import caption_folder, find_clips
+from .caption_folder import find_clips
 from .clip_size import ClipSizes
 from .loading import (
     CONVERT_DTYPES,
@@ -141,8 +143,12 @@ def _clip_size(args, sizes: ClipSizes) -> tuple[int, int, int]:
 # -------------------------------------------------------------------------------------------------
 # Commands
 def cmd_generate(args):
-    """t2v and joint: the same arguments, joint also returns a caption."""
+    """t2v and joint: the same arguments, joint also returns a caption; t2v --prompts makes a dataset."""
     _check_model_args(args)
+    if getattr(args, "prompts", None) is not None:
+        return _generate_dataset(args)
+    if args.out is None:
+        raise ValueError("--prompt needs --out, the video file (.mp4 or .gif) to write")
     if not args.prompt.strip():
         raise PromptError("--prompt is empty; describe the clip you want")
     _check_range("--guidance", args.guidance, 1, hint=" (1 turns guidance off)")
@@ -196,26 +202,74 @@ def cmd_caption(args):
         return
     if args.out is None:
         raise ValueError("--videos needs --out metadata.jsonl, the file the captions are appended to")
-    _check_range("--batch-size", args.batch_size, 1)
+    _check_engine_args(args)
     _check_out("--out", args.out)
     if not os.path.exists(args.videos) and not glob.has_magic(args.videos):
         raise ValueError(f"--videos: no such file or folder: {args.videos}; pass a folder of clips or a glob")
     with _flag("--videos"):
         clips = find_clips(args.videos)
-    pipe = _pipeline(args)
-    seed = args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1)  # one seed for every batch
+    with _flag("--model"):
+        sizes = ClipSizes.read(_resolve(args.model or default_model(), allow_patterns=["*.json"]))
+    seed = args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1)  # each clip's seed comes from it
+    job = CaptionJob(
+        _model_spec(args), args.steps, args.prompt, args.video_cache_interval, sizes.trained if sizes else None
+    )
+    _run_dataset(args, job, clip_items(clips, args.out, seed), args.out, seed)
 
-    def caption(frames: list) -> list[str]:
-        return pipe.caption(
-            frames,
-            prompt=args.prompt,
-            num_inference_steps=args.steps,
-            seed=seed,
-            video_cache_interval=args.video_cache_interval,
-        ).text
 
-    summary = caption_folder(caption, clips, args.out, args.batch_size, progress=not args.json)
-    _emit(args, {"out": args.out, **vars(summary), "seed": seed}, f"{summary.line()} (seed {seed})")
+def _generate_dataset(args):
+    """t2v --prompts: a clip and a row per prompt, into --out-dir."""
+    if args.out is not None or args.out_dir is None:
+        raise ValueError("--prompts writes a clip per prompt into --out-dir DIR (not --out); pass --out-dir")
+    _check_range("--guidance", args.guidance, 1, hint=" (1 turns guidance off)")
+    with _flag("--cache"):
+        parse_cache(args.cache)
+    _check_engine_args(args)
+    with _flag("--out-dir"):
+        os.makedirs(args.out_dir, exist_ok=True)
+        _check_out("--out-dir", os.path.join(args.out_dir, "metadata.jsonl"))
+    seed = args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1)  # each prompt's seed comes from it
+    with _flag("--prompts"):
+        items = prompt_items(args.prompts, seed)
+    with _flag("--model"):
+        sizes = ClipSizes.read(_resolve(args.model or default_model(), allow_patterns=["*.json"]))
+    size = _clip_size(args, sizes) if sizes else (args.frames, args.height, args.width)
+    job = GenerateJob(_model_spec(args), args.steps, args.guidance, size, args.cache)
+    _run_dataset(args, job, items, os.path.join(args.out_dir, "metadata.jsonl"), seed)
+
+
+def _model_spec(args) -> ModelSpec:
+    return ModelSpec(args.model or default_model(), args.dtype, args.device, args.offload, args.vae_tiling)
+
+
+def _check_engine_args(args) -> None:
+    _check_range("--batch-size", args.batch_size, 1)
+    _check_range("--workers", args.workers, 1)
+    _check_range("--gpus-per-worker", args.gpus_per_worker, 0)
+    if args.engine == "local" and args.address is not None:
+        raise ValueError("--address names a Ray cluster; pass --engine ray with it")
+    if args.engine == "ray":
+        from .batch.ray_engine import require_ray
+
+        with _flag("--engine ray"):
+            require_ray()
+
+
+def _run_dataset(args, job, items: list, out: str, seed: int) -> None:
+    """Run ``job`` over ``items`` into ``out`` on --engine (or only --merge its shards), and report."""
+    if args.merge:
+        added = engines.merge(items, out)
+        _emit(args, {"out": out, "merged": added}, f"merged {added} rows into {out}")
+        return
+    options = {}
+    if args.engine == "ray":
+        from .batch.ray_engine import connect
+
+        with _flag("--address"):
+            connect(args.address)
+        options = {"workers": args.workers, "gpus_per_worker": args.gpus_per_worker}
+    summary = engines.run(job, items, out, args.engine, args.batch_size, progress=not args.json, **options)
+    _emit(args, {"out": out, **summary.as_dict(), "seed": seed}, f"{summary.line()} (seed {seed})")
 
 
 def cmd_convert(args):
@@ -259,9 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--vae-tiling", action="store_true")
         p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    def gen_args(p):
-        p.add_argument("--prompt", required=True)
-        p.add_argument("--out", required=True, help="output video (.mp4 or .gif) in an existing folder")
+    def gen_args(p, dataset=False):
+        if dataset:  # t2v: one prompt, or a file of them
+            prompts = p.add_mutually_exclusive_group(required=True)
+            prompts.add_argument("--prompt", help="the clip's prompt")
+            prompts.add_argument(
+                "--prompts", help="a file of prompts, one a line (or a .jsonl of {prompt, seed}): a clip and a row each"
+            )
+            p.add_argument("--out", default=None, help="with --prompt: the video (.mp4 or .gif), in an existing folder")
+            p.add_argument("--out-dir", default=None, help="with --prompts: the dataset folder")
+            engine_args(p)
+        else:
+            p.add_argument("--prompt", required=True)
+            p.add_argument("--out", required=True, help="output video (.mp4 or .gif) in an existing folder")
         p.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance, 1 or more (1: off)")
         p.add_argument("--frames", type=int, default=None, help="clip length (default: the model's trained length)")
         p.add_argument("--height", type=int, default=None, help="default: the model's trained height")
@@ -274,10 +338,25 @@ def build_parser() -> argparse.ArgumentParser:
             "see univigu.caching)",
         )
 
+    def engine_args(p):
+        p.add_argument("--batch-size", type=int, default=1, help="with a folder or file: items per batch")
+        p.add_argument(
+            "--engine",
+            default="local",
+            choices=engines.ENGINES,
+            help="local: this process; ray: Ray Data (pip install 'univigu[ray]'); both write the same rows",
+        )
+        p.add_argument("--address", default=None, help="with --engine ray: the cluster (default: Ray on this machine)")
+        p.add_argument("--workers", type=int, default=1, help="with --engine ray: model actors (default 1)")
+        p.add_argument(
+            "--gpus-per-worker", type=float, default=0.0, help="with --engine ray: GPUs per actor (0: a CPU actor)"
+        )
+        p.add_argument("--merge", action="store_true", help="only assemble the metadata from finished shards")
+
     for name, help in (("t2v", "generate a clip from a prompt"), ("joint", "generate a clip and its caption together")):
         p = command(name, help, cmd_generate)
         model_args(p)
-        gen_args(p)
+        gen_args(p, dataset=name == "t2v")
 
     p = command("caption", "caption a video file, or a folder of them into metadata.jsonl", cmd_caption)
     model_args(p, steps=CAPTION_STEPS)
@@ -285,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--video", help="one clip: print its caption")
     clips.add_argument("--videos", help="a folder or glob of clips: append a row per clip to --out")
     p.add_argument("--out", default=None, help="with --videos: metadata.jsonl (resumed if it exists)")
-    p.add_argument("--batch-size", type=int, default=1, help="with --videos: clips per forward")
+    engine_args(p)
     p.add_argument("--prompt", default=None, help="optional prompt to condition the caption")
     p.add_argument(
         "--video-cache-interval",
