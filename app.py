@@ -7,7 +7,8 @@ denoising kept for scrubbing step by step.
     python app.py --model tiny           # development: a tiny model with random weights
 
 Fully offline: no analytics, no version check, no share link unless ``--share``. The API (``gradio_client``)
-offers ``/text_to_video``, ``/caption``, ``/joint`` and ``/cancel``.
+offers ``/text_to_video``, ``/caption``, ``/joint`` and ``/cancel`` (never turned away by a full queue; it stops the
+session's running run and the runs it has waiting).
 """
 
 import os
@@ -53,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     parser.add_argument("--concurrency", type=int, default=1, help="runs at once (others wait in the queue)")
-    parser.add_argument("--max-queue", type=int, default=16, help="requests that may wait; more are turned away")
+    parser.add_argument(
+        "--max-queue", type=int, default=16, help="runs that may wait; more are turned away (Cancel never is)"
+    )
     parser.add_argument("--max-steps", type=int, default=100, help="the most denoising steps a request may ask")
     parser.add_argument("--output-dir", default=None, help="where clips and previews go (default: a temp folder)")
     parser.add_argument("--examples-dir", default=None, help="example clips (default: assets/examples)")
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from univigu.studio import render
     from univigu.studio.engine import Limits, Settings, Studio, UserError
     from univigu.studio.examples import EXAMPLES_DIR, load_examples
+    from univigu.studio.run_queue import enable_queue
     from univigu.studio.ui import build_demo
 
     device = args.device or default_device()
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("model %s on %s (%s, offload %s); outputs in %s", model, device, dtype, args.offload, output_dir)
 
     demo = build_demo(studio, load_examples(examples_dir), banner=banner)
-    demo.queue(max_size=args.max_queue, default_concurrency_limit=4)
+    enable_queue(demo, studio.store, max_size=args.max_queue)  # Cancel is exempt from the limit
     try:
         demo.launch(
             server_name=args.host,

@@ -6,6 +6,7 @@ test loads the bundled ShapesWorld model and is skipped, saying why, when that m
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -372,6 +373,112 @@ def test_client_side_cancel_leaves_server_usable(client, app):
     assert app.alive
 
 
+# ------------------------------------------------------------------------------------------------
+# Cancel ahead of a full queue, and sessions that go away
+@pytest.fixture(scope="module")
+def busy_app(workdir):
+    """A studio that runs one request at a time and lets two more wait (--max-queue 2)."""
+    model = workdir / "tiny-model"
+    if not (model / "model_index.json").exists():
+        build_tiny_model(model)
+    server = AppServer(["--model", str(model), "--concurrency", "1", "--max-queue", "2"], workdir)
+    yield server
+    server.stop()
+
+
+def _waiting(app) -> int:
+    with urllib.request.urlopen(app.url + "gradio_api/queue/status", timeout=10) as response:
+        return json.load(response)["queue_size"]
+
+
+def _until(condition, timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _started(app) -> int:
+    """Runs the server started computing (it logs each)."""
+    return len(re.findall(r"run #\d+ started \(", app.log()))
+
+
+def test_cancel_gets_through_a_full_queue_and_takes_the_waiting_run_too(busy_app, workdir):
+    from gradio_client.utils import QueueError
+
+    mine = make_client(busy_app.url, workdir / "downloads-mine")
+    theirs = make_client(busy_app.url, workdir / "downloads-theirs")
+    long_run = {"prompt": "a red circle moves left", "seed": 0, "steps": 100, "api_name": "/joint"}
+    started = _started(busy_app)
+    running = mine.submit(**long_run)
+    _until(lambda: len(running.outputs()) >= 2, what="the first run to stream progress")
+    waiting = mine.submit(**long_run)
+    other = theirs.submit(prompt="a blue square moves up", seed=1, steps=2, api_name="/text_to_video")
+    _until(lambda: _waiting(busy_app) == 2, what="two runs waiting")
+    with pytest.raises(QueueError):  # the queue is full: a third run is turned away ...
+        theirs.predict(prompt="a blue square moves up", seed=2, steps=2, api_name="/text_to_video")
+
+    status = mine.predict(api_name="/cancel")  # ... a cancel is not (and the page posts it past the queue)
+    with urllib.request.urlopen(busy_app.url + "config", timeout=10) as response:
+        dependencies = json.load(response)["dependencies"]
+    assert [d["queue"] for d in dependencies if d.get("api_name") == "cancel"] == [False]
+    assert "Cancelled run #" in status and "of 100" in status
+    with pytest.raises(AppError, match=r"^Cancelled \(stopped after step"):
+        running.result(timeout=60)
+    with pytest.raises(AppError, match=r"^Cancelled \(before it started") as info:
+        waiting.result(timeout=60)  # left the queue already cancelled: no step, nothing loaded
+    assert "Press Run to start again" in str(info.value)
+    assert waiting.outputs() == []
+    video, trajectory, _ = other.result(timeout=60)  # another session's run is untouched
+    assert trajectory["num_steps"] == 2 and Path(video).is_file()
+    assert _started(busy_app) == started + 2  # the cancelled run that waited never started
+    # A run submitted after the cancel runs as usual
+    video, trajectory, _ = mine.predict(prompt="a red circle moves left", seed=0, steps=2, api_name="/text_to_video")
+    assert trajectory["num_steps"] == 2
+    assert busy_app.alive
+
+
+CLOSED_TAB = """
+import sys, time
+from gradio_client import Client
+client = Client(sys.argv[1], verbose=False, analytics_enabled=False, download_files=False)
+kwargs = {"prompt": "a red circle moves left", "seed": 0, "steps": 100, "api_name": "/joint"}
+running = client.submit(**kwargs)
+while len(running.outputs()) < 2:
+    time.sleep(0.05)
+waiting = client.submit(**kwargs)
+print("submitted", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_closed_session_leaves_nothing_running_or_waiting(busy_app, workdir):
+    started = _started(busy_app)
+    tab = subprocess.Popen([sys.executable, "-c", CLOSED_TAB, busy_app.url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert tab.stdout.readline().strip() == "submitted"
+        _until(lambda: _waiting(busy_app) == 1, what="the second run to wait")
+    finally:
+        tab.kill()  # the tab goes: every connection of its session drops at once
+        tab.wait()
+    _until(lambda: "ended (cancelled: stopped after step" in busy_app.log(), timeout=60, what="the running run to stop")
+    _until(lambda: _waiting(busy_app) == 0, timeout=30, what="the waiting run to leave the queue")
+    good_request(make_client(busy_app.url, workdir / "downloads-after"))
+    assert _started(busy_app) == started + 2  # the closed tab's first run and ours; its second never ran
+    assert busy_app.alive
+
+
+def test_upload_over_the_size_limit_names_the_field(client, workdir):
+    big = workdir / "too-big.mp4"
+    with open(big, "wb") as f:  # sparse: larger than the limit without filling the disk
+        f.truncate(201 * 2**20)
+    with pytest.raises(ValueError) as info:
+        client.predict(video=handle_file(str(big)), seed=0, steps=2, api_name="/caption")
+    text = str(info.value)
+    assert "Clip to describe" in text and " set in  component" not in text, text
+    assert len(text.splitlines()) == 1
+
+
 def test_settings(client):
     # An undocumented endpoint (positional: device, dtype, offload, vae_tiling, preview).
     with pytest.raises(AppError, match="Offload: .sequential. offload .*no GPU"):  # not offered on a CPU machine
@@ -542,6 +649,54 @@ def test_run_history_is_capped_and_forgotten_files_go(tmp_path):
     store.drop_session("a")
     assert store.runs("a") == [] and not Path(records[2].video_path).exists()
     assert store.get("b", "3") is records[3] and store.get("b", "not a number") is None
+
+
+def test_cancel_generations():
+    import threading
+
+    from univigu.studio.runs import RunStore
+
+    store = RunStore(generations=2)
+    assert store.generation("a") == 0 and not store.cancelled_since("a", None)
+    joined = store.generation("a")  # a run joins the queue ...
+    store.cancel("a")  # ... and its session cancels while it waits
+    assert store.cancelled_since("a", joined) and not store.cancelled_since("a", store.generation("a"))
+    late = threading.Event()  # it reaches the model after the cancel: stopped as it registers
+    store.register("a", late, joined=joined)
+    assert late.is_set()
+    fresh = threading.Event()
+    store.register("a", fresh, joined=store.generation("a"))
+    assert not fresh.is_set()
+    store.drop_session("a")  # a page that goes away cancels as Cancel does
+    assert fresh.is_set() and store.generation("a") == 2
+    store.cancel("b")
+    store.cancel("c")  # only the last ``generations`` sessions are remembered
+    assert store.generation("a") == 0 and store.generation("c") == 1
+
+
+def test_a_run_cancelled_while_it_waited_ends_before_it_loads_anything(tmp_path):
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from univigu.studio import tasks
+    from univigu.studio.engine import Settings, Studio
+    from univigu.studio.run_queue import stamp_joined
+    from univigu.tiny import tiny_pipeline
+
+    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    handlers = tasks.make_handlers(studio)
+    http = SimpleNamespace(state=SimpleNamespace())  # what gradio's queue hands the run: the joining request
+    request = gr.Request(request=http, session_hash="tab")
+    stamp_joined(http, studio.store.generation("tab"))
+    studio.store.cancel("tab")
+    with pytest.raises(gr.Error) as info:  # the clip is never opened: its absence would be the error otherwise
+        list(handlers["caption"](str(tmp_path / "never-read.mp4"), 0, 2, "", 1, request=request))
+    assert info.value.message.startswith("Cancelled (before it started")
+    assert studio.store.runs("tab") == []
+    stamp_joined(http, studio.store.generation("tab"))  # a run that joins after the cancel runs
+    *_, (video, trajectory, _) = handlers["text_to_video"]("a red circle", 0, 1, 1.0, *TINY_SIZE, request=request)
+    assert trajectory["num_steps"] == 1 and Path(video).is_file()
 
 
 def test_unexpected_errors_are_one_line_and_logged(caplog):

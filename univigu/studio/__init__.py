@@ -2,7 +2,8 @@
 
 - ``engine``: the loaded pipeline and its placement, streamed and cancellable runs (``Studio``), built from
   ``checks`` (input checks), ``uploads`` (probing and decoding uploaded clips) and ``step_previews``.
-- ``runs``: the per-session run history and the cancel switches.
+- ``runs``: the per-session run history, the cancel switches and each session's cancel generation;
+  ``run_queue``: gradio's queue, with Cancel exempt from its limit and reaching the runs still waiting in it.
 - ``ui``: the page (header, task tabs); ``tasks``: the run endpoints and ZeroGPU; ``scrubber``: the denoising
   scrubber; ``settings_panel``: the settings; ``errors``: exceptions as one-line notices.
 - ``render``: HTML for tokens, the per-step plot and progress.

@@ -23,7 +23,7 @@ class Limits:
     max_upload_mb: int = 200
     max_video_frames: int = 1000
     max_video_pixels: int = 3840 * 2160
-    max_decoded_bytes: int = 1 << 30
+    max_decoded_bytes: int = 1 << 30  # RGB bytes an upload may decode to: a bound on decoding time (not memory)
 
 
 class InputChecks:

@@ -175,11 +175,16 @@ class Studio(InputChecks, UploadChecks, StepPreviews):
     # ---------------------------------------------------------------------------------------------
     # Runs
     def stream(
-        self, session: str, call: Callable[[Callable], UniViGUPipelineOutput], record: RunRecord | None = None
+        self,
+        session: str,
+        call: Callable[[Callable], UniViGUPipelineOutput],
+        record: RunRecord | None = None,
+        joined: int | None = None,
     ) -> Iterator[tuple[str, object]]:
         """Run ``call(callback)`` in a worker thread; yield ("step", TrajectoryStep) ... ("done", output).
 
-        Raises what the run raised (``Cancelled`` when :meth:`RunStore.cancel` or the consumer stopped it).
+        Raises what the run raised (``Cancelled`` when :meth:`RunStore.cancel` or the consumer stopped it, or
+        at once when the session cancelled since the run joined the queue at generation ``joined``).
         """
         switch = threading.Event()
         events: queue.Queue = queue.Queue()
@@ -191,17 +196,25 @@ class Studio(InputChecks, UploadChecks, StepPreviews):
                 raise Cancelled(f"stopped after step {record.step} of {record.num_steps}")
 
         def work():
+            outcome = "failed"
             try:
                 with self.lock:
                     if switch.is_set():
                         raise Cancelled("stopped before it started")
+                    if record is not None:
+                        log.info("run #%d started (%s, %d steps)", record.run_id, record.task, record.num_steps)
                     projection_for(self.pipe)  # fitted once per VAE; live previews use it
                     output = call(callback)
+                outcome = "done"
                 events.put(("done", output))
             except BaseException as err:  # handed to the consumer, which decides what the user sees
+                outcome = f"cancelled: {err}" if isinstance(err, Cancelled) else f"failed: {type(err).__name__}"
                 events.put(("error", err))
+            finally:  # here, not in the consumer: a run whose page went away is still logged when it stops
+                if record is not None:
+                    log.info("run #%d ended (%s)", record.run_id, outcome)
 
-        self.store.register(session, switch, record)
+        self.store.register(session, switch, record, joined)
         worker = threading.Thread(target=work, name="univigu-run", daemon=True)
         worker.start()
         try:

@@ -47,13 +47,21 @@ class RunRecord:
 
 
 class RunStore:
-    """Per-session run history (a few runs each, a global cap) and the cancel switches of running runs."""
+    """Per-session run history (a few runs each, a global cap), the cancel switches of running runs and each
+    session's cancel generation.
 
-    def __init__(self, per_session: int = 8, total: int = 64):
-        self.per_session, self.total = per_session, total
+    A session's generation counts its cancels (and its page going away). A run remembers the generation it joined
+    the queue with (``run_queue``); one that starts under a newer generation was cancelled while it waited.
+    """
+
+    def __init__(self, per_session: int = 8, total: int = 64, generations: int = 10_000):
+        self.per_session, self.total, self.generations = per_session, total, generations
         self._lock = threading.Lock()
         self._runs: OrderedDict[tuple[str, int], RunRecord] = OrderedDict()
         self._active: dict[str, dict[threading.Event, RunRecord | None]] = {}
+        # Sessions that cancelled or went away; past ``generations`` the longest untouched is forgotten and reads 0
+        # again, so a run it still had waiting would no longer be held back by that old cancel
+        self._generation: OrderedDict[str, int] = OrderedDict()
         self._next_id = 1
 
     def new_id(self) -> int:
@@ -85,15 +93,36 @@ class RunStore:
             return [r for (s, _), r in self._runs.items() if s == session]
 
     def drop_session(self, session: str) -> None:
+        """Forget a session whose page went away: its runs stop, its waiting runs won't start, its files go."""
         with self._lock:
             gone = [self._runs.pop(k) for k in [k for k in self._runs if k[0] == session]]
+            self._next_generation(session)
             for switch in self._active.pop(session, {}):
                 switch.set()
         _delete_files(gone)
 
-    def register(self, session: str, switch: threading.Event, record: "RunRecord | None" = None) -> None:
+    def generation(self, session: str) -> int:
+        """How many times ``session`` cancelled (or went away); a run records it when it joins the queue."""
+        with self._lock:
+            return self._generation.get(session, 0)
+
+    def cancelled_since(self, session: str, joined: int | None) -> bool:
+        """Whether ``session`` cancelled after a run of it joined the queue at generation ``joined``."""
+        return joined is not None and self.generation(session) > joined
+
+    def _next_generation(self, session: str) -> None:  # under self._lock
+        self._generation[session] = self._generation.pop(session, 0) + 1
+        while len(self._generation) > self.generations:
+            self._generation.popitem(last=False)
+
+    def register(
+        self, session: str, switch: threading.Event, record: "RunRecord | None" = None, joined: int | None = None
+    ) -> None:
+        """Track a starting run's cancel switch; set it at once if the session cancelled since ``joined``."""
         with self._lock:
             self._active.setdefault(session, {})[switch] = record
+            if joined is not None and self._generation.get(session, 0) > joined:
+                switch.set()
 
     def unregister(self, session: str, switch: threading.Event) -> None:
         with self._lock:
@@ -104,11 +133,13 @@ class RunStore:
             return list(self._active.get(session, {}).values())
 
     def cancel(self, session: str, wait: float = 0.0) -> list["RunRecord | None"]:
-        """Stop every run of ``session``, waiting up to ``wait`` s for them to stop; returns those runs."""
+        """Stop every run of ``session`` and, with a new generation, those it has waiting in the queue; wait up to
+        ``wait`` s for the running ones to stop and return them."""
         with self._lock:
+            self._next_generation(session)
             active = dict(self._active.get(session, {}))
-        for switch in active:
-            switch.set()
+            for switch in active:
+                switch.set()
         deadline = time.monotonic() + wait
         while wait and self.running(session) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -12,6 +12,7 @@ from . import render
 from .engine import Studio
 from .errors import guarded
 from .preview import cached_projection
+from .run_queue import joined_generation
 from .runs import TASK_TITLES, RunRecord, session_of
 
 log = logging.getLogger("univigu.studio")
@@ -107,9 +108,11 @@ def _stream_task(
     width=None,
     video=None,
     video_cache_interval=None,
+    joined=None,
 ):
     """Check the inputs, run ``task`` streaming ("progress", html) and finally ("done", RunRecord).
 
+    ``joined``: the session's cancel generation when the request joined the queue (``run_queue``).
     Stores nothing itself: under ZeroGPU this runs in a borrowed GPU's process, so records travel back.
     """
     steps, seed = studio.check_steps(steps), studio.check_seed(seed)
@@ -117,9 +120,7 @@ def _stream_task(
     input_frames, notes = None, []
     if task == "caption":
         prompt = studio.check_prompt(prompt, required=False)
-        frames, notes = studio.load_video(video)
-        input_frames, fit_notes = studio.fit(frames)
-        notes += fit_notes
+        input_frames, notes = studio.load_video(video)  # decoded straight to the model's clip size
         video_cache_interval = studio.check_cache_interval(video_cache_interval)
     else:
         prompt = studio.check_prompt(prompt, required=True)
@@ -139,7 +140,7 @@ def _stream_task(
     yield "progress", render.progress_html(title, None, steps, note="waiting for the model…")
     output = None
     try:
-        for kind, payload in studio.stream(session, call, record):
+        for kind, payload in studio.stream(session, call, record, joined):
             if kind == "step":
                 record.trajectory.append(payload)
                 thumb = studio.live_preview(payload)
@@ -197,8 +198,11 @@ def make_handlers(studio: Studio) -> dict:
         yield from _stream_task(studio, session, task, *args, **kwargs)
 
     def stream(request, task, *args, **kwargs):
-        session = session_of(request)
-        for kind, value in on_device(session, task, *args, **kwargs):
+        session, joined = session_of(request), joined_generation(request)
+        if studio.store.cancelled_since(session, joined):  # Cancel was pressed while this run waited its turn
+            log.info("a %s run left the queue cancelled; it computes nothing", task)
+            raise Cancelled("before it started, while it waited in the queue")
+        for kind, value in on_device(session, task, *args, joined=joined, **kwargs):
             if kind in ("partial", "done"):
                 studio.store.add(session, value)
             if kind != "partial":
@@ -247,13 +251,16 @@ def make_handlers(studio: Studio) -> dict:
 
     @guarded
     def cancel(request: gr.Request):
+        """Stop the session's running run and every run it has waiting in the queue (they end when their turn
+        comes, before computing anything). Registered outside the queue (``run_queue.CONTROL``)."""
         stopped = studio.store.cancel(session_of(request), wait=15)
         records = [r for r in stopped if r is not None]
         if not stopped:
-            return '<div class="uv-status">Nothing is running.</div>'
+            return '<div class="uv-status">Nothing is running; nothing you had waiting in the queue will start.</div>'
         where = ", ".join(f"run #{r.run_id} after step {len(r.trajectory)} of {r.num_steps}" for r in records)
         return (
-            f'<div class="uv-status" data-cancelled="1">Cancelled {where or "the run"}. Press Run to start again.</div>'
+            f'<div class="uv-status" data-cancelled="1">Cancelled {where or "the run"} and anything you had '
+            "waiting in the queue. Press Run to start again.</div>"
         )
 
     return {"text_to_video": text_to_video, "caption": caption, "joint": joint, "cancel": cancel}

@@ -13,6 +13,7 @@ import gradio as gr
 from ..pipeline_univigu import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL
 from .engine import Studio
 from .errors import number, slider
+from .run_queue import CONTROL
 from .runs import session_of
 from .scrubber import build_scrubber
 from .settings_panel import build_settings
@@ -192,18 +193,42 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
             event = run.click(handlers[name], inputs, outputs, api_name=name, **run_group)
             event.then(**latest)  # on success; gradio's frontend skips .then() after an error, so also:
             event.failure(**latest)  # a cancelled run keeps its steps for scrubbing
+            # Cancel skips the queue: the page posts it straight to the server; gradio_client, which joins the
+            # queue anyway, finds the control group exempt from its limit (run_queue.enable_queue)
             stop.click(
                 handlers["cancel"],
                 None,
                 status,
-                concurrency_id="control",
+                queue=False,
+                concurrency_id=CONTROL,
                 concurrency_limit=None,
                 show_progress="hidden",
                 **({"api_name": "cancel"} if k == 0 else private),
             )
 
-        def forget_session(request: gr.Request):  # a closed tab stops its runs and frees its history
+        def forget_session(request: gr.Request):  # a closed tab stops its runs, running or waiting, and its history
             studio.store.drop_session(session_of(request))
 
         demo.unload(forget_session)
+    name_upload_limits(demo)
     return demo
+
+
+def name_upload_limits(demo: gr.Blocks) -> None:
+    """Make gradio_client's refusal of a too-large upload name the field.
+
+    The client words it "... exceeds the maximum file size of N bytes set in {label} component.", reading
+    ``label`` from the component's top level of the app's config, where gradio 6 no longer puts it (it is in
+    ``props``): the message read "set in  component.". Each labelled component gets its label there too.
+    """
+    config_file = demo.get_config_file
+
+    def labelled_config_file():
+        config = config_file()
+        for component in config.get("components", []):
+            label = component.get("props", {}).get("label")
+            if isinstance(label, str) and label:
+                component.setdefault("label", label)
+        return config
+
+    demo.get_config_file = labelled_config_file

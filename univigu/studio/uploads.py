@@ -1,4 +1,5 @@
-"""Uploaded clips: probe before decoding (size, frame count, is it a video at all), then decode and fit."""
+"""Uploaded clips: probe before decoding (size, frame count, is it a video at all), then decode straight to the
+model's clip size (``read_clip``: a request holds the frames the model takes, whatever the upload's size)."""
 
 import math
 import os
@@ -6,7 +7,7 @@ import os
 import imageio.v3 as iio
 import numpy as np
 
-from ..video_io import VIDEO_EXTENSIONS, VideoError, fit_video, read_video
+from ..video_io import VIDEO_EXTENSIONS, VideoError, read_clip, video_meta
 from .checks import UserError
 
 
@@ -16,7 +17,8 @@ class UploadChecks:
 
     # Uploaded clips
     def load_video(self, path) -> tuple[np.ndarray, list[str]]:
-        """Decode an uploaded clip with checks that fail fast; returns frames and notes of what was done."""
+        """Decode an uploaded clip to the model's clip size with checks that fail fast; returns its frames
+        [F, H, W, 3] (``default_size``) and notes of what was done."""
         if path is None or (isinstance(path, str) and not path):
             raise UserError("No video: upload a clip (mp4, webm, avi, mov or gif) or pick an example.")
         path = os.fspath(path if not isinstance(path, dict) else path.get("path") or path.get("video", ""))
@@ -41,26 +43,25 @@ class UploadChecks:
                 f"{self.limits.max_video_pixels / 1e6:.1f} megapixels. Downscale it (the model works at "
                 f"{self.default_size[2]}x{self.default_size[1]} anyway)."
             )
-        by_memory = self.limits.max_decoded_bytes // max(1, width * height * 3)
-        max_frames = int(min(self.limits.max_video_frames, by_memory))
+        by_work = self.limits.max_decoded_bytes // max(1, width * height * 3)  # decoding time, not memory
+        max_frames = int(min(self.limits.max_video_frames, by_work))
         if est_frames is not None and est_frames > max_frames * 1.05 + 2:
             raise UserError(self._too_long(name, f"about {est_frames:.0f} frames", max_frames, width, height))
         try:
-            frames, fps = read_video(path, max_frames=max_frames)
+            clip = read_clip(path, *self.default_size, max_frames=max_frames)
         except VideoError as err:
             if "more than" in str(err):
                 raise UserError(
                     self._too_long(name, f"more than {max_frames} frames", max_frames, width, height)
                 ) from err
             raise UserError(f"{err}.") from err
-        if len(frames) < 2:
+        if clip.source_frames < 2:
             raise UserError(
-                f"{name} has only {len(frames)} frame; the model describes motion, so upload a clip with "
+                f"{name} has only {clip.source_frames} frame; the model describes motion, so upload a clip with "
                 f"at least 2 frames (it samples {self.default_size[0]})."
             )
-        h, w = frames.shape[1:3]
-        rate = f" at {fps:g} fps" if fps else ""
-        return frames, [f"decoded {len(frames)} frames of {w}x{h}{rate} from {name}"]
+        (w, h), rate = clip.source_size, f" at {clip.fps:g} fps" if clip.fps else ""
+        return clip.frames, [f"decoded {clip.source_frames} frames of {w}x{h}{rate} from {name}", *clip.notes]
 
     def _too_long(self, name, what, max_frames, width, height) -> str:
         return (
@@ -73,7 +74,7 @@ class UploadChecks:
         """(width, height, estimated frame count or None) without decoding the whole clip."""
         meta = {}
         try:
-            meta = iio.immeta(path) or {}
+            meta = video_meta(path) or {}
         except Exception:  # no metadata: probe the first frame instead
             meta = {}
         size = meta.get("size") if isinstance(meta, dict) else None
@@ -105,10 +106,6 @@ class UploadChecks:
         if first.ndim < 2:
             raise UserError(f"{os.path.basename(path)} is not a video; upload an mp4, webm, avi, mov or gif file.")
         return int(first.shape[1]), int(first.shape[0]), est
-
-    def fit(self, frames: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        f, h, w = self.default_size
-        return fit_video(frames, f, h, w)
 
 
 def _looks_like_text(path: str) -> bool:
