@@ -32,7 +32,7 @@ from .loading import (
 )
 from .official import CheckpointError
 from .offload import DTYPES, OFFLOAD_MODES, apply_offload, default_device, dtype_requirements, offload_requirements
-from .pipeline_univigu import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL, check_video_cache_interval
+from .settings import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL, check_video_cache_interval
 from .studio.engine import device_requirements  # the studio's device rule (importing it loads no gradio)
 from .video_io import VideoError, read_video, write_video
 

@@ -19,6 +19,7 @@ from .bundled import bundled_path
 from .durable import exclusive_lock, fsync_dir, fsync_tree
 from .models import UniViGUTransformer
 from .official import MAX_SHARD_SIZE, CheckpointError, write_official_transformer
+from .offload import DTYPES, Placement
 from .pipeline_univigu import UniViGUPipeline
 
 BUNDLED_MODEL = bundled_path("univigu-shapesworld")  # package data in a wheel, assets/ in a clone
@@ -55,8 +56,16 @@ def _resolve(model: str, allow_patterns: list[str] | None = None) -> str:
         ) from err
 
 
-def load_pipeline(model: str | None = None, torch_dtype: torch.dtype = torch.float32) -> UniViGUPipeline:
-    """Load a UniViGU pipeline folder or hub id (``model_index.json`` naming ``UniViGUPipeline``)."""
+def load_pipeline(
+    model: str | None = None, placement: Placement | None = None, torch_dtype: torch.dtype | None = None
+) -> UniViGUPipeline:
+    """Load a UniViGU pipeline folder or hub id (``model_index.json`` naming ``UniViGUPipeline``); default: the
+    bundled model (or ``$UNIVIGU_MODEL``). With a ``placement`` it comes back placed, its step cache set: the one
+    way the command line, the studio and evaluation get a ready pipeline. ``torch_dtype`` overrides the
+    placement's dtype for the weights."""
+    if placement is not None and placement.problem():
+        raise ValueError(placement.problem())
+    torch_dtype = torch_dtype or (DTYPES[placement.dtype] if placement is not None else torch.float32)
     model = model or default_model()
     path = _resolve(model)
     index = os.path.join(path, "model_index.json")
@@ -75,9 +84,10 @@ def load_pipeline(model: str | None = None, torch_dtype: torch.dtype = torch.flo
             "build one from a Wan2.1 model with `univigu.loading.pipeline_from_wan`"
         )
     try:
-        return UniViGUPipeline.from_pretrained(path, dtype=torch_dtype)
+        pipe = UniViGUPipeline.from_pretrained(path, dtype=torch_dtype)
     except Exception as err:
         raise ModelLoadError(f"could not load {model}: {type(err).__name__}: {err}") from err
+    return placement.apply(pipe) if placement is not None else pipe
 
 
 def _wan_components(path: str, torch_dtype):

@@ -14,6 +14,8 @@ fp8            weights stored in float8, computed in ``dtype`` (layerwise)      
 VAE tiling/slicing and keeping the text encoder on the CPU combine with any mode.
 """
 
+from dataclasses import dataclass
+
 import torch
 
 OFFLOAD_MODES = ("none", "model", "sequential", "group", "group-leaf", "fp8")
@@ -98,3 +100,29 @@ def apply_offload(
     if vae_slicing:
         pipe.vae.enable_slicing()
     return pipe
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a pipeline runs: what the command line's and the studio's model options set.
+
+    ``device`` (``None``: the best one here), ``dtype`` (a key of ``DTYPES``: the weights' dtype, and the compute
+    dtype of ``fp8``), ``offload`` (a mode of ``OFFLOAD_MODES``), ``vae_tiling``, ``step_cache`` (a spec of
+    :mod:`univigu.caching`, or ``None``).
+    """
+
+    device: str | None = None
+    dtype: str = "float32"
+    offload: str = "none"
+    vae_tiling: bool = False
+    step_cache: str | None = None
+
+    def problem(self) -> str | None:
+        """Why this placement cannot run here, or ``None``: checked before any weights are loaded."""
+        return offload_requirements(self.offload, self.device) or dtype_requirements(self.dtype, self.device)
+
+    def apply(self, pipe):
+        """Place ``pipe`` (loaded with ``DTYPES[dtype]``) and set its step cache."""
+        apply_offload(pipe, self.offload, self.device, DTYPES[self.dtype], vae_tiling=self.vae_tiling)
+        pipe.set_step_cache(self.step_cache)
+        return pipe
