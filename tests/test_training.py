@@ -481,20 +481,22 @@ def test_evaluate_text_to_video_gives_the_caption_to_slot_and_stream(tiny_run, t
 
     assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "p"), shift=3.0)
     evaluator = Evaluator(str(tmp_path / "p"), steps=1, batch=2)
-    seen, sample = [], evaluator.pipe.sample
-
-    def spy(cond, *args, **kwargs):
-        seen.append((cond, kwargs))
-        return sample(cond, *args, **kwargs)
-
-    monkeypatch.setattr(evaluator.pipe, "sample", spy)
+    seen = []
+    handle = evaluator.pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True
+    )
     scenes = [s for _, s in iter_split("test", 4)][2:]  # two two-object scenes: the whole caption, both clauses
     assert all(s.second is not None for s in scenes)
-    evaluator.text_to_video(scenes)
-    (cond, kwargs), captions = seen[0], [detailed_caption(s) for s in scenes]
-    torch.testing.assert_close(cond, evaluator.embed(captions))
-    assert not torch.equal(cond, evaluator.empty.expand(2, -1, -1))
-    assert torch.equal(kwargs["text_ids"], evaluator.pipe.text_id_rows(captions))
+    try:
+        evaluator.text_to_video(scenes)
+    finally:
+        handle.remove()
+    captions, pipe = [detailed_caption(s) for s in scenes], evaluator.pipe
+    cond, ids = seen[0]["encoder_hidden_states"][:2], seen[0]["text_tokens"][:2]  # the two conditional rows
+    torch.testing.assert_close(cond, pipe.embed_texts(captions, "cpu", torch.float32))
+    assert not torch.equal(cond, pipe.embed_texts(["", ""], "cpu", torch.float32))
+    assert torch.equal(ids, pipe.text_id_rows(captions)[:, : ids.shape[1]])  # trailing all-pad columns trimmed
+    assert (pipe.text_id_rows(captions)[:, ids.shape[1] :] == pipe.transformer.config.pad_token_id).all()
 
 
 def test_binding_reads_which_object_a_caption_describes():
