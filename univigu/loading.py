@@ -39,7 +39,7 @@ def default_model() -> str:
     return os.environ.get("UNIVIGU_MODEL") or BUNDLED_MODEL
 
 
-def _resolve(model: str, allow_patterns: list[str] | None = None) -> str:
+def resolve_model(model: str, allow_patterns: list[str] | None = None) -> str:
     """A local folder for ``model``: the folder itself, or a hub snapshot (cached or downloaded)."""
     if os.path.exists(model):
         return model
@@ -67,7 +67,7 @@ def load_pipeline(
         raise ValueError(placement.problem())
     torch_dtype = torch_dtype or (DTYPES[placement.dtype] if placement is not None else torch.float32)
     model = model or default_model()
-    path = _resolve(model)
+    path = resolve_model(model)
     index = os.path.join(path, "model_index.json")
     if not os.path.isfile(index):
         hint = (
@@ -114,7 +114,7 @@ def pipeline_from_wan(
     """A fresh UniViGU pipeline (ready for Stage 1) from a Wan2.1 text-to-video Diffusers folder or hub id."""
     from diffusers import WanTransformer3DModel
 
-    path = _resolve(wan)
+    path = resolve_model(wan)
     if not os.path.isfile(os.path.join(path, "model_index.json")):
         raise ModelLoadError(f"{wan} is not a Diffusers pipeline folder (no model_index.json)")
     tokenizer, text_encoder, vae, scheduler = _wan_components(path, torch_dtype)
@@ -309,7 +309,7 @@ def _convert(checkpoint, wan, out, names, vocab_size, text_source, bf16_time_emb
             raise ModelLoadError(f"no such config file: {wan}")
         wan_path, wan_config_file, is_pipeline = None, wan, False
     else:
-        wan_path = _resolve(wan, allow_patterns=["*.json", *(f"{c}/*" for c in WAN_COMPONENTS)])
+        wan_path = resolve_model(wan, allow_patterns=["*.json", *(f"{c}/*" for c in WAN_COMPONENTS)])
         is_pipeline = os.path.isfile(os.path.join(wan_path, "model_index.json"))
         wan_config_file = os.path.join(wan_path, "transformer" if is_pipeline else "", "config.json")
         if not os.path.isfile(wan_config_file):

@@ -30,6 +30,21 @@ def default_device() -> str:
     return "cpu"
 
 
+def device_requirements(device: str) -> str | None:
+    """Why ``device`` cannot run here (``"cuda: this machine has no CUDA GPU"``), or None if it can."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        return f"unknown device {device!r}; use cpu or cuda"
+    if kind == "cuda" and not torch.cuda.is_available():
+        return "cuda: this machine has no CUDA GPU"
+    if kind == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        return "xpu: this machine has no Intel GPU"
+    if kind == "mps" and not torch.backends.mps.is_available():
+        return "mps: this machine has no Apple GPU"
+    return None
+
+
 def offload_requirements(mode: str, device: str | None = None) -> str | None:
     """Why ``mode`` cannot run on ``device`` (default: the best one here), or None if it can."""
     if mode not in OFFLOAD_MODES:
@@ -119,7 +134,12 @@ class Placement:
 
     def problem(self) -> str | None:
         """Why this placement cannot run here, or ``None``: checked before any weights are loaded."""
-        return offload_requirements(self.offload, self.device) or dtype_requirements(self.dtype, self.device)
+        device = self.device or default_device()
+        return (
+            device_requirements(device)
+            or offload_requirements(self.offload, device)
+            or dtype_requirements(self.dtype, device)
+        )
 
     def apply(self, pipe):
         """Place ``pipe`` (loaded with ``DTYPES[dtype]``) and set its step cache."""

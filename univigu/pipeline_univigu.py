@@ -20,7 +20,6 @@ forward. A text position holding the pad token is masked as a key, so text colum
 before the loop: exact, and not computed.
 """
 
-import secrets
 import threading
 from collections.abc import Callable
 
@@ -30,6 +29,7 @@ import torch
 from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 
 from .caching import StepCaches
+from .clip_size import ClipSizes
 from .flows import to_timestep
 from .latents import denormalize, frames_to_pixels, frames_to_unit, normalize, pixels_to_frames
 from .lora import UniViGULoraLoaderMixin
@@ -53,6 +53,7 @@ from .settings import (
     check_steps,
     check_video_cache_interval,
     default_steps,
+    draw_seed,
 )
 from .trajectory import TrajectoryRecorder
 from .video_io import fit_video
@@ -168,19 +169,9 @@ class UniViGUPipeline(DiffusionPipeline, UniViGULoraLoaderMixin):
     # ---------------------------------------------------------------------------------------------
     # Sizes and latents
     def check_size(self, num_frames: int | None, height: int | None, width: int | None) -> tuple[int, int, int]:
-        """Fill defaults and validate; raises ``ValueError`` with the nearest valid values."""
-        num_frames = num_frames or self.config.default_num_frames
-        height = height or self.config.default_height
-        width = width or self.config.default_width
-        t, s = self.vae_scale_factor_temporal, self.vae_scale_factor_spatial * self.transformer.config.patch_size[1]
-        if num_frames < 1 or (num_frames - 1) % t:
-            raise ValueError(
-                f"num_frames must be 1 + {t}k (e.g. {max(1, (num_frames - 1) // t * t + 1)}), got {num_frames}"
-            )
-        for name, value in (("height", height), ("width", width)):
-            if value < s or value % s:
-                raise ValueError(f"{name} must be a positive multiple of {s}, got {value}")
-        return num_frames, height, width
+        """Fill the trained size for a ``None`` and validate against the model's grid (:class:`ClipSizes`);
+        raises ``ValueError`` with the nearest valid values."""
+        return ClipSizes.of(self).check(num_frames, height, width)
 
     def _latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         """Latent shape (C, f, h, w) of one clip of this size."""
@@ -324,7 +315,7 @@ class UniViGUPipeline(DiffusionPipeline, UniViGULoraLoaderMixin):
         seed nor a generator is given (reported in the output; ``None`` with a caller's generator)."""
         if generator is not None:
             return generator, None
-        seed = int(seed) if seed is not None else secrets.randbelow(2**32)
+        seed = int(seed) if seed is not None else draw_seed()
         return torch.Generator("cpu").manual_seed(seed), seed
 
     # ---------------------------------------------------------------------------------------------

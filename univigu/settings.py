@@ -6,6 +6,7 @@ from the command line, ``"Steps"`` in the studio), so one rule gives every front
 """
 
 import numbers
+import secrets
 
 # Denoising steps for a generated clip (text-to-video, joint generation)
 GENERATION_STEPS = 30
@@ -17,6 +18,7 @@ CAPTION_STEPS = 40
 
 MAX_STEPS = 1000
 GUIDANCE_SCALE = 5.0
+MAX_SEED = 2**32 - 1  # a seed not given is drawn from 0..MAX_SEED and reported
 
 # Captioning's default video_cache_interval: the clip's per-block keys and values are computed at step 0 and every
 # k-th step after, the steps between run only the text tokens on them. The largest k whose captions stay within
@@ -44,3 +46,8 @@ def check_video_cache_interval(k, name: str = "video_cache_interval") -> int:
             f"steps; >= the steps: the clip once), got {k!r}"
         )
     return int(k)
+
+
+def draw_seed() -> int:
+    """A seed for a run that was given none (reported with its output, so the run can be repeated)."""
+    return secrets.randbelow(MAX_SEED + 1)
