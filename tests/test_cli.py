@@ -240,6 +240,7 @@ def test_a_clip_larger_than_the_model_was_trained_on_is_warned_about(tiny_pipe_d
 
 def test_fill_keeps_the_template_and_fills_its_blanks(tiny_pipe_dir, tmp_path, capsys):
     pipe = load_pipeline(tiny_pipe_dir)
+    pipe.set_progress_bar_config(disable=True)
     clip = tmp_path / "c.mp4"
     code, _, _ = run_main(
         capsys, "t2v", "--model", tiny_pipe_dir, "--steps", "1", "--prompt", "a red circle", "--out", str(clip)
