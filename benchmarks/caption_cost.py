@@ -27,7 +27,7 @@ import torch
 from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
 
 from univigu import UniViGUPipeline, UniViGUTransformer
-from univigu.pipeline_univigu import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL
+from univigu.settings import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL
 from univigu.tiny import TINY_WORDS, tiny_text_encoder, tiny_vae
 from univigu.tokenization import build_word_tokenizer
 
@@ -132,8 +132,8 @@ def measure(
     def caption(steps: int, k: int, text: int) -> float:
         pipe.transformer.register_to_config(max_text_len=text)  # the text positions the loop denoises
         seconds, _ = _timed(
-            lambda: pipe.sample(
-                cond,
+            lambda: pipe(
+                prompt_embeds=cond,
                 video_latents=latents,
                 num_inference_steps=steps,
                 video_cache_interval=k,

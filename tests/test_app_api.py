@@ -570,12 +570,15 @@ def test_a_blank_seed_is_drawn_and_a_given_one_kept(tmp_path):
 def test_step_previews_decode_and_project(tmp_path):
     from univigu.studio.engine import Settings, Studio
     from univigu.tiny import tiny_pipeline
+    from univigu.trajectory import TrajectoryRecorder
 
     studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
     record = studio.new_record("joint", "a red circle", 0, 3)
     for kind, value in studio.stream(
         "s",
-        lambda cb: studio.pipe.joint("a red circle", num_inference_steps=3, callback=cb, return_trajectory=True),
+        lambda cb: studio.pipe.joint(
+            "a red circle", num_inference_steps=3, callback_on_step_end=TrajectoryRecorder(on_step=cb)
+        ),
     ):
         if kind == "step":
             record.trajectory.append(value)

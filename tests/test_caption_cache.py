@@ -14,7 +14,8 @@ from test_transformer import inputs, make
 from univigu import UniViGUPipeline
 from univigu.cli import main as cli_main
 from univigu.loading import load_pipeline
-from univigu.models.transformer_univigu import VideoContext
+from univigu.models.video_context import VideoContext
+from univigu.pipeline_streams import VideoStream
 from univigu.tiny import tiny_pipeline
 from univigu.video_io import read_video, write_video
 
@@ -166,11 +167,8 @@ def test_bad_intervals_give_one_line_errors_naming_the_valid_values(pipe, tiny_p
     for bad in (0, -3, 1.5, True):
         with pytest.raises(ValueError, match="integer >= 1"):
             pipe.caption(_clip(), num_inference_steps=2, video_cache_interval=bad)
-    cfg = pipe.config
-    shape = pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
-    cond = pipe.embed_texts(["a"], "cpu", torch.float32)
     with pytest.raises(ValueError, match="applies to captioning"):
-        pipe.sample(cond, latent_shape=shape, num_inference_steps=2, guidance_scale=1.0, video_cache_interval=4)
+        VideoStream(pipe.scheduler, shape=(4, 2, 4, 4), cache_interval=4)
     clip = tmp_path / "c.mp4"
     write_video(str(clip), _clip(), fps=8)
     proc = subprocess.run(

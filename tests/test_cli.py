@@ -157,6 +157,8 @@ def _bad_arguments(tmp: Path) -> list[tuple[list[str], str, str]]:
         ),
         (["caption", "--video", str(tmp / "missing.mp4")], "--video", "no such file"),
         (["caption", "--video", str(tmp / "c.mp4"), "--video-cache-interval", "0"], "--video-cache-interval", ">= 1"),
+        (["caption", "--video", str(tmp / "c.mp4"), "--fill", "a red circle"], "--fill", "has no blank"),
+        (["caption", "--videos", str(tmp), "--out", str(tmp / "m.jsonl"), "--fill", "a _"], "--fill", "one clip"),
     ]
 
 
@@ -234,3 +236,32 @@ def test_a_clip_larger_than_the_model_was_trained_on_is_warned_about(tiny_pipe_d
         f"({f} frames at {w}x{h}); expect a poorer clip, or pass --frames {f} --height {h} --width {w} or less"
     ]
     assert read_video(clip)[0].shape == (*bigger, 3)
+
+
+def test_fill_keeps_the_template_and_fills_its_blanks(tiny_pipe_dir, tmp_path, capsys):
+    pipe = load_pipeline(tiny_pipe_dir)
+    pipe.set_progress_bar_config(disable=True)
+    clip = tmp_path / "c.mp4"
+    code, _, _ = run_main(
+        capsys, "t2v", "--model", tiny_pipe_dir, "--steps", "1", "--prompt", "a red circle", "--out", str(clip)
+    )
+    template = "a _ circle moves _ ."
+    code, out, err = run_main(
+        capsys,
+        "caption",
+        "--model",
+        tiny_pipe_dir,
+        "--steps",
+        "3",
+        "--video",
+        str(clip),
+        "--fill",
+        template,
+        "--seed",
+        "4",
+    )
+    assert code == 0, err
+    want = pipe.caption(read_video(clip)[0], num_inference_steps=3, seed=4, template=template).text
+    assert out.splitlines()[0] == want  # the library's fill for the same clip and seed
+    code, _, err = run_main(capsys, "caption", "--model", tiny_pipe_dir, "--video", str(clip), "--fill", "a _*99")
+    assert code == 2 and err.startswith("error: --fill:") and "holds at most" in err and err.count("\n") == 1

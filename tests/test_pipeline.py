@@ -5,7 +5,7 @@ import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 
-from univigu import Cancelled, PromptError, UniViGUPipeline
+from univigu import Cancelled, PromptError, TrajectoryRecorder, UniViGUPipeline
 from univigu.loading import ModelLoadError, load_pipeline, pipeline_from_wan
 from univigu.tiny import tiny_pipeline, tiny_text_encoder, tiny_vae, tiny_wan_config
 from univigu.tokenization import build_word_tokenizer
@@ -58,14 +58,11 @@ def test_text_to_video_batches_guidance_and_skips_padding(pipe):
 def test_an_all_pad_text_stream_is_an_empty_one(pipe):
     """Clean text of pads only (every key masked) runs, and matches that row beside a real caption."""
     pad = pipe.transformer.config.pad_token_id
-    cond = pipe.embed_texts([PROMPT, PROMPT], "cpu", torch.float32)
     ids = pipe.text_id_rows([PROMPT, PROMPT])
     ids[0] = pad
-    cfg = pipe.config
-    shape = pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
-    kwargs = {"latent_shape": shape, "num_inference_steps": 2, "guidance_scale": 1.0}
-    alone, _, _ = pipe.sample(cond[:1], text_ids=ids[:1], generator=torch.Generator().manual_seed(0), **kwargs)
-    both, _, _ = pipe.sample(cond, text_ids=ids, generator=torch.Generator().manual_seed(0), **kwargs)
+    kwargs = {"num_inference_steps": 2, "guidance_scale": 1.0, "output_type": "latent"}
+    alone = pipe([PROMPT], text_ids=ids[:1], generator=torch.Generator().manual_seed(0), **kwargs).frames
+    both = pipe([PROMPT, PROMPT], text_ids=ids, generator=torch.Generator().manual_seed(0), **kwargs).frames
     assert torch.isfinite(alone).all()
     torch.testing.assert_close(alone[0], both[0], rtol=1e-4, atol=1e-4)
 
@@ -73,7 +70,8 @@ def test_an_all_pad_text_stream_is_an_empty_one(pipe):
 def test_caption_denoises_text_from_the_mask_source(pipe):
     video = (np.random.default_rng(0).random((9, 40, 30, 3)) * 255).astype(np.uint8)
     seen = []
-    out = pipe.caption(video, num_inference_steps=4, callback=seen.append, return_trajectory=True)
+    live = TrajectoryRecorder(on_step=seen.append)
+    out = pipe.caption(video, num_inference_steps=4, callback_on_step_end=live, return_trajectory=True)
     assert any("resized" in n for n in out.notes) and any("frames" in n for n in out.notes)
     assert len(seen) == 4 and seen == out.trajectory
     first, last = out.trajectory[0], out.trajectory[-1]
@@ -113,7 +111,7 @@ def test_cancel_from_the_callback_stops_the_run(pipe):
             raise Cancelled()
 
     with pytest.raises(Cancelled):
-        pipe.joint(PROMPT, num_inference_steps=6, callback=cancel_at_two)
+        pipe.joint(PROMPT, num_inference_steps=6, callback_on_step_end=TrajectoryRecorder(on_step=cancel_at_two))
     assert seen == [1, 2]
     assert pipe.text_to_video(PROMPT, num_inference_steps=1).frames.shape[0] == 5  # still usable
 

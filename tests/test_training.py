@@ -365,7 +365,7 @@ def test_two_process_launch(tiny_run, tiny_stages):
 
 
 def test_batched_sampler_matches_the_pipeline():
-    """Row b of ``UniViGUPipeline.sample`` over B rows is the one-row task run on the same random draws.
+    """Row b of a B-row ``UniViGUPipeline.__call__`` is the one-row task run on the same random draws.
 
     One generator draws every row's video noise, then at each step every row's text jumps; so the one-row
     run for row b starts past b rows of noise (or jumps) and skips the other rows' jumps after each step.
@@ -374,9 +374,7 @@ def test_batched_sampler_matches_the_pipeline():
 
     pipe = tiny_pipeline()
     prompts = ["a red circle moves left", "a blue square stays still", "a green triangle moves up"]
-    rows, shape, length = len(prompts), pipe._latent_shape(5, 16, 16), pipe.max_text_len
-    empty = pipe.embed_texts([""], "cpu", torch.float32)
-    cond = pipe.embed_texts(prompts, "cpu", torch.float32)
+    rows, shape, length = len(prompts), (pipe.transformer.config.in_channels, 2, 4, 4), pipe.max_text_len
 
     def generator(noise_rows: int = 0, jump_rows: int = 0) -> torch.Generator:
         gen = torch.Generator().manual_seed(3)
@@ -387,44 +385,57 @@ def test_batched_sampler_matches_the_pipeline():
     def close(latents: torch.Tensor, frames: np.ndarray) -> bool:
         return np.abs(pipe.decode_latents(latents).astype(int) - frames.astype(int)).max() <= 1
 
+    final = {}
+
+    def keep(pipe, step, timestep, tensors):  # the text state after each step; the last one stays
+        final.update(tensors)
+        return {}
+
+    keep_text = {"callback_on_step_end": keep, "callback_on_step_end_tensor_inputs": ["text_state"]}
     clips = np.random.default_rng(0).integers(0, 255, (rows, 5, 16, 16, 3), dtype=np.uint8)
     latents = torch.cat([pipe.encode_video(clip) for clip in clips])
-    _, ids, _ = pipe.sample(
-        empty.expand(rows, -1, -1), video_latents=latents, num_inference_steps=3, generator=generator()
-    )
+    pipe(video_latents=latents, num_inference_steps=3, generator=generator(), **keep_text)
+    ids = final["text_state"]
     for b, clip in enumerate(clips):
         gen = generator(jump_rows=b)
-        skip = lambda record, gen=gen: torch.rand((rows - 1, length), generator=gen)  # the other rows' jumps
-        want = pipe.caption(clip, num_inference_steps=3, generator=gen, callback=skip, return_trajectory=True)
+
+        def skip(pipe, step, timestep, tensors, gen=gen):  # the other rows' jumps
+            torch.rand((rows - 1, length), generator=gen)
+            return {}
+
+        want = pipe.caption(
+            clip, num_inference_steps=3, generator=gen, callback_on_step_end=skip, return_trajectory=True
+        )
         assert ids[b].tolist() == want.trajectory[-1].text_ids
     # the rows differ (row 1 from rows 0 and 2: this random model ends its texts after a few words, and two of
     # these clips give the same), so the row-by-row match above is not one caption compared with itself
     assert ids[0].tolist() != ids[1].tolist()
 
-    latents, _, _ = pipe.sample(
-        cond,
-        empty,
-        latent_shape=shape,
-        text_ids=pipe.text_id_rows(prompts),
-        num_inference_steps=3,
-        guidance_scale=4.0,
-        generator=generator(),
-    )
+    kwargs = {"num_frames": 5, "height": 16, "width": 16, "guidance_scale": 4.0, "output_type": "latent"}
+    latents = pipe(prompts, num_inference_steps=3, generator=generator(), **kwargs).frames
     for b, prompt in enumerate(prompts):
-        want = pipe.text_to_video(prompt, num_inference_steps=3, guidance_scale=4.0, generator=generator(b))
+        want = pipe.text_to_video(
+            prompt, num_frames=5, height=16, width=16, num_inference_steps=3, guidance_scale=4.0, generator=generator(b)
+        )
         assert close(latents[b], want.frames)
 
     # joint: one step, whose text jumps are certain (the other rows' noise comes between a row's draws)
-    latents, ids, _ = pipe.sample(
-        cond, empty, latent_shape=shape, num_inference_steps=1, guidance_scale=4.0, generator=generator()
-    )
+    latents = pipe(prompts, generate_text=True, num_inference_steps=1, generator=generator(), **kwargs, **keep_text)
+    latents, ids = latents.frames, final["text_state"]
     for b, prompt in enumerate(prompts):
         want = pipe.joint(
-            prompt, num_inference_steps=1, guidance_scale=4.0, generator=generator(b), return_trajectory=True
+            prompt,
+            num_frames=5,
+            height=16,
+            width=16,
+            num_inference_steps=1,
+            guidance_scale=4.0,
+            generator=generator(b),
+            return_trajectory=True,
         )
         assert close(latents[b], want.frames) and ids[b].tolist() == want.trajectory[-1].text_ids
     with pytest.raises(ValueError, match="follow one row"):
-        pipe.sample(cond, empty, latent_shape=shape, num_inference_steps=1, return_trajectory=True)
+        pipe(prompts, num_inference_steps=1, return_trajectory=True)
 
 
 def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
@@ -470,20 +481,22 @@ def test_evaluate_text_to_video_gives_the_caption_to_slot_and_stream(tiny_run, t
 
     assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "p"), shift=3.0)
     evaluator = Evaluator(str(tmp_path / "p"), steps=1, batch=2)
-    seen, sample = [], evaluator.pipe.sample
-
-    def spy(cond, *args, **kwargs):
-        seen.append((cond, kwargs))
-        return sample(cond, *args, **kwargs)
-
-    monkeypatch.setattr(evaluator.pipe, "sample", spy)
+    seen = []
+    handle = evaluator.pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True
+    )
     scenes = [s for _, s in iter_split("test", 4)][2:]  # two two-object scenes: the whole caption, both clauses
     assert all(s.second is not None for s in scenes)
-    evaluator.text_to_video(scenes)
-    (cond, kwargs), captions = seen[0], [detailed_caption(s) for s in scenes]
-    torch.testing.assert_close(cond, evaluator.embed(captions))
-    assert not torch.equal(cond, evaluator.empty.expand(2, -1, -1))
-    assert torch.equal(kwargs["text_ids"], evaluator.pipe.text_id_rows(captions))
+    try:
+        evaluator.text_to_video(scenes)
+    finally:
+        handle.remove()
+    captions, pipe = [detailed_caption(s) for s in scenes], evaluator.pipe
+    cond, ids = seen[0]["encoder_hidden_states"][:2], seen[0]["text_tokens"][:2]  # the two conditional rows
+    torch.testing.assert_close(cond, pipe.embed_texts(captions, "cpu", torch.float32))
+    assert not torch.equal(cond, pipe.embed_texts(["", ""], "cpu", torch.float32))
+    assert torch.equal(ids, pipe.text_id_rows(captions)[:, : ids.shape[1]])  # trailing all-pad columns trimmed
+    assert (pipe.text_id_rows(captions)[:, ids.shape[1] :] == pipe.transformer.config.pad_token_id).all()
 
 
 def test_binding_reads_which_object_a_caption_describes():
@@ -517,18 +530,16 @@ def test_assemble_converts_the_base_generator(tiny_run, tiny_stages, tmp_path):
     pipe = assemble(str(tiny_run / "components"), str(base), str(tmp_path / "pipe"), shift=3.0)
     wan = WanTransformer3DModel.from_pretrained(str(base)).eval()
     cond, empty = (pipe.embed_texts([t], "cpu", torch.float32) for t in ("a red circle moves left", ""))
-    cfg = pipe.config
-    shape = pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
     masked = torch.full((1, pipe.max_text_len), pipe.transformer.config.pad_token_id)
-    uni, _, _ = pipe.sample(
-        cond,
-        empty,
-        latent_shape=shape,
+    uni = pipe(
+        "a red circle moves left",
         text_ids=masked,
         num_inference_steps=2,
         guidance_scale=3.0,
         generator=torch.Generator().manual_seed(0),
-    )
+        output_type="latent",
+    ).frames
+    shape = tuple(uni.shape[1:])
     scheduler = pipe.scheduler
     scheduler.set_timesteps(2)
     ref = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0))

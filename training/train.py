@@ -213,12 +213,8 @@ def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
     from .components import load_components
 
     tokenizer, text_encoder, vae = load_components(cfg.components)
-    enc = tokenizer(cfg.val_prompts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
-    cond = text_encoder(enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
-    cond = cond * enc.attention_mask[..., None]
     scheduler = FlowMatchEulerDiscreteScheduler(shift=cfg.video_shift)
     gen = torch.Generator().manual_seed(cfg.seed)
-    shape = tuple(data.latents[data.buckets[0]].shape[1:])
     model.eval()
     # a video generator alone is sampled as Stage 1 starts it (converted, its text stream all pads: Wan's video
     # prediction unchanged) and only generates
@@ -226,26 +222,20 @@ def validate(cfg: Config, model, data: LatentCache, step: int, writer) -> None:
     uni = uni_from_base(model, tokenizer, max_text_len=data.prompt_ids.shape[1]).eval() if generator_only else model
     pipe = UniViGUPipeline(tokenizer, text_encoder, vae, uni, scheduler)
     pipe.set_progress_bar_config(disable=True)
-    text_ids = pipe.text_id_rows(cfg.val_prompts)
-    latents, _, _ = pipe.sample(
-        cond,
-        data.empty_embed,
-        latent_shape=shape,
-        text_ids=torch.full_like(text_ids, uni.config.pad_token_id) if generator_only else text_ids,
+    pad_ids = torch.full((len(cfg.val_prompts), uni.config.max_text_len), uni.config.pad_token_id)
+    latents = pipe(
+        cfg.val_prompts,
+        latents=torch.randn((len(cfg.val_prompts), *data.latents[data.buckets[0]].shape[1:]), generator=gen),
+        text_ids=pad_ids if generator_only else None,
         num_inference_steps=cfg.val_steps,
         guidance_scale=5.0,
         generator=gen,
-    )
+        output_type="latent",
+    ).frames
     lines = []
     if not generator_only:
         batch = data.batch(2, cfg.seed + 1, 0)
-        _, text, _ = pipe.sample(
-            data.empty_embed.expand(2, -1, -1),
-            video_latents=batch["latents"],
-            num_inference_steps=cfg.val_steps,
-            generator=gen,
-        )
-        got = [pipe.decode_text(row) for row in text]
+        got = pipe(video_latents=batch["latents"], num_inference_steps=cfg.val_steps, generator=gen).text
         want = [pipe.decode_text(row) for row in batch[f"{cfg.text_target}_ids"]]
         lines = [f"caption: {g!r}  (truth: {w!r})" for g, w in zip(got, want)]
     model.train()

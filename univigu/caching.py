@@ -39,6 +39,7 @@ from diffusers.hooks import (
 )
 from diffusers.hooks.hooks import BaseState, StateManager
 
+from .models import UniViGUTransformer
 from .models.block_registry import register_block
 from .models.transformer_univigu import UniViGUBlock
 
@@ -211,48 +212,43 @@ def reset_caches(transformer) -> None:
     HookRegistry.check_if_exists_or_initialize(transformer).reset_stateful_hooks()
 
 
-class StepCacheMixin:
-    """The pipeline's switch for the step caches: which one generation uses, and a fresh state every run.
+class StepCaches:
+    """A pipeline's step caches: which one generation uses, switched off for captioning, fresh every run.
 
-    Needs ``self.transformer`` (a ``CacheMixin``) and the attributes ``_step_cache_spec``, ``_step_cache``,
-    ``_step_cache_on`` and ``_current_timestep`` set in the pipeline's ``__init__``.
+    ``current_timestep``: reads the run's current video timestep (what ``PyramidAttentionBroadcastConfig``
+    needs); the exact prompt cache is applied at construction and always on.
     """
 
-    def set_step_cache(self, spec: str | None) -> None:
-        """Use diffusers' approximate step cache ``spec`` = ``NAME[:VALUE]`` (:mod:`univigu.caching`) for
-        text-to-video and joint generation from the next run on; ``None`` or ``"none"`` turns it off.
+    def __init__(self, transformer, current_timestep):
+        self.transformer, self.current_timestep = transformer, current_timestep
+        if isinstance(transformer, UniViGUTransformer):
+            apply_prompt_cache(transformer)  # before any offloading hooks, which must see every call
+        self.spec, self.config, self.on = "none", None, False
 
-        Idempotent and safe between runs; a bad spec raises a one-line ``ValueError`` and changes nothing.
-        Captioning runs without it (a clip held clean would look converged to it) and turns it back on after.
-        The exact prompt cache is always on.
-        """
+    def set(self, spec: str | None) -> None:
+        """Use step cache ``spec`` = ``NAME[:VALUE]`` for generation from the next run on; ``None`` or ``"none"``
+        turns it off. Idempotent; a bad spec raises a one-line ``ValueError`` and changes nothing."""
         config, canonical = parse_cache(spec), describe_cache(spec)
         if config is not None:
             register_block(UniViGUBlock)  # before any change: without diffusers' block registry nothing changes
-        if canonical == self._step_cache_spec:
+        if canonical == self.spec:
             return
-        if self._step_cache_on:
+        if self.on:
             self.transformer.disable_cache()
         if isinstance(config, PyramidAttentionBroadcastConfig) and config.current_timestep_callback is None:
-            config.current_timestep_callback = lambda: self._current_timestep
-        self._step_cache_spec, self._step_cache, self._step_cache_on = canonical, config, False
-        self._use_step_cache(True)
+            config.current_timestep_callback = self.current_timestep
+        self.spec, self.config, self.on = canonical, config, False
+        self._use(True)
 
-    @property
-    def step_cache(self) -> str:
-        """The step cache in use for generation, as a canonical spec (``"none"``, ``"first_block:0.05"``, ...)."""
-        return self._step_cache_spec
-
-    def _use_step_cache(self, on: bool) -> None:
-        on = on and self._step_cache is not None
-        if on and not self._step_cache_on:
-            self.transformer.enable_cache(self._step_cache)
-        elif self._step_cache_on and not on:
-            self.transformer.disable_cache()
-        self._step_cache_on = on
-
-    def _start_run(self, generating: bool) -> None:
+    def start_run(self, generating: bool) -> None:
         """Every cache starts a run empty (new prompt, maybe new weights); the step cache serves generation only."""
-        self._use_step_cache(generating)
+        self._use(generating)
         reset_caches(self.transformer)
-        self._current_timestep = None
+
+    def _use(self, on: bool) -> None:
+        on = on and self.config is not None
+        if on and not self.on:
+            self.transformer.enable_cache(self.config)
+        elif self.on and not on:
+            self.transformer.disable_cache()
+        self.on = on

@@ -9,7 +9,6 @@ import glob
 import json
 import math
 import os
-import secrets
 import sys
 from contextlib import contextmanager
 
@@ -27,15 +26,32 @@ from .loading import (
     CONVERT_DTYPES,
     HUB_ID,
     ModelLoadError,
-    _resolve,
     convert_official,
     default_model,
     load_pipeline,
+    resolve_model,
 )
 from .official import CheckpointError
-from .offload import DTYPES, OFFLOAD_MODES, apply_offload, default_device, dtype_requirements, offload_requirements
-from .pipeline_univigu import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL, check_video_cache_interval
-from .studio.engine import device_requirements  # the studio's device rule (importing it loads no gradio)
+from .offload import (
+    DTYPES,
+    OFFLOAD_MODES,
+    Placement,
+    default_device,
+    device_requirements,
+    dtype_requirements,
+    offload_requirements,
+)
+from .pipeline_text import BLANK, template_ids
+from .settings import (
+    CAPTION_STEPS,
+    CAPTION_VIDEO_CACHE_INTERVAL,
+    GENERATION_STEPS,
+    GUIDANCE_SCALE,
+    MAX_SEED,
+    MAX_STEPS,
+    check_video_cache_interval,
+    draw_seed,
+)
 from .video_io import VideoError, read_video, write_video
 
 DESCRIPTION = (
@@ -48,14 +64,16 @@ EPILOG = (
     "with --json. A bad argument prints one line naming the flag and what to do, and exits with status 2."
 )
 VIDEO_OUT_EXTENSIONS = (".mp4", ".gif")  # what write_video writes: H.264 in an mp4, or a gif
-MAX_STEPS = 1000  # UniViGUPipeline refuses more
-MAX_SEED = 2**32 - 1  # seeds are drawn from 0..MAX_SEED, as the pipeline and the studio draw them
+
+
+def _placement(args) -> Placement:
+    cache = getattr(args, "cache", None)  # generation's step cache; captioning runs without one
+    return Placement(args.device or default_device(), args.dtype, args.offload, args.vae_tiling, cache)
 
 
 def _pipeline(args):
     with _flag("--model"):
-        pipe = load_pipeline(args.model, torch_dtype=DTYPES[args.dtype])
-    apply_offload(pipe, args.offload, args.device or default_device(), DTYPES[args.dtype], vae_tiling=args.vae_tiling)
+        pipe = load_pipeline(args.model, _placement(args))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -114,16 +132,15 @@ def _check_model_args(args) -> None:
     _check_range("--steps", args.steps, 1, MAX_STEPS)
     if args.seed is not None:
         _check_range("--seed", args.seed, 0, MAX_SEED)
-    device = args.device or default_device()
-    with _flag(f"--device {device}"):
-        if reason := device_requirements(device):
-            raise ValueError(reason.split(": ", 1)[-1])
-    with _flag(f"--dtype {args.dtype}"):
-        if reason := dtype_requirements(args.dtype, device):
-            raise ValueError(reason)
-    with _flag(f"--offload {args.offload}"):
-        if reason := offload_requirements(args.offload, device):
-            raise ValueError(reason)
+    placement = _placement(args)
+    for flag, problem in (
+        (f"--device {placement.device}", device_requirements(placement.device)),
+        (f"--dtype {args.dtype}", dtype_requirements(args.dtype, placement.device)),
+        (f"--offload {args.offload}", offload_requirements(args.offload, placement.device)),
+    ):
+        if problem:
+            with _flag(flag):
+                raise ValueError(problem.split(": ", 1)[-1] if flag.startswith("--device") else problem)
 
 
 def _clip_size(args, sizes: ClipSizes) -> tuple[int, int, int]:
@@ -156,11 +173,10 @@ def cmd_generate(args):
         parse_cache(args.cache)
     _check_out("--out", args.out, VIDEO_OUT_EXTENSIONS)
     with _flag("--model"):  # a missing folder or an unreachable hub id, said now; a hub model's configs only
-        sizes = ClipSizes.read(_resolve(args.model or default_model(), allow_patterns=["*.json"]))
+        sizes = ClipSizes.read(resolve_model(args.model or default_model(), allow_patterns=["*.json"]))
     size = _clip_size(args, sizes) if sizes else (args.frames, args.height, args.width)  # None: loading says why
 
     pipe = _pipeline(args)
-    pipe.set_step_cache(args.cache)
     _check_words(pipe, args.prompt)
     task = pipe.joint if args.command == "joint" else pipe.text_to_video
     out = task(
@@ -185,21 +201,29 @@ def cmd_caption(args):
     _check_model_args(args)
     with _flag("--video-cache-interval"):
         check_video_cache_interval(args.video_cache_interval)
+    if args.fill is not None and not BLANK.search(args.fill):
+        raise ValueError("--fill has no blank: mark each word to fill with _ (or _*N for N words)")
     if args.video is not None:
         if args.out is not None:
             raise ValueError("--out writes the rows of --videos; with --video the caption is printed")
         with _flag("--video"):
             frames, _ = read_video(args.video)
         pipe = _pipeline(args)
+        with _flag("--fill"):
+            if args.fill is not None:  # checked before any step runs
+                template_ids(pipe.tokenizer, args.fill, pipe.max_text_len, pipe.transformer.config.pad_token_id)
         out = pipe.caption(
             frames,
             prompt=args.prompt,
             num_inference_steps=args.steps,
             seed=args.seed,
             video_cache_interval=args.video_cache_interval,
+            template=args.fill,
         )
         _emit(args, {"caption": out.text, "notes": out.notes, "seed": out.seed}, f"{out.text}\n(seed {out.seed})")
         return
+    if args.fill is not None:
+        raise ValueError("--fill asks one clip (--video); a folder is captioned whole")
     if args.out is None:
         raise ValueError("--videos needs --out metadata.jsonl, the file the captions are appended to")
     _check_engine_args(args)
@@ -209,8 +233,8 @@ def cmd_caption(args):
     with _flag("--videos"):
         clips = find_clips(args.videos)
     with _flag("--model"):
-        sizes = ClipSizes.read(_resolve(args.model or default_model(), allow_patterns=["*.json"]))
-    seed = args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1)  # each clip's seed comes from it
+        sizes = ClipSizes.read(resolve_model(args.model or default_model(), allow_patterns=["*.json"]))
+    seed = args.seed if args.seed is not None else draw_seed()  # each clip's seed comes from it
     job = CaptionJob(
         _model_spec(args), args.steps, args.prompt, args.video_cache_interval, sizes.trained if sizes else None
     )
@@ -228,11 +252,11 @@ def _generate_dataset(args):
     with _flag("--out-dir"):
         os.makedirs(args.out_dir, exist_ok=True)
         _check_out("--out-dir", os.path.join(args.out_dir, "metadata.jsonl"))
-    seed = args.seed if args.seed is not None else secrets.randbelow(MAX_SEED + 1)  # each prompt's seed comes from it
+    seed = args.seed if args.seed is not None else draw_seed()  # each prompt's seed comes from it
     with _flag("--prompts"):
         items = prompt_items(args.prompts, seed)
     with _flag("--model"):
-        sizes = ClipSizes.read(_resolve(args.model or default_model(), allow_patterns=["*.json"]))
+        sizes = ClipSizes.read(resolve_model(args.model or default_model(), allow_patterns=["*.json"]))
     size = _clip_size(args, sizes) if sizes else (args.frames, args.height, args.width)
     job = GenerateJob(_model_spec(args), args.steps, args.guidance, size, args.cache)
     _run_dataset(args, job, items, os.path.join(args.out_dir, "metadata.jsonl"), seed)
@@ -301,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    def model_args(p, steps=30):
+    def model_args(p, steps=GENERATION_STEPS):
         p.add_argument("--model", default=None, help=f"pipeline folder or hub id (default: {default_model()})")
         p.add_argument("--steps", type=int, default=steps, help=f"denoising steps, 1 to {MAX_STEPS} (default {steps})")
         p.add_argument(
@@ -326,7 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--prompt", required=True)
             p.add_argument("--out", required=True, help="output video (.mp4 or .gif) in an existing folder")
-        p.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance, 1 or more (1: off)")
+        p.add_argument(
+            "--guidance",
+            type=float,
+            default=GUIDANCE_SCALE,
+            help=f"classifier-free guidance, 1 or more (1: off; default {GUIDANCE_SCALE})",
+        )
         p.add_argument("--frames", type=int, default=None, help="clip length (default: the model's trained length)")
         p.add_argument("--height", type=int, default=None, help="default: the model's trained height")
         p.add_argument("--width", type=int, default=None, help="default: the model's trained width")
@@ -366,6 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="with --videos: metadata.jsonl (resumed if it exists)")
     engine_args(p)
     p.add_argument("--prompt", default=None, help="optional prompt to condition the caption")
+    p.add_argument(
+        "--fill",
+        default=None,
+        metavar="TEMPLATE",
+        help="ask the clip: a caption with blanks to fill, e.g. 'a _ circle moves _*2' (_ one word's position, "
+        "_*N N of them); the rest is kept as written",
+    )
     p.add_argument(
         "--video-cache-interval",
         type=int,

@@ -19,6 +19,7 @@ from .bundled import bundled_path
 from .durable import exclusive_lock, fsync_dir, fsync_tree
 from .models import UniViGUTransformer
 from .official import MAX_SHARD_SIZE, CheckpointError, write_official_transformer
+from .offload import DTYPES, Placement
 from .pipeline_univigu import UniViGUPipeline
 
 BUNDLED_MODEL = bundled_path("univigu-shapesworld")  # package data in a wheel, assets/ in a clone
@@ -38,7 +39,7 @@ def default_model() -> str:
     return os.environ.get("UNIVIGU_MODEL") or BUNDLED_MODEL
 
 
-def _resolve(model: str, allow_patterns: list[str] | None = None) -> str:
+def resolve_model(model: str, allow_patterns: list[str] | None = None) -> str:
     """A local folder for ``model``: the folder itself, or a hub snapshot (cached or downloaded)."""
     if os.path.exists(model):
         return model
@@ -55,10 +56,18 @@ def _resolve(model: str, allow_patterns: list[str] | None = None) -> str:
         ) from err
 
 
-def load_pipeline(model: str | None = None, torch_dtype: torch.dtype = torch.float32) -> UniViGUPipeline:
-    """Load a UniViGU pipeline folder or hub id (``model_index.json`` naming ``UniViGUPipeline``)."""
+def load_pipeline(
+    model: str | None = None, placement: Placement | None = None, torch_dtype: torch.dtype | None = None
+) -> UniViGUPipeline:
+    """Load a UniViGU pipeline folder or hub id (``model_index.json`` naming ``UniViGUPipeline``); default: the
+    bundled model (or ``$UNIVIGU_MODEL``). With a ``placement`` it comes back placed, its step cache set: the one
+    way the command line, the studio and evaluation get a ready pipeline. ``torch_dtype`` overrides the
+    placement's dtype for the weights."""
+    if placement is not None and placement.problem():
+        raise ValueError(placement.problem())
+    torch_dtype = torch_dtype or (DTYPES[placement.dtype] if placement is not None else torch.float32)
     model = model or default_model()
-    path = _resolve(model)
+    path = resolve_model(model)
     index = os.path.join(path, "model_index.json")
     if not os.path.isfile(index):
         hint = (
@@ -75,9 +84,10 @@ def load_pipeline(model: str | None = None, torch_dtype: torch.dtype = torch.flo
             "build one from a Wan2.1 model with `univigu.loading.pipeline_from_wan`"
         )
     try:
-        return UniViGUPipeline.from_pretrained(path, dtype=torch_dtype)
+        pipe = UniViGUPipeline.from_pretrained(path, dtype=torch_dtype)
     except Exception as err:
         raise ModelLoadError(f"could not load {model}: {type(err).__name__}: {err}") from err
+    return placement.apply(pipe) if placement is not None else pipe
 
 
 def _wan_components(path: str, torch_dtype):
@@ -104,7 +114,7 @@ def pipeline_from_wan(
     """A fresh UniViGU pipeline (ready for Stage 1) from a Wan2.1 text-to-video Diffusers folder or hub id."""
     from diffusers import WanTransformer3DModel
 
-    path = _resolve(wan)
+    path = resolve_model(wan)
     if not os.path.isfile(os.path.join(path, "model_index.json")):
         raise ModelLoadError(f"{wan} is not a Diffusers pipeline folder (no model_index.json)")
     tokenizer, text_encoder, vae, scheduler = _wan_components(path, torch_dtype)
@@ -299,7 +309,7 @@ def _convert(checkpoint, wan, out, names, vocab_size, text_source, bf16_time_emb
             raise ModelLoadError(f"no such config file: {wan}")
         wan_path, wan_config_file, is_pipeline = None, wan, False
     else:
-        wan_path = _resolve(wan, allow_patterns=["*.json", *(f"{c}/*" for c in WAN_COMPONENTS)])
+        wan_path = resolve_model(wan, allow_patterns=["*.json", *(f"{c}/*" for c in WAN_COMPONENTS)])
         is_pipeline = os.path.isfile(os.path.join(wan_path, "model_index.json"))
         wan_config_file = os.path.join(wan_path, "transformer" if is_pipeline else "", "config.json")
         if not os.path.isfile(wan_config_file):

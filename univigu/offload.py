@@ -14,6 +14,8 @@ fp8            weights stored in float8, computed in ``dtype`` (layerwise)      
 VAE tiling/slicing and keeping the text encoder on the CPU combine with any mode.
 """
 
+from dataclasses import dataclass
+
 import torch
 
 OFFLOAD_MODES = ("none", "model", "sequential", "group", "group-leaf", "fp8")
@@ -26,6 +28,21 @@ def default_device() -> str:
     if hasattr(torch, "xpu") and torch.xpu.is_available():
         return "xpu"
     return "cpu"
+
+
+def device_requirements(device: str) -> str | None:
+    """Why ``device`` cannot run here (``"cuda: this machine has no CUDA GPU"``), or None if it can."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        return f"unknown device {device!r}; use cpu or cuda"
+    if kind == "cuda" and not torch.cuda.is_available():
+        return "cuda: this machine has no CUDA GPU"
+    if kind == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        return "xpu: this machine has no Intel GPU"
+    if kind == "mps" and not torch.backends.mps.is_available():
+        return "mps: this machine has no Apple GPU"
+    return None
 
 
 def offload_requirements(mode: str, device: str | None = None) -> str | None:
@@ -98,3 +115,34 @@ def apply_offload(
     if vae_slicing:
         pipe.vae.enable_slicing()
     return pipe
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a pipeline runs: what the command line's and the studio's model options set.
+
+    ``device`` (``None``: the best one here), ``dtype`` (a key of ``DTYPES``: the weights' dtype, and the compute
+    dtype of ``fp8``), ``offload`` (a mode of ``OFFLOAD_MODES``), ``vae_tiling``, ``step_cache`` (a spec of
+    :mod:`univigu.caching`, or ``None``).
+    """
+
+    device: str | None = None
+    dtype: str = "float32"
+    offload: str = "none"
+    vae_tiling: bool = False
+    step_cache: str | None = None
+
+    def problem(self) -> str | None:
+        """Why this placement cannot run here, or ``None``: checked before any weights are loaded."""
+        device = self.device or default_device()
+        return (
+            device_requirements(device)
+            or offload_requirements(self.offload, device)
+            or dtype_requirements(self.dtype, device)
+        )
+
+    def apply(self, pipe):
+        """Place ``pipe`` (loaded with ``DTYPES[dtype]``) and set its step cache."""
+        apply_offload(pipe, self.offload, self.device, DTYPES[self.dtype], vae_tiling=self.vae_tiling)
+        pipe.set_step_cache(self.step_cache)
+        return pipe

@@ -6,8 +6,13 @@ builds its cache with them): cleaned as Wan cleans prompts, then tokenized for t
 or embeddings it will not be given.
 """
 
+import re
+
 import torch
 from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+# A blank of a fill-in template: "_" is one text position to fill, "_*N" N positions
+BLANK = re.compile(r"_(?:\*(\d+))?")
 
 
 class PromptError(ValueError):
@@ -65,56 +70,36 @@ def encode_texts(tokenizer, text_encoder, texts: list[str], device=None, dtype=N
     return embeds.to(device=device, dtype=dtype) * inputs.attention_mask.to(device, dtype)[..., None]
 
 
-class TextStreamMixin:
-    """Text-stream methods of :class:`UniViGUPipeline` (uses ``self.tokenizer`` and ``self.transformer``)."""
+def template_ids(tokenizer, template: str, length: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fill-in template as text-stream ids [length] and the positions held [length] (bool).
 
-    def text_ids(self, text: str) -> list[int]:
-        """Text-stream ids of ``text`` (with the tokenizer's end token); raises PromptError if too long."""
-        return stream_ids(self.tokenizer, text, self.max_text_len)
-
-    def unknown_words(self, text: str) -> list[str]:
-        """Words of ``text`` the tokenizer maps to its unknown token (empty for subword vocabularies)."""
-        unk = self.tokenizer.unk_token_id
-        if unk is None:
-            return []
-        return [w for w in clean_text(text).split() if unk in self.tokenizer(w, add_special_tokens=False).input_ids]
-
-    def _validate_prompt(self, prompt: str | None, required: bool) -> str | None:
-        if prompt is None or not str(prompt).strip():
-            if required:
-                raise PromptError("the prompt is empty; describe the clip you want")
-            return None
-        self.text_ids(prompt)
-        return str(prompt)
-
-    def _end_ids(self) -> tuple[int, ...]:
-        """The ids that end a text-stream state: the tokenizer's end token (if it has one) and the pad id."""
-        eos = self.tokenizer.eos_token_id
-        pad = self.transformer.config.pad_token_id
-        return (pad,) if eos is None else (eos, pad)
-
-    def decode_text(self, ids: list[int] | torch.Tensor) -> str:
-        """A text-stream state as a sentence: cut at the first end/pad token, masked positions as ``_``."""
-        ids = [int(i) for i in ids]
-        stops = {self.tokenizer.eos_token_id, self.transformer.config.pad_token_id}
-        end = next((k for k, i in enumerate(ids) if i in stops), len(ids))
-        pieces, chunk = [], []
-        for i in ids[:end] + [None]:  # None flushes the last chunk
-            if i is not None and i != self.transformer.mask_token_id:
-                chunk.append(i)
-                continue
-            if chunk:
-                pieces.append(self.tokenizer.decode(chunk, skip_special_tokens=True))
-            chunk = []
-            if i is not None:
-                pieces.append("_")
-        return " ".join(p for p in pieces if p).strip()
-
-    def token_strings(self, ids: list[int]) -> list[str]:
-        """Display strings of text-stream ids (``<mask>`` for the mask token)."""
-        mask_id = self.transformer.mask_token_id
-        return ["<mask>" if i == mask_id else self.tokenizer.convert_ids_to_tokens(i) for i in ids]
-
-    def text_id_rows(self, texts: list[str]) -> torch.Tensor:
-        """Clean text-stream ids [B, max_text_len] of ``texts``, padded with the pad token."""
-        return text_stream_ids(self.tokenizer, texts, self.max_text_len, self.transformer.config.pad_token_id)
+    ``template`` is a caption with blanks: ``_`` marks one text position to fill, ``_*N`` N positions (for a
+    phrase of N tokens); everything else is cleaned and tokenized as a prompt is, held at every step, and ends
+    with the tokenizer's end token, then pads (held too). Raises :class:`PromptError` for a template with no
+    blank or one longer than the text stream."""
+    ids, held, start = [], [], 0
+    for blank in [*BLANK.finditer(template), None]:
+        text = clean_text(template[start : blank.start() if blank else len(template)])
+        if text:
+            piece = tokenizer(text, add_special_tokens=False).input_ids
+            ids += piece
+            held += [True] * len(piece)
+        if blank is not None:
+            count = int(blank.group(1) or 1)
+            if count < 1:
+                raise PromptError(f"{blank.group(0)!r} asks for no position; write _ or _*N with N >= 1")
+            ids += [pad_id] * count
+            held += [False] * count
+            start = blank.end()
+    if all(held):
+        raise PromptError("the template has no blank: mark each word to fill with _ (or _*N for N words)")
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+        held.append(True)
+    if len(ids) > length:
+        raise PromptError(
+            f"the template is {len(ids)} tokens with its blanks; this model's text stream holds at most {length}. "
+            "Shorten it."
+        )
+    pad = length - len(ids)
+    return torch.tensor(ids + [pad_id] * pad), torch.tensor(held + [True] * pad)

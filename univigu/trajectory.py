@@ -35,6 +35,7 @@ class TrajectoryStep:
     text_tokens: list[str] | None = None  # display strings of the state ("<mask>" for masked positions)
     text: str | None = None  # the state as a sentence (masked positions shown as "_")
     changed: list[bool] | None = None  # [L] positions whose id changed over this step
+    held: list[bool] | None = None  # [L] positions held as given (a fill-in template's words); None: none held
 
     @property
     def num_changed(self) -> int:
@@ -53,27 +54,31 @@ class TrajectoryRecorder:
     it raises (``Cancelled``) stops the run.
     """
 
-    # what it asks the pipeline for: the states after the step and before it, and the step's predictions
+    # what it asks the pipeline for: the states after the step and before it, the step's predictions and its
+    # (from, to) noise levels per stream (None for a stream held clean)
     tensor_inputs = [
         "latents",
         "prev_latents",
         "video_velocity",
+        "video_sigmas",
         "text_state",
         "prev_text_state",
         "text_prediction",
+        "text_sigmas",
+        "text_held",
     ]
 
     def __init__(self, keep_latents: bool = True, on_step: Callable[[TrajectoryStep], None] | None = None):
         self.keep_latents, self.on_step = keep_latents, on_step
         self.steps: list[TrajectoryStep] = []
+        self._flow = None  # the text flow of the pipeline it records, made at its first text step
 
     def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
-        video_sigmas, text_sigmas = pipe.step_sigmas
         record = TrajectoryStep(step=step + 1, num_steps=pipe.num_timesteps)
-        if video_sigmas is not None:
-            self._video(record, callback_kwargs, video_sigmas)
-        if text_sigmas is not None:
-            self._text(pipe, record, callback_kwargs, text_sigmas)
+        if callback_kwargs["video_sigmas"] is not None:
+            self._video(record, callback_kwargs, callback_kwargs["video_sigmas"])
+        if callback_kwargs["text_sigmas"] is not None:
+            self._text(pipe, record, callback_kwargs, callback_kwargs["text_sigmas"])
         self.steps.append(record)
         if self.on_step is not None:
             self.on_step(record)
@@ -90,7 +95,7 @@ class TrajectoryRecorder:
 
     def _text(self, pipe, record: TrajectoryStep, kw: dict, sigmas: tuple[float, float]) -> None:
         state, new_state, prediction = kw["prev_text_state"][:1], kw["text_state"][:1], kw["text_prediction"][:1]
-        flow = text_flow_for(pipe.transformer)
+        flow = self._flow = self._flow or text_flow_for(pipe.transformer)
         sigma, record.text_sigma = sigmas
         if isinstance(flow, DiscreteTextFlow):
             confidence, pred = flow.posterior(prediction).max(-1)
@@ -100,6 +105,8 @@ class TrajectoryRecorder:
             pred, confidence = flow.decode(x1_hat)
             state_ids = flow.decode(new_state)[0][0].tolist()
         record.text_ids = state_ids
+        if kw["text_held"] is not None:
+            record.held = kw["text_held"][0].tolist()
         record.text_pred_ids = pred[0].tolist()
         record.text_confidence = confidence[0].float().tolist()
         record.text_tokens = pipe.token_strings(state_ids)

@@ -9,7 +9,7 @@
 Clips are rendered from the split's scenes (``training.shapesworld``) and scored with its scorer:
 
 - captioning: the clip held clean, the text stream denoised from the mask source with an empty prompt in
-  ``--caption-steps`` steps (default: the pipeline's, ``univigu.pipeline_univigu.CAPTION_STEPS``);
+  ``--caption-steps`` steps (default: the product's, ``univigu.settings.CAPTION_STEPS``);
   per-attribute accuracy against the scene and the exact-sentence rate (spec v1.1: where the clip's two objects
   never overlap, under whichever order of the caption's objects matches more).
 - text-to-video: generate from the scene's detailed caption (prompt slot and text stream), read the clip
@@ -17,12 +17,14 @@ Clips are rendered from the split's scenes (``training.shapesworld``) and scored
   split the scores by the scene's object count.
 - joint: generate clip and caption together from the brief prompt; score the caption's main object against
   the prompt, and the detector's reading of the clip against the generated caption.
+- fill_in (only when named in ``--tasks``): asking the clip; each attribute's words blanked in the true caption,
+  the rest held; the filled words' accuracy (``--fill-table`` sets it beside free captioning's).
 
 With ``--base-transformer`` the plain Wan generator is evaluated on text-to-video only (it has no text
 stream); the pipeline folder then only supplies its tokenizer, text encoder, VAE and scheduler.
 Results keep each clip's scores (``per_clip``), from which ``--table`` gives every number its 95% interval over
 the clips (``training.shapesworld.intervals``).
-Sampling is batched (``UniViGUPipeline.sample``; a base generator converted, its text stream masked),
+Sampling is batched (``UniViGUPipeline.__call__``; a base generator converted, its text stream all pads),
 seeded per batch, greedy for text (the surest masked tokens revealed first: ``text_order="auto"``;
 ``--text-temperature`` samples each revealed word instead).
 """
@@ -30,22 +32,25 @@ seeded per batch, greedy for text (the surest masked tokens revealed first: ``te
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from univigu.latents import decode_frames, encode_frames
-from univigu.pipeline_univigu import CAPTION_STEPS
+from univigu.settings import CAPTION_STEPS, check_video_cache_interval
 
 from . import (
     DETAIL_ATTRS,
     PROMPT_ATTRS,
     aggregate,
     brief_prompt,
+    describe,
     detailed_caption,
     detect,
     exact_rate,
+    format_caption,
     is_exact,
     iter_split,
     parse_caption,
@@ -57,7 +62,53 @@ from . import (
 )
 from .table import markdown_table
 
+# The benchmark's protocol: text-to-video and joint generation in 20 steps, captioning in the product's steps on
+# the whole sequence every step (exact: the benchmark scores the model, not the clip cache)
+EVAL_STEPS = 20
+EVAL_VIDEO_CACHE_INTERVAL = 1
+
 TASKS = ("captioning", "text_to_video", "joint")
+EXTRA_TASKS = ("fill_in",)  # run when named in --tasks
+# fill-in: each attribute's words blanked in the true caption, the rest given; the caption field it reads
+FILL_ATTRS = (
+    "color",
+    "shape",
+    "size",
+    "motion",
+    "cell",
+    "background",
+    *(f"second_{a}" for a in ("color", "shape", "size", "motion", "cell")),
+)
+
+
+def _field(caption, attr: str) -> str | None:
+    """A caption's phrase for an attribute (``second_*``: the second object's); None if it has none."""
+    if caption is None:
+        return None
+    if attr.startswith("second_"):
+        return None if caption.second is None else getattr(caption.second, attr.removeprefix("second_"))
+    return getattr(caption, attr)
+
+
+def _blanked(caption, attr: str) -> str:
+    """The caption as a fill-in template with ``attr``'s words blanked, one ``_`` per word."""
+    blank = " ".join("_" for _ in _field(caption, attr).split())
+    if attr.startswith("second_"):
+        return format_caption(replace(caption, second=replace(caption.second, **{attr.removeprefix("second_"): blank})))
+    return format_caption(replace(caption, **{attr: blank}))
+
+
+def fill_in_table(results: list[dict]) -> str:
+    """Markdown: per attribute, the filled word's accuracy beside free captioning's, for each results file."""
+    head = "| attribute | " + " | ".join(f"{r['split']}: fill-in | {r['split']}: free caption" for r in results) + " |"
+    lines = [head, "|---|" + "---|---|" * len(results)]
+    for attr in FILL_ATTRS:
+        cells = []
+        for r in results:
+            free = r.get("captioning", {}).get("attrs", {}).get(attr)
+            cells += [f"{100 * r['fill_in']['attrs'][attr]:.1f}", "–" if free is None else f"{100 * free:.1f}"]
+        lines.append(f"| {attr.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _mean(values) -> float:
@@ -91,17 +142,17 @@ class Evaluator:
         self,
         model_dir: str,
         base_transformer: str | None = None,
-        steps: int = 20,
+        steps: int = EVAL_STEPS,
         guidance: float = 5.0,
         batch: int = 50,
         seed: int = 0,
         text_order: str = "auto",
-        caption_steps: int | None = None,
+        caption_steps: int = CAPTION_STEPS,
         text_temperature: float = 0.0,
-        video_cache_interval: int = 1,
+        video_cache_interval: int = EVAL_VIDEO_CACHE_INTERVAL,
         cache: str | None = None,
     ):
-        from univigu.pipeline_univigu import UniViGUPipeline, check_video_cache_interval
+        from univigu.pipeline_univigu import UniViGUPipeline
 
         self.pipe = UniViGUPipeline.from_pretrained(model_dir)
         self.pipe.set_step_cache(cache)  # text-to-video and joint (univigu.caching); captioning runs without
@@ -119,22 +170,12 @@ class Evaluator:
             self.base.set_progress_bar_config(disable=True)
         self.steps, self.guidance, self.batch, self.seed = steps, guidance, batch, seed
         self.text_order = text_order
-        self.caption_steps = caption_steps or steps
+        self.caption_steps = caption_steps
         if not text_temperature >= 0:
             raise ValueError(f"text_temperature must be >= 0 (0: greedy), got {text_temperature!r}")
         self.text_temperature = text_temperature
         check_video_cache_interval(video_cache_interval)
         self.video_cache_interval = video_cache_interval
-        cfg = self.pipe.config
-        self.latent_shape = self.pipe._latent_shape(cfg.default_num_frames, cfg.default_height, cfg.default_width)
-        self.empty = self.embed([""])
-
-    @torch.no_grad()
-    def embed(self, texts: list[str]) -> torch.Tensor:
-        return self.pipe.embed_texts(texts, "cpu", torch.float32)
-
-    def texts(self, ids: torch.Tensor) -> list[str]:
-        return [self.pipe.decode_text(row) for row in ids]
 
     def _gen(self, chunk: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 100_003 + chunk)
@@ -147,18 +188,15 @@ class Evaluator:
     def captioning(self, scenes) -> dict:
         captions = []
         for k in range(0, len(scenes), self.batch):
-            latents = self.encode([render(s) for s in scenes[k : k + self.batch]])
-            cond = self.empty.expand(len(latents), -1, -1)
-            _, ids, _ = self.pipe.sample(
-                cond,
-                video_latents=latents,
+            out = self.pipe(
+                video_latents=self.encode([render(s) for s in scenes[k : k + self.batch]]),
                 num_inference_steps=self.caption_steps,
                 text_order=self.text_order,
                 text_temperature=self.text_temperature,
                 generator=self._gen(k),
                 video_cache_interval=self.video_cache_interval,
             )
-            captions += self.texts(ids)
+            captions += out.text
         scores = [score_caption(c, s) for c, s in zip(captions, scenes)]
         briefs = [_brief_grammar(c, s) for c, s in zip(captions, scenes)]
         brief = aggregate(briefs)
@@ -191,21 +229,18 @@ class Evaluator:
         scores, sample_wall, sample_cpu = [], 0.0, 0.0
         for k in range(0, len(scenes), self.batch):
             chunk = captions[k : k + self.batch]
-            cond = self.embed(chunk)
-            text_ids = self.pipe.text_id_rows(chunk)
-            pipe = self.base or self.pipe
-            if self.base is not None:
-                text_ids = torch.full_like(text_ids, pipe.transformer.config.pad_token_id)
+            text_ids = None  # the captions, held in the text stream
+            if self.base is not None:  # a base generator reads the prompt only: its text stream is all pads
+                text_ids = torch.full((len(chunk), self.pipe.max_text_len), self.base.transformer.config.pad_token_id)
             wall, cpu = time.perf_counter(), time.process_time()
-            latents, _, _ = pipe.sample(
-                cond,
-                self.empty,
-                latent_shape=self.latent_shape,
+            latents = (self.base or self.pipe)(
+                chunk,
                 text_ids=text_ids,
                 num_inference_steps=self.steps,
                 guidance_scale=self.guidance,
                 generator=self._gen(k),
-            )
+                output_type="latent",
+            ).frames
             sample_wall += time.perf_counter() - wall
             sample_cpu += time.process_time() - cpu
             clips = decode_frames(self.vae, latents).numpy()
@@ -230,18 +265,18 @@ class Evaluator:
         agree, agree_brief, detector, captions, with_second = [], [], [], [], []
         for k in range(0, len(scenes), self.batch):
             chunk = prompts[k : k + self.batch]
-            latents, ids, _ = self.pipe.sample(
-                self.embed(chunk),
-                self.empty,
-                latent_shape=self.latent_shape,
+            out = self.pipe(
+                chunk,
+                generate_text=True,
                 num_inference_steps=self.steps,
                 guidance_scale=self.guidance,
                 text_order=self.text_order,
                 text_temperature=self.text_temperature,
                 generator=self._gen(k),
+                output_type="latent",
             )
-            texts = self.texts(ids)
-            clips = decode_frames(self.vae, latents).numpy()
+            texts = out.text
+            clips = decode_frames(self.vae, out.frames).numpy()
             for prompt, scene, text, clip in zip(chunk, scenes[k : k + self.batch], texts, clips):
                 agree.append(score_prompt_agreement(text, prompt))
                 caption = parse_caption(text)
@@ -263,6 +298,35 @@ class Evaluator:
             "per_clip": {"agree": agree, "detector": detector, "second_named": with_second},
         }
 
+    def fill_in(self, scenes) -> dict:
+        """Asking the clip: for each attribute, the true detailed caption with that attribute's words blanked
+        (``_`` per word: the count is given) and everything else held; the accuracy of the filled words, read
+        back with the caption grammar (a fill that does not parse counts as wrong)."""
+        latents = self.encode([render(s) for s in scenes])
+        truths = [describe(s) for s in scenes]
+        attrs, examples = {}, {}
+        for attr in FILL_ATTRS:
+            rows = [i for i, t in enumerate(truths) if not attr.startswith("second_") or t.second is not None]
+            hits = []
+            for k in range(0, len(rows), self.batch):
+                chunk = rows[k : k + self.batch]
+                out = self.pipe(
+                    video_latents=latents[chunk],
+                    template=[_blanked(truths[i], attr) for i in chunk],
+                    num_inference_steps=self.caption_steps,
+                    text_order=self.text_order,
+                    text_temperature=self.text_temperature,
+                    generator=self._gen(k),
+                    video_cache_interval=self.video_cache_interval,
+                )
+                hits += [
+                    int(_field(parse_caption(text), attr) == _field(truths[i], attr))
+                    for text, i in zip(out.text, chunk)
+                ]
+                examples.setdefault(attr, out.text[0])
+            attrs[attr] = _mean(hits)
+        return {"attrs": attrs, "examples": examples}
+
     def run(self, split: str, n: int, tasks: tuple[str, ...] = TASKS) -> dict:
         scenes = [s for _, s in iter_split(split, n)]
         if self.base is not None:
@@ -282,7 +346,7 @@ def main(argv=None):
     parser.add_argument("--base-transformer", default=None, help="evaluate this WanTransformer3DModel (t2v only)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "compositional"])
     parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=20, help="denoising steps for text-to-video and joint")
+    parser.add_argument("--steps", type=int, default=EVAL_STEPS, help="denoising steps for text-to-video and joint")
     parser.add_argument(
         "--caption-steps",
         type=int,
@@ -299,7 +363,7 @@ def main(argv=None):
     parser.add_argument(
         "--video-cache-interval",
         type=int,
-        default=1,
+        default=EVAL_VIDEO_CACHE_INTERVAL,
         help="captioning: the clip's keys and values every K steps, the text alone between (1: exact, the default)",
     )
     parser.add_argument(
@@ -313,18 +377,28 @@ def main(argv=None):
         "--text-order",
         default="auto",
         choices=["auto", "confidence", "random"],
-        help="which masked tokens each text step reveals (UniViGUPipeline.sample)",
+        help="which masked tokens each text step reveals (UniViGUPipeline.__call__'s text_order)",
     )
     parser.add_argument(
-        "--tasks", nargs="+", default=list(TASKS), choices=list(TASKS), help="evaluate only these tasks"
+        "--tasks",
+        nargs="+",
+        default=list(TASKS),
+        choices=[*TASKS, *EXTRA_TASKS],
+        help="evaluate only these tasks (fill_in: asking the clip by filling in blanks; not run by default)",
     )
     parser.add_argument("--name", default=None)
     parser.add_argument("--out", default=None, help="results .json (a .md table is written beside it)")
     parser.add_argument("--table", nargs="+", default=None, help="print a markdown table of these result files")
+    parser.add_argument(
+        "--fill-table", nargs="+", default=None, help="print the fill-in table (fill_in beside captioning) of these"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     if args.table:
         print(markdown_table([json.loads(Path(p).read_text()) for p in args.table]), end="")
+        return
+    if args.fill_table:
+        print(fill_in_table([json.loads(Path(p).read_text()) for p in args.fill_table]), end="")
         return
     if not args.model:
         parser.error("--model is required")

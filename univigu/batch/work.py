@@ -22,8 +22,8 @@ import numpy as np
 
 from ..flows import DiscreteTextFlow, text_flow_for
 from ..loading import load_pipeline
-from ..offload import DTYPES, apply_offload, default_device
-from ..pipeline_tasks import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL
+from ..offload import Placement
+from ..settings import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL
 from ..video_io import VideoError, fit_video, read_video, write_video
 
 SEED_SPACE = 2**32  # the command line's --seed range: a row's seed can be given back to `univigu t2v --seed`
@@ -104,9 +104,7 @@ class ModelSpec:
     vae_tiling: bool = False
 
     def load(self):
-        pipe = load_pipeline(self.model, torch_dtype=DTYPES[self.dtype])
-        device = self.device or default_device()
-        apply_offload(pipe, self.offload, device, DTYPES[self.dtype], vae_tiling=self.vae_tiling)
+        pipe = load_pipeline(self.model, Placement(self.device, self.dtype, self.offload, self.vae_tiling))
         pipe.set_progress_bar_config(disable=True)
         return pipe
 

@@ -6,7 +6,8 @@ import math
 import secrets
 from dataclasses import dataclass
 
-from ..pipeline_univigu import CAPTION_VIDEO_CACHE_INTERVAL, PromptError
+from ..pipeline_text import PromptError
+from ..settings import CAPTION_VIDEO_CACHE_INTERVAL
 
 
 class UserError(ValueError):

@@ -23,6 +23,7 @@ from ..offload import (
     OFFLOAD_MODES,
     apply_offload,
     default_device,
+    device_requirements,
     dtype_requirements,
     offload_requirements,
 )
@@ -245,20 +246,6 @@ def _step_cache_problem(spec: str) -> str | None:
     return None
 
 
-def device_requirements(device: str) -> str | None:
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError):
-        return f"unknown device {device!r}; use cpu or cuda"
-    if kind == "cuda" and not torch.cuda.is_available():
-        return "cuda: this machine has no CUDA GPU"
-    if kind == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
-        return "xpu: this machine has no Intel GPU"
-    if kind == "mps" and not torch.backends.mps.is_available():
-        return "mps: this machine has no Apple GPU"
-    return None
-
-
 def available_devices() -> list[str]:
     devices = ["cpu"]
     if torch.cuda.is_available():
@@ -281,5 +268,4 @@ __all__ = [
     "UserError",
     "available_devices",
     "default_device",
-    "device_requirements",
 ]

@@ -8,7 +8,8 @@ import logging
 
 import gradio as gr
 
-from ..pipeline_univigu import Cancelled, PromptError
+from ..pipeline_text import PromptError
+from ..pipeline_univigu import Cancelled
 from ..video_io import VideoError
 from .checks import UserError
 

@@ -6,8 +6,8 @@ from dataclasses import replace
 import gradio as gr
 
 from ..caching import CACHE_NAMES
-from ..offload import DTYPES, OFFLOAD_MODES, dtype_requirements, offload_requirements
-from .engine import PREVIEW_MODES, Settings, Studio, available_devices, device_requirements
+from ..offload import DTYPES, OFFLOAD_MODES, device_requirements, dtype_requirements, offload_requirements
+from .engine import PREVIEW_MODES, Settings, Studio, available_devices
 from .errors import guarded, named_range_errors
 
 

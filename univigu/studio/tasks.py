@@ -7,7 +7,9 @@ import math
 
 import gradio as gr
 
-from ..pipeline_univigu import CAPTION_VIDEO_CACHE_INTERVAL, Cancelled
+from ..pipeline_univigu import Cancelled
+from ..settings import CAPTION_VIDEO_CACHE_INTERVAL
+from ..trajectory import TrajectoryRecorder
 from . import render
 from .engine import Studio
 from .errors import guarded
@@ -131,7 +133,8 @@ def _stream_task(
 
     def call(callback):
         pipe = studio.pipe
-        common = {"num_inference_steps": steps, "seed": seed, "callback": callback, "return_trajectory": True}
+        recorder = TrajectoryRecorder(on_step=callback)  # each step's record to the live view as it is made
+        common = {"num_inference_steps": steps, "seed": seed, "callback_on_step_end": recorder}
         if task == "caption":
             return pipe.caption(input_frames, prompt=prompt, video_cache_interval=video_cache_interval, **common)
         method = pipe.text_to_video if task == "text_to_video" else pipe.joint

@@ -10,7 +10,7 @@ import random
 
 import gradio as gr
 
-from ..pipeline_univigu import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL
+from ..settings import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL
 from .engine import Studio
 from .errors import number, slider
 from .run_queue import CONTROL
