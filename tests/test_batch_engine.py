@@ -89,11 +89,9 @@ def test_a_row_is_its_clips_caption_from_its_own_seed(model, videos, expected):
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("workers, batch", [(1, 3), (2, 2)])
-def test_the_ray_engine_writes_the_local_engines_rows(local_ray, model, videos, expected, workers, batch, capsys):
-    out = videos.parent / f"ray-{workers}.jsonl"
-    argv = _caption(model, videos, out, "--engine", "ray", "--workers", str(workers), "--batch-size", str(batch))
-    assert cli_main(argv) == 0
+def test_the_ray_engine_writes_the_local_engines_rows(local_ray, model, videos, expected, capsys):
+    out = videos.parent / "ray.jsonl"
+    assert cli_main(_caption(model, videos, out, "--engine", "ray", "--workers", "1", "--batch-size", "3")) == 0
     captured = capsys.readouterr()
     assert f"captioned {CLIPS}, skipped 0 (already in the output), failed 1;" in captured.out
     assert "clips per minute" in captured.out and "broken.mp4" in captured.err
@@ -117,39 +115,54 @@ def test_a_finished_dataset_does_no_model_work(local_ray, model, videos, expecte
     assert spied == [] and out.read_text() == expected
 
 
-@pytest.mark.timeout(240)
-def test_a_driver_stopped_mid_run_resumes_without_redoing_finished_shards(
-    local_ray, model, videos, expected, monkeypatch, capsys
-):
-    out = videos.parent / "stopped.jsonl"
+def _stopping_after(monkeypatch, n: int | None) -> list[list[str]]:
+    """Stop the driver (as ^C does) right after its n-th finished shard; the keys of each shard written."""
     write_shard, shards = engines.Output.write_shard, []
 
     def write_then_stop(self, records):
         shards.append([r.key for r in records])
         write_shard(self, records)
-        if len(shards) == 2:
-            raise KeyboardInterrupt  # the driver stopped after its second finished shard
+        if len(shards) == n:
+            raise KeyboardInterrupt
 
     monkeypatch.setattr(engines.Output, "write_shard", write_then_stop)
-    argv = _caption(model, videos, out, "--engine", "ray", "--workers", "2", "--batch-size", "2")
+    return shards
+
+
+def test_merge_alone_assembles_the_finished_shards(model, videos, expected, monkeypatch, capsys):
+    out = videos.parent / "merged.jsonl"
+    argv = _caption(model, videos, out, "--batch-size", "3")
+    shards = _stopping_after(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         cli_main(argv)
-    first = {key for shard in shards for key in shard}
+    monkeypatch.undo()
+    assert not out.exists() and cli_main([*argv, "--merge"]) == 0
+    assert f"merged 3 rows into {out}" in capsys.readouterr().out
+    assert [r["video"] for r in _rows(out.read_text())] == shards[0]
+    assert not (videos.parent / f"{out.name}.shards").exists()
+    assert cli_main(argv) == 0
+    assert sorted(out.read_text().splitlines()) == sorted(expected.splitlines())
+
+
+@pytest.mark.timeout(240)
+def test_a_driver_stopped_mid_run_resumes_without_redoing_finished_shards(
+    local_ray, model, videos, expected, monkeypatch, capsys
+):
+    out = videos.parent / "stopped.jsonl"
+    argv = _caption(model, videos, out, "--engine", "ray", "--workers", "2", "--batch-size", "2")
+    shards = _stopping_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        cli_main(argv)
+    finished = {key for shard in shards for key in shard} - {"videos/broken.mp4"}  # a failure is tried again
     assert len(list((videos.parent / f"{out.name}.shards").glob("*.jsonl"))) == 2 and not out.exists()
 
-    assert cli_main([*argv, "--merge"]) == 0  # the finished shards alone make a partial dataset
-    assert {r["video"] for r in _rows(out.read_text())} == first - {"videos/broken.mp4"}
-
-    monkeypatch.setattr(
-        engines.Output, "write_shard", lambda self, records: shards.append(records) or write_shard(self, records)
-    )
-    shards.clear()
+    monkeypatch.undo()
+    shards = _stopping_after(monkeypatch, None)  # a spy now
     capsys.readouterr()
     assert cli_main(argv) == 0
-    redone = {r.key for records in shards for r in records}
-    assert not redone & (first - {"videos/broken.mp4"})
-    assert f"skipped {len(first - {'videos/broken.mp4'})}" in capsys.readouterr().out
-    assert sorted(out.read_text().splitlines()) == sorted(expected.splitlines())
+    assert not {key for shard in shards for key in shard} & finished
+    assert f"captioned {CLIPS - len(finished)}, skipped {len(finished)}" in capsys.readouterr().out
+    assert out.read_text() == expected  # row for row: two workers, a stop and a resume
 
 
 def _actor_pids() -> set[int]:
@@ -193,7 +206,7 @@ def test_a_prompts_file_makes_clips_whose_seeds_remake_them(local_ray, model, tm
     base = ["t2v", "--model", model, "--prompts", str(prompts), "--steps", "2", "--seed", "3"]
     assert cli_main([*base, "--out-dir", str(tmp_path / "local")]) == 0
     assert "generated 3, skipped 0 (already in the output), failed 0" in capsys.readouterr().out
-    assert cli_main([*base, "--out-dir", str(tmp_path / "ray"), "--engine", "ray", "--workers", "2"]) == 0
+    assert cli_main([*base, "--out-dir", str(tmp_path / "ray"), "--engine", "ray", "--batch-size", "2"]) == 0
     local, ray = ((tmp_path / name / "metadata.jsonl").read_text() for name in ("local", "ray"))
     assert local == ray
     rows = _rows(local)

@@ -73,7 +73,9 @@ def run_batches(
     rows = [{"key": i.key, "source": i.source, "seed": i.seed} for i in items]
     ds = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // batch_size))  # a block a batch: all actors busy
     if job.decodes:
-        ds = ds.map_batches(_prepare, fn_kwargs={"job": job}, batch_size=batch_size, num_cpus=PREPARE_CPUS)
+        ds = ds.map_batches(
+            _prepare, fn_kwargs={"job": job}, batch_size=batch_size, num_cpus=PREPARE_CPUS, concurrency=workers
+        )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*ray_remote_args")
         ds = ds.map_batches(
