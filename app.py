@@ -18,9 +18,13 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+
+if importlib.util.find_spec("gradio") is None:  # the library installs without the studio's packages
+    sys.exit("error: the studio needs gradio: pip install 'univigu[studio]' (or, in a clone, bash scripts/setup.sh)")
 
 from univigu.loading import default_model  # noqa: E402
 from univigu.offload import DTYPES, OFFLOAD_MODES, default_device  # noqa: E402
