@@ -644,13 +644,13 @@ def test_evaluate_samples_a_base_generator_with_its_text_stream_masked(tiny_run,
 
     assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "pipe"), shift=3.0)
     base = tiny_run / "base" / "final"
-    seen, sample = [], UniViGUPipeline.sample
+    seen, call = [], UniViGUPipeline.__call__
 
     def spy(pipe, *args, **kwargs):
         seen.append((pipe.transformer, kwargs["text_ids"]))
-        return sample(pipe, *args, **kwargs)
+        return call(pipe, *args, **kwargs)
 
-    monkeypatch.setattr(UniViGUPipeline, "sample", spy)
+    monkeypatch.setattr(UniViGUPipeline, "__call__", spy)
     result = Evaluator(str(tmp_path / "pipe"), steps=2, batch=2, base_transformer=str(base)).run("test", 2)
     assert set(result) == {"text_to_video", "seconds"} and seen
     head = WanTransformer3DModel.from_pretrained(str(base)).proj_out.weight
