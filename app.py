@@ -28,7 +28,7 @@ if importlib.util.find_spec("gradio") is None:  # the library installs without t
 
 from univigu.loading import default_model  # noqa: E402
 from univigu.offload import DTYPES, OFFLOAD_MODES, default_device  # noqa: E402
-from univigu.studio.engine import PREVIEW_MODES  # noqa: E402
+from univigu.studio.step_previews import PREVIEW_MODES  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,17 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     import gradio as gr
 
     from univigu.loading import ModelLoadError
+    from univigu.offload import Placement
     from univigu.studio import render
-    from univigu.studio.engine import Limits, Settings, Studio, UserError
+    from univigu.studio.checks import Limits, UserError
+    from univigu.studio.engine import Settings, Studio
     from univigu.studio.examples import EXAMPLES_DIR, load_examples
     from univigu.studio.run_queue import enable_queue
     from univigu.studio.ui import build_demo
 
     device = args.device or default_device()
     dtype = args.dtype if args.dtype != "auto" else ("float32" if device.startswith("cpu") else "bfloat16")
-    settings = Settings(
-        device=device, dtype=dtype, offload=args.offload, vae_tiling=args.vae_tiling, preview=args.preview
-    )
+    settings = Settings(Placement(device, dtype, args.offload, args.vae_tiling), preview=args.preview)
     model = args.model or default_model()
     output_dir = args.output_dir or tempfile.mkdtemp(prefix="univigu-studio-")
     examples_dir = os.path.abspath(args.examples_dir or EXAMPLES_DIR)

@@ -99,12 +99,13 @@ def _child(path: str) -> None:
 
     import numpy as np
 
+    from univigu.offload import Placement
     from univigu.studio.engine import Settings, Studio
     from univigu.studio.tasks import make_handlers
     from univigu.tiny import tiny_pipeline
     from univigu.video_io import write_video
 
-    studio = Studio("tiny", Settings(device="cpu"), out, pipe=tiny_pipeline(size=CLIP_SIZE))
+    studio = Studio("tiny", Settings(Placement(device="cpu")), out, pipe=tiny_pipeline(size=CLIP_SIZE))
     caption = make_handlers(studio)["caption"]
     small = write_video(os.path.join(out, "small.mp4"), np.zeros((8, 24, 32, 3), np.uint8), fps=8)
     for _ in caption(small, 0, 1, "", 1, request=None):  # warm-up: the model's first run is in the baseline

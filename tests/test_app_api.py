@@ -23,6 +23,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from univigu.loading import load_pipeline  # noqa: E402
+from univigu.settings import MAX_SEED  # noqa: E402
+from univigu.studio.request import RunRequest  # noqa: E402
 from univigu.video_io import read_video  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,20 +274,20 @@ def test_caption_example_clip_with_hint(client):
 LONG_PROMPT_WORDS = " ".join(["a red circle moves left ,"] * 4)  # 24 known words: more tokens than the model holds
 
 BAD_TEXT = [
-    ("empty prompt", {"prompt": ""}, "prompt is empty"),
-    ("blank prompt", {"prompt": "   \n "}, "prompt is empty"),
+    ("empty prompt", {"prompt": ""}, "Prompt is empty"),
+    ("blank prompt", {"prompt": "   \n "}, "Prompt is empty"),
     ("overlong prompt", {"prompt": "red " * 600}, "characters long"),
     ("too many tokens", {"prompt": LONG_PROMPT_WORDS}, "too long"),
-    ("unknown words", {"prompt": "a purple blob moves left"}, "does not know 'purple', 'blob'"),
+    ("unknown words", {"prompt": "a purple blob moves left"}, "Prompt: the model does not know 'purple', 'blob'"),
     ("steps 0", {"steps": 0}, "Steps"),
     ("steps too many", {"steps": 101}, "Steps: Value 101 is greater than maximum value 100"),
     ("guidance low", {"guidance": 0.5}, "Guidance"),
     ("guidance high", {"guidance": 16}, "Guidance"),
     ("seed negative", {"seed": -1}, "Seed"),
     ("seed huge", {"seed": 2**32}, "Seed"),
-    ("frames not 1+4k", {"num_frames": 3}, "num_frames must be 1 + 4k"),
+    ("frames not 1+4k", {"num_frames": 3}, "Frames must be 1 + 4k"),
     ("frames too many", {"num_frames": 9}, "Frames"),
-    ("height not a multiple", {"height": 12}, "height must be a positive multiple of 8"),
+    ("height not a multiple", {"height": 12}, "Height must be a positive multiple of 8"),
     ("width too big", {"width": 64}, "Width"),
 ]
 
@@ -556,24 +558,27 @@ def test_projection_recovers_a_linear_latent_space():
 
 
 def test_a_blank_seed_is_drawn_and_a_given_one_kept(tmp_path):
+    from univigu.offload import Placement
     from univigu.studio.engine import Settings, Studio
     from univigu.tiny import tiny_pipeline
 
-    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
-    drawn = {studio.check_seed(blank) for blank in (None, "", None, "", None, "")}
-    assert len(drawn) > 1 and all(0 <= s <= studio.limits.max_seed for s in drawn)
-    assert studio.check_seed(7) == 7 and studio.check_seed("7") == 7
-    with pytest.raises(ValueError, match="seed"):
-        studio.check_seed(-1)
+    studio = Studio("tiny", Settings(Placement(device="cpu")), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    drawn = {studio.checks.seed(blank) for blank in (None, "", None, "", None, "")}
+    assert len(drawn) > 1 and all(0 <= s <= MAX_SEED for s in drawn)
+    assert studio.checks.seed(7) == 7 and studio.checks.seed("7") == 7 and studio.checks.seed(7.0) == 7
+    for bad in (-1, 2**32, 1.5, "seven"):
+        with pytest.raises(ValueError, match=r"^Seed must be a whole number from 0 to 4294967295"):
+            studio.checks.seed(bad)
 
 
 def test_step_previews_decode_and_project(tmp_path):
+    from univigu.offload import Placement
     from univigu.studio.engine import Settings, Studio
     from univigu.tiny import tiny_pipeline
     from univigu.trajectory import TrajectoryRecorder
 
-    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
-    record = studio.new_record("joint", "a red circle", 0, 3)
+    studio = Studio("tiny", Settings(Placement(device="cpu")), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    record = studio.new_record(studio.check(RunRequest("joint", "a red circle", seed=0, steps=3)))
     for kind, value in studio.stream(
         "s",
         lambda cb: studio.pipe.joint(
@@ -582,47 +587,52 @@ def test_step_previews_decode_and_project(tmp_path):
     ):
         if kind == "step":
             record.trajectory.append(value)
-    assert studio.preview_kind == "decode"  # a small VAE: decode every step
+    assert studio.previews.kind(studio.pipe) == "decode"  # a small VAE: decode every step
     path1, note1 = studio.step_preview(record, 1)
     path3, _ = studio.step_preview(record, 3)
     assert path1.endswith("-decode.png") and "decoded by the VAE" in note1
     assert not np.array_equal(iio.imread(path1), iio.imread(path3))
     assert studio.live_preview(record.trajectory[0]) is not None  # the projection was fitted for live previews
-    studio.settings.preview = "project"
+    studio.previews.mode = "project"
     path, note = studio.step_preview(record, 2)
     assert path.endswith("-project.png") and "fast latent-to-RGB preview" in note
     full, note = studio.step_preview(record, 2, full=True)
     assert full.endswith("-decode.png")
     record.previews.clear()
-    studio.settings.preview = "decode"
+    studio.previews.mode = "decode"
     with studio.lock:  # a busy model: decode previews fall back to the projection instead of waiting
         path, _ = studio.step_preview(record, 1, wait=0.05)
     assert path.endswith("-project.png")
 
 
 def test_step_cache_setting_reaches_the_pipeline(tmp_path):
-    from univigu.studio.engine import Settings, Studio, UserError
+    from univigu.offload import Placement
+    from univigu.studio.checks import UserError
+    from univigu.studio.engine import Settings, Studio
     from univigu.tiny import tiny_pipeline
 
-    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    studio = Studio("tiny", Settings(Placement(device="cpu")), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
     transformer = studio.pipe.transformer
     assert studio.pipe.step_cache == "none" and not transformer.is_cache_enabled
-    assert "step cache taylorseer:3" in studio.apply_settings(Settings(device="cpu", step_cache="taylorseer:3"))
+    assert "step cache taylorseer:3" in studio.apply_settings(
+        Settings(Placement(device="cpu", step_cache="taylorseer:3"))
+    )
     assert studio.pipe.step_cache == "taylorseer:3" and transformer.is_cache_enabled
     assert studio.pipe is not None and studio.pipe.transformer is transformer  # switched in place, not reloaded
     with pytest.raises(UserError, match="taylorseer's interval must be an integer"):
-        studio.apply_settings(Settings(device="cpu", step_cache="taylorseer:99"))
-    assert studio.pipe.step_cache == "taylorseer:3" and studio.settings.step_cache == "taylorseer:3"
-    studio.apply_settings(Settings(device="cpu", step_cache="none"))
+        studio.apply_settings(Settings(Placement(device="cpu", step_cache="taylorseer:99")))
+    assert studio.pipe.step_cache == "taylorseer:3" and studio.settings.placement.step_cache == "taylorseer:3"
+    studio.apply_settings(Settings(Placement(device="cpu", step_cache="none")))
     assert studio.pipe.step_cache == "none" and not transformer.is_cache_enabled
 
 
 def test_caption_clip_cache_reaches_the_pipeline(tmp_path, clips, monkeypatch):
+    from univigu.offload import Placement
     from univigu.studio import tasks
     from univigu.studio.engine import Settings, Studio
     from univigu.tiny import tiny_pipeline
 
-    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    studio = Studio("tiny", Settings(Placement(device="cpu")), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
     asked, caption = [], studio.pipe.caption
 
     def recorded(*args, **kwargs):
@@ -682,12 +692,13 @@ def test_a_run_cancelled_while_it_waited_ends_before_it_loads_anything(tmp_path)
 
     import gradio as gr
 
+    from univigu.offload import Placement
     from univigu.studio import tasks
     from univigu.studio.engine import Settings, Studio
     from univigu.studio.run_queue import stamp_joined
     from univigu.tiny import tiny_pipeline
 
-    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    studio = Studio("tiny", Settings(Placement(device="cpu")), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
     handlers = tasks.make_handlers(studio)
     http = SimpleNamespace(state=SimpleNamespace())  # what gradio's queue hands the run: the joining request
     request = gr.Request(request=http, session_hash="tab")
@@ -723,6 +734,7 @@ def test_unexpected_errors_are_one_line_and_logged(caplog):
 
 
 def test_model_name_is_a_folder_name_or_hub_id(tmp_path):
+    from univigu.offload import Placement
     from univigu.studio.engine import Settings, Studio
     from univigu.tiny import tiny_pipeline
 
@@ -736,7 +748,7 @@ def test_model_name_is_a_folder_name_or_hub_id(tmp_path):
     ]:
         if folder:
             Path(model).mkdir(parents=True, exist_ok=True)
-        studio = Studio(str(model), Settings(device="cpu"), str(tmp_path / "out"), pipe=pipe)
+        studio = Studio(str(model), Settings(Placement(device="cpu")), str(tmp_path / "out"), pipe=pipe)
         assert studio.model_name == name
         assert str(tmp_path) not in studio.model_name
 
@@ -788,6 +800,7 @@ def test_zerogpu_wraps_the_streaming_runs(tmp_path, monkeypatch, clips):
     from multiprocessing.reduction import ForkingPickler
     from types import SimpleNamespace
 
+    from univigu.offload import Placement
     from univigu.studio import tasks
     from univigu.studio.engine import Settings, Studio
     from univigu.tiny import tiny_pipeline
@@ -812,13 +825,13 @@ def test_zerogpu_wraps_the_streaming_runs(tmp_path, monkeypatch, clips):
         return decorate
 
     monkeypatch.setattr(tasks, "spaces", SimpleNamespace(GPU=GPU))
-    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    studio = Studio("tiny", Settings(Placement(device="cpu")), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
     handlers = tasks.make_handlers(studio)
     f0, h0, w0 = TINY_SIZE
     *_, joint = handlers["joint"]("a red circle", 3, 4, 5.0, f0, h0, w0, request=None)
     *_, caption = handlers["caption"](str(clips["mp4"]), 0, 2, "", 1, request=None)
 
-    assert [lease["args"][1] for lease in leases] == ["joint", "caption"]
+    assert [lease["args"][1].task for lease in leases] == ["joint", "caption"]  # checked runs go to the GPU
     for lease in leases:
         kinds = [kind for kind, _ in lease["back"]]
         assert kinds[-1] == "done" and set(kinds[:-1]) == {"progress"}
@@ -829,38 +842,33 @@ def test_zerogpu_wraps_the_streaming_runs(tmp_path, monkeypatch, clips):
     assert studio.store.runs("anonymous") == [joint_record, caption_record]  # stored: the copies that came back
 
     # The lease is sized from the request, in whole seconds
-    expected = [
-        math.ceil(tasks.gpu_seconds(studio, "joint", 4, 5.0, f0, h0, w0)),
-        math.ceil(tasks.gpu_seconds(studio, "caption", 2, video_cache_interval=1)),
-    ]
+    expected = [math.ceil(tasks.gpu_seconds(studio.pipe, lease["args"][1])) for lease in leases]
     assert [lease["seconds"] for lease in leases] == expected
     assert all(isinstance(s, int) and s >= tasks.GPU_OVERHEAD_S for s in expected)
 
 
 def test_zerogpu_duration_follows_the_request(tmp_path):
+    from univigu.offload import Placement
     from univigu.studio.engine import Settings, Studio
+    from univigu.studio.request import Run
     from univigu.studio.tasks import GPU_OVERHEAD_S, gpu_seconds
     from univigu.tiny import tiny_pipeline
 
-    studio = Studio("tiny", Settings(device="cpu"), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
+    studio = Studio("tiny", Settings(Placement(device="cpu")), str(tmp_path), pipe=tiny_pipeline(size=TINY_SIZE))
     f0, h0, w0 = TINY_SIZE
 
-    def compute(task="joint", steps=10, guidance=5.0, frames=f0, height=h0, width=w0) -> float:
-        return gpu_seconds(studio, task, steps, guidance, frames, height, width) - GPU_OVERHEAD_S
+    def compute(task="joint", steps=10, guidance=5.0, frames=f0, height=h0, width=w0, every=None) -> float:
+        run = Run(task, "p", 0, steps, (frames, height, width), guidance, video_cache_interval=every)
+        return gpu_seconds(studio.pipe, run) - GPU_OVERHEAD_S
 
     assert compute() > 0
     assert compute(steps=20) == pytest.approx(2 * compute(steps=10))  # linear in the steps
     assert compute(guidance=1.0) == pytest.approx(compute() / 2)  # no guidance: one pass a step, not two
     assert compute(frames=1) < compute() and compute(height=8, width=8) < compute()  # smaller clips, sooner
-    # A caption: the default size, one pass; the steps between refreshes of the clip's cache run the text only
-    assert gpu_seconds(studio, "caption", 10, video_cache_interval=1) - GPU_OVERHEAD_S == pytest.approx(
-        compute(guidance=1.0)
-    )
-    cached = [gpu_seconds(studio, "caption", 10, video_cache_interval=k) for k in (1, 2, 5, 10)]
+    # A caption: one pass; the steps between refreshes of the clip's cache run the text only
+    assert compute("caption", every=1) == pytest.approx(compute(guidance=1.0))
+    cached = [compute("caption", every=k) for k in (1, 2, 5, 10)]
     assert cached == sorted(cached, reverse=True) and cached[-1] < cached[0]
-    # Values the checks will refuse size a run that stops at the checks: 1 step, the default clip
-    assert compute(steps="many") == pytest.approx(compute(steps=1))
-    assert compute(steps=10**6, frames=10**6) == pytest.approx(compute(steps=1))
 
 
 def test_token_html_marks_changes_and_masks():

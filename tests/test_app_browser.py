@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from univigu.settings import GENERATION_STEPS
+
 sync_api = pytest.importorskip("playwright.sync_api")
 
 try:  # the harness lives with the API tests
@@ -136,8 +138,9 @@ def test_joint_generation_scrub_and_play(app, browser):
         streamed = page.evaluate("() => [...window.__uvSteps]")
         assert len([s for s in streamed if s > 0]) >= 2, f"progress did not stream: {streamed}"
 
-        # The scrubber opens on the last step of the new run; the caption box shows the final text.
-        last = _wait_for_step(page, 20)
+        # The scrubber opens on the last step of the new run (the library's default steps); the caption box shows
+        # the final text.
+        last = _wait_for_step(page, GENERATION_STEPS)
         caption = page.locator("#uv-joint-text textarea").input_value()
         assert caption in last["text"] or caption == ""
 

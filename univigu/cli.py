@@ -41,7 +41,7 @@ from .offload import (
     dtype_requirements,
     offload_requirements,
 )
-from .pipeline_text import BLANK, template_ids
+from .pipeline_text import BLANK, check_words, require_prompt, template_ids
 from .settings import (
     CAPTION_STEPS,
     CAPTION_VIDEO_CACHE_INTERVAL,
@@ -80,19 +80,6 @@ def _pipeline(args):
 
 def _emit(args, result: dict, human: str):
     print(json.dumps(result) if args.json else human)
-
-
-def _check_words(pipe, prompt: str) -> None:
-    """Refuse a prompt with words the model's vocabulary lacks (each would become the unknown token), as the studio
-    does."""
-    unknown = list(dict.fromkeys(pipe.unknown_words(prompt)))
-    if not unknown:
-        return
-    vocabulary = [w for w in pipe.tokenizer.get_vocab() if w.isalnum()]
-    knows = f" (it knows: {' '.join(sorted(vocabulary))})" if len(vocabulary) <= 100 else ""
-    words = ", ".join(f"'{w}'" for w in unknown)
-    them = "it" if len(unknown) == 1 else "them"
-    raise PromptError(f"the model does not know {words}; rephrase without {them}{knows}")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -166,8 +153,7 @@ def cmd_generate(args):
         return _generate_dataset(args)
     if args.out is None:
         raise ValueError("--prompt needs --out, the video file (.mp4 or .gif) to write")
-    if not args.prompt.strip():
-        raise PromptError("--prompt is empty; describe the clip you want")
+    require_prompt(args.prompt, "--prompt")
     _check_range("--guidance", args.guidance, 1, hint=" (1 turns guidance off)")
     with _flag("--cache"):
         parse_cache(args.cache)
@@ -177,7 +163,7 @@ def cmd_generate(args):
     size = _clip_size(args, sizes) if sizes else (args.frames, args.height, args.width)  # None: loading says why
 
     pipe = _pipeline(args)
-    _check_words(pipe, args.prompt)
+    check_words(pipe.tokenizer, args.prompt, "--prompt")
     task = pipe.joint if args.command == "joint" else pipe.text_to_video
     out = task(
         args.prompt,

@@ -24,6 +24,45 @@ def clean_text(text: str) -> str:
     return prompt_clean(text)
 
 
+def require_prompt(prompt, name: str = "the prompt") -> str:
+    """``prompt`` as a str, or a one-line :class:`PromptError` naming ``name`` (the argument, flag or field a
+    user typed it in) when it is missing or blank: the rule every front end applies before a run."""
+    if prompt is None or not str(prompt).strip():
+        raise PromptError(f"{name} is empty; describe the clip you want")
+    return str(prompt)
+
+
+def closed_vocabulary(tokenizer, most: int = 2000) -> list[str] | None:
+    """The words, sorted, of a word-level tokenizer (one with an unknown token and at most ``most`` words);
+    None for a subword vocabulary, which spells any word."""
+    if tokenizer.unk_token_id is None:
+        return None
+    specials = set(tokenizer.all_special_tokens)
+    words = sorted(w for w in tokenizer.get_vocab() if w not in specials)
+    return words if len(words) <= most else None
+
+
+def unknown_words(tokenizer, text: str) -> list[str]:
+    """Words of ``text`` the tokenizer maps to its unknown token (none for subword vocabularies)."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return []
+    return [w for w in clean_text(text).split() if unk in tokenizer(w, add_special_tokens=False).input_ids]
+
+
+def check_words(tokenizer, prompt: str, name: str = "the prompt") -> None:
+    """Refuse a prompt with words the model's vocabulary lacks (each would become the unknown token): a one-line
+    :class:`PromptError` naming ``name``, the words and, for a small closed vocabulary, the words it knows."""
+    unknown = list(dict.fromkeys(unknown_words(tokenizer, prompt)))
+    if not unknown:
+        return
+    known = [w for w in closed_vocabulary(tokenizer) or [] if w.isalnum()]
+    knows = f" It knows: {', '.join(known)}." if 0 < len(known) <= 200 else ""
+    words = ", ".join(f"'{w}'" for w in unknown)
+    them = "it" if len(unknown) == 1 else "them"
+    raise PromptError(f"{name}: the model does not know {words}; rephrase without {them}.{knows}")
+
+
 def max_sequence_length(tokenizer) -> int:
     """Prompt tokens the text encoder sees (Wan: 512)."""
     return min(int(tokenizer.model_max_length), 512)

@@ -37,13 +37,13 @@ from .models import UniViGUTransformer
 from .pipeline_output import UniViGUPipelineOutput
 from .pipeline_streams import TextStream, VideoStream
 from .pipeline_text import (
-    PromptError,
-    clean_text,
     encode_texts,
     max_sequence_length,
+    require_prompt,
     stream_ids,
     template_ids,
     text_stream_ids,
+    unknown_words,
 )
 from .settings import (
     CAPTION_STEPS,
@@ -173,7 +173,7 @@ class UniViGUPipeline(DiffusionPipeline, UniViGULoraLoaderMixin):
         raises ``ValueError`` with the nearest valid values."""
         return ClipSizes.of(self).check(num_frames, height, width)
 
-    def _latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         """Latent shape (C, f, h, w) of one clip of this size."""
         return (
             self.transformer.config.in_channels,
@@ -211,10 +211,7 @@ class UniViGUPipeline(DiffusionPipeline, UniViGULoraLoaderMixin):
 
     def unknown_words(self, text: str) -> list[str]:
         """Words of ``text`` the tokenizer maps to its unknown token (empty for subword vocabularies)."""
-        unk = self.tokenizer.unk_token_id
-        if unk is None:
-            return []
-        return [w for w in clean_text(text).split() if unk in self.tokenizer(w, add_special_tokens=False).input_ids]
+        return unknown_words(self.tokenizer, text)
 
     def decode_text(self, ids: list[int] | torch.Tensor) -> str:
         """A text-stream state as a sentence: cut at the first end/pad token, masked positions as ``_``."""
@@ -265,12 +262,11 @@ class UniViGUPipeline(DiffusionPipeline, UniViGULoraLoaderMixin):
         return prompt_embeds.to(device, dtype), negative_prompt_embeds if do_classifier_free_guidance else None
 
     def _validate_prompt(self, prompt: str | None, required: bool) -> str | None:
-        if prompt is None or not str(prompt).strip():
-            if required:
-                raise PromptError("the prompt is empty; describe the clip you want")
+        if not required and (prompt is None or not str(prompt).strip()):
             return None
+        prompt = require_prompt(prompt)
         self.text_ids(prompt)
-        return str(prompt)
+        return prompt
 
     def _end_ids(self) -> tuple[int, ...]:
         """The ids that end a text-stream state: the tokenizer's end token (if it has one) and the pad id."""
@@ -299,7 +295,7 @@ class UniViGUPipeline(DiffusionPipeline, UniViGULoraLoaderMixin):
                 f"callback_on_step_end_tensor_inputs: {sorted(unknown)} not in {self._callback_tensor_inputs}"
             )
         if not captioning and (prompt is None or (isinstance(prompt, list) and not prompt)):
-            raise PromptError("the prompt is empty; describe the clip you want")
+            require_prompt(None)
 
     def _check_text_ids(self, text_ids: torch.Tensor) -> None:
         """Given text-stream ids must be the model's: checked once per run, outside the transformer's forward."""
@@ -446,7 +442,7 @@ class UniViGUPipeline(DiffusionPipeline, UniViGULoraLoaderMixin):
                 self.scheduler, clean=video_latents, cache_interval=min(video_cache_interval, steps)
             )
         else:
-            shape = self._latent_shape(*size)
+            shape = self.latent_shape(*size)
             video_stream = VideoStream(self.scheduler, shape=shape, noise=latents, guidance_scale=guidance_scale)
         if not captioning and not generate_text and text_ids is None:
             text_ids = self.text_id_rows(prompts)

@@ -5,6 +5,7 @@ value with the same function. A check names the field the way the caller's user 
 from the command line, ``"Steps"`` in the studio), so one rule gives every front end its own one-line message.
 """
 
+import math
 import numbers
 import secrets
 
@@ -46,6 +47,20 @@ def check_video_cache_interval(k, name: str = "video_cache_interval") -> int:
             f"steps; >= the steps: the clip once), got {k!r}"
         )
     return int(k)
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` as an int in 0..MAX_SEED, else a one-line ``ValueError`` naming ``name``."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{name} must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    return int(seed)
+
+
+def check_guidance(scale, name: str = "guidance_scale") -> float:
+    """``scale`` as a float of at least 1 (1 turns classifier-free guidance off), else a one-line ``ValueError``."""
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale < 1:
+        raise ValueError(f"{name} must be a number of at least 1 (1 turns guidance off), got {scale!r}")
+    return float(scale)
 
 
 def draw_seed() -> int:

@@ -41,9 +41,11 @@ def text_flow_for(transformer, exponent: float = 1.0):
     return EmbeddingTextFlow.from_transformer(transformer)
 
 
-def num_video_tokens(transformer, video_latents: torch.Tensor) -> int:
+def num_video_tokens(transformer, latent_shape) -> int:
+    """Video tokens the transformer makes of latents of ``latent_shape`` (``[..., f, h, w]``, e.g. a tensor's
+    ``.shape`` or :meth:`UniViGUPipeline.latent_shape`): one per patch."""
     p_t, p_h, p_w = transformer.config.patch_size
-    _, _, f, h, w = video_latents.shape
+    f, h, w = latent_shape[-3:]
     return (f // p_t) * (h // p_h) * (w // p_w)
 
 
@@ -110,7 +112,7 @@ class UniFlowLoss:
 
     def lambda_for(self, transformer, video_latents: torch.Tensor, text_len: int) -> float:
         if self.lambda_text == "auto":
-            return num_video_tokens(transformer, video_latents) / text_len
+            return num_video_tokens(transformer, video_latents.shape) / text_len
         return float(self.lambda_text)
 
     def draw_clean(self, batch: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,9 +1,10 @@
-"""The studio's server side without the page: one loaded pipeline, input checks, streamed runs, run history.
+"""The studio's server side without the page: one placed pipeline, checked and streamed runs, run history.
 
-Everything here speaks in short messages a user can act on: :class:`UserError` for bad input,
-:class:`univigu.Cancelled` for a stopped run; ``errors.py`` turns them into notices. :class:`Studio` gathers
-the model's placement and runs (here), input checks (``checks.py``), uploaded clips (``uploads.py``) and
-per-step previews (``step_previews.py``); the run history is ``runs.py``.
+Everything here speaks in short messages a user can act on: :class:`~univigu.studio.checks.UserError` for bad
+input, :class:`univigu.Cancelled` for a stopped run; ``errors.py`` turns them into notices. :class:`Studio` holds
+the pipeline and its lock and is composed of small objects, each given what it uses: ``checks``
+(:class:`InputChecks`), ``uploads`` (:class:`UploadChecks`), ``previews`` (:class:`StepPreviews`) and ``store``
+(:class:`RunStore`). A run's request is checked once (:meth:`Studio.check`), then streamed (:meth:`Studio.stream`).
 """
 
 import logging
@@ -11,49 +12,67 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from ..caching import describe_cache
 from ..loading import load_pipeline
-from ..offload import (
-    DTYPES,
-    OFFLOAD_MODES,
-    apply_offload,
-    default_device,
-    device_requirements,
-    dtype_requirements,
-    offload_requirements,
-)
+from ..offload import DTYPES, Placement
 from ..pipeline_output import UniViGUPipelineOutput
 from ..pipeline_univigu import Cancelled
 from ..trajectory import TrajectoryStep
 from ..video_io import write_video
 from .checks import InputChecks, Limits, UserError
 from .preview import projection_for
+from .request import Run, RunRequest, check_request
 from .runs import RunRecord, RunStore
-from .step_previews import StepPreviews
+from .step_previews import PREVIEW_MODES, StepPreviews
 from .uploads import UploadChecks
 
 log = logging.getLogger("univigu.studio")
 
-PREVIEW_MODES = ("auto", "decode", "project")
 
-
-@dataclass
+@dataclass(frozen=True)
 class Settings:
-    device: str
-    dtype: str = "float32"
-    offload: str = "none"
-    vae_tiling: bool = False
-    preview: str = "auto"
-    step_cache: str = "none"  # univigu.caching's NAME[:VALUE], for text-to-video and joint generation
+    """What the settings panel sets: the pipeline's :class:`~univigu.offload.Placement` and the step previews."""
+
+    placement: Placement = field(default_factory=Placement)
+    preview: str = "auto"  # one of PREVIEW_MODES
+
+    def problem(self) -> str | None:
+        """Why these settings cannot run here, or None (checked before any weights load)."""
+        if self.preview not in PREVIEW_MODES:
+            return f"unknown preview mode {self.preview!r}; choose one of {', '.join(PREVIEW_MODES)}"
+        try:
+            describe_cache(self.placement.step_cache or "none")
+        except ValueError as err:
+            return f"step cache: {err}"
+        return self.placement.problem()
+
+    def describe(self) -> str:
+        p = self.placement
+        return (
+            f"device {p.device}, {p.dtype}, offload {p.offload}{', VAE tiling' if p.vae_tiling else ''}, "
+            f"previews {self.preview}, step cache {p.step_cache or 'none'}"
+        )
 
 
-class Studio(InputChecks, UploadChecks, StepPreviews):
-    """The loaded model and everything the page asks of it."""
+def load(model: str, placement: Placement):
+    """``model`` (a folder, a hub id, or ``"tiny"``: random development weights) placed by ``placement``."""
+    if model == "tiny":
+        from ..tiny import tiny_pipeline
+
+        pipe = placement.apply(tiny_pipeline().to(DTYPES[placement.dtype]))
+    else:
+        pipe = load_pipeline(model, placement)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+class Studio:
+    """The placed pipeline and everything the page asks of it."""
 
     def __init__(
         self,
@@ -66,80 +85,56 @@ class Studio(InputChecks, UploadChecks, StepPreviews):
     ):
         self.model = model
         self.concurrency = concurrency  # runs at once (they share the model's lock: more only queue inside)
-        self.settings = settings
         self.output_dir = output_dir
         self.limits = limits or Limits()
         self.store = RunStore()
         self.lock = threading.Lock()  # one user of the pipeline's modules at a time (the VAE keeps state)
         os.makedirs(output_dir, exist_ok=True)
-        self.pipe = pipe if pipe is not None else self._load(settings)
+        self.settings = self._checked(settings)
+        self.pipe = pipe if pipe is not None else load(model, self.settings.placement)
+        # What a reload onto another device keeps (the tokenizer, the clip sizes): built once
+        self.checks = InputChecks.of(self.pipe, self.limits)
+        self.uploads = UploadChecks(self.limits, self.checks.sizes.trained)
+        self.previews = StepPreviews(output_dir, self.lock, self.settings.preview)
 
     # ---------------------------------------------------------------------------------------------
     # Model and settings
-    def _load(self, settings: Settings):
-        self._check_settings(settings)
-        if self.model == "tiny":  # development: random weights (deterministic), nothing to load
-            from ..tiny import tiny_pipeline
-
-            pipe = tiny_pipeline().to(DTYPES[settings.dtype])
-        else:
-            pipe = load_pipeline(self.model, torch_dtype=DTYPES[settings.dtype])
-        apply_offload(pipe, settings.offload, settings.device, DTYPES[settings.dtype], vae_tiling=settings.vae_tiling)
-        pipe.set_progress_bar_config(disable=True)
-        pipe.set_step_cache(settings.step_cache)
-        return pipe
-
     @staticmethod
-    def _check_settings(settings: Settings) -> None:
-        problems = [
-            p
-            for p in (
-                device_requirements(settings.device),
-                dtype_requirements(settings.dtype, settings.device),
-                offload_requirements(settings.offload, settings.device),
-                None if settings.preview in PREVIEW_MODES else f"unknown preview mode {settings.preview!r}",
-                _step_cache_problem(settings.step_cache),
-            )
-            if p
-        ]
-        if problems:
-            raise UserError("; ".join(problems))
+    def _checked(settings: Settings) -> Settings:
+        problem = settings.problem()
+        if problem:
+            raise UserError(problem)
+        step_cache = describe_cache(settings.placement.step_cache or "none")
+        return replace(settings, placement=replace(settings.placement, step_cache=step_cache))
 
     def apply_settings(self, settings: Settings, timeout: float = 600) -> str:
-        """Reload the model with new placement settings, or switch its step cache (a run in progress finishes
-        first)."""
-        self._check_settings(settings)
-        settings = replace(settings, step_cache=describe_cache(settings.step_cache))
-        placement = (settings.device, settings.dtype, settings.offload, settings.vae_tiling)
-        current = (self.settings.device, self.settings.dtype, self.settings.offload, self.settings.vae_tiling)
-        if placement != current:
+        """Reload the model with a new placement, or switch its step cache or previews (a run in progress finishes
+        first); returns the settings in words."""
+        settings = self._checked(settings)
+        new, old = settings.placement, self.settings.placement
+        if replace(new, step_cache=None) != replace(old, step_cache=None) or new.step_cache != self.pipe.step_cache:
             if not self.lock.acquire(timeout=timeout):
                 raise UserError("the model is busy with a run; apply the settings when it finishes")
             try:
-                old, self.pipe = self.pipe, None
-                del old
-                try:
-                    self.pipe = self._load(settings)
-                    projection_for(self.pipe)
-                except Exception:
-                    log.exception("could not apply %s; restoring %s", settings, self.settings)
-                    self.pipe = self._load(self.settings)
-                    raise
-            finally:
-                self.lock.release()
-        elif settings.step_cache != self.pipe.step_cache:
-            if not self.lock.acquire(timeout=timeout):
-                raise UserError("the model is busy with a run; apply the settings when it finishes")
-            try:
-                self.pipe.set_step_cache(settings.step_cache)
+                if replace(new, step_cache=None) == replace(old, step_cache=None):
+                    self.pipe.set_step_cache(new.step_cache)  # switched in place: nothing reloads
+                else:
+                    self._reload(new, old)
             finally:
                 self.lock.release()
         self.settings = settings
-        return (
-            f"device {settings.device}, {settings.dtype}, offload {settings.offload}"
-            f"{', VAE tiling' if settings.vae_tiling else ''}, previews {settings.preview}, "
-            f"step cache {settings.step_cache}"
-        )
+        self.previews.mode = settings.preview
+        return settings.describe()
+
+    def _reload(self, new: Placement, old: Placement) -> None:  # under self.lock
+        self.pipe = None  # the old weights go before the new ones load
+        try:
+            self.pipe = load(self.model, new)
+            projection_for(self.pipe)
+        except Exception:
+            log.exception("could not apply %s; restoring %s", new, old)
+            self.pipe = load(self.model, old)
+            raise
 
     # ---------------------------------------------------------------------------------------------
     # What the model supports
@@ -157,17 +152,9 @@ class Studio(InputChecks, UploadChecks, StepPreviews):
         return parts[-1]
 
     @property
-    def frames_step(self) -> int:
-        return self.pipe.vae_scale_factor_temporal
-
-    @property
-    def size_step(self) -> int:
-        return self.pipe.vae_scale_factor_spatial * self.pipe.transformer.config.patch_size[1]
-
-    @property
     def default_size(self) -> tuple[int, int, int]:
-        c = self.pipe.config
-        return int(c.default_num_frames), int(c.default_height), int(c.default_width)
+        """(frames, height, width) the model was trained on: the largest clip it makes."""
+        return self.checks.sizes.trained
 
     @property
     def fps(self) -> float:
@@ -230,20 +217,32 @@ class Studio(InputChecks, UploadChecks, StepPreviews):
             switch.set()  # a consumer that stops listening stops the run at its next step
             self.store.unregister(session, switch)
 
-    def new_record(self, task: str, prompt: str | None, seed: int, steps: int) -> RunRecord:
-        return RunRecord(run_id=self.store.new_id(), task=task, prompt=prompt, seed=seed, num_steps=steps, fps=self.fps)
+    def check(self, request: RunRequest) -> Run:
+        """``request`` checked once: a :class:`Run` the pipeline takes, or a :class:`UserError` naming the field."""
+        return check_request(request, self.checks, self.uploads)
+
+    def new_record(self, run: Run) -> RunRecord:
+        return RunRecord(
+            run_id=self.store.new_id(),
+            task=run.task,
+            prompt=run.prompt,
+            seed=run.seed,
+            num_steps=run.steps,
+            fps=self.fps,
+            input_frames=run.frames,
+            notes=list(run.notes),
+            video_name=run.video_name,
+        )
+
+    def live_preview(self, step: TrajectoryStep) -> np.ndarray | None:
+        return self.previews.live(self.pipe, step)
+
+    def step_preview(self, record: RunRecord, k: int, full: bool = False, wait: float = 0.5) -> tuple[str | None, str]:
+        return self.previews.step(self.pipe, record, k, full=full, wait=wait)
 
     def save_video(self, record: RunRecord, frames: np.ndarray, suffix: str = "") -> str:
         path = os.path.join(self.output_dir, f"run{record.run_id:04d}-{record.task}{suffix}.mp4")
         return write_video(path, frames, fps=record.fps)
-
-
-def _step_cache_problem(spec: str) -> str | None:
-    try:
-        describe_cache(spec)
-    except ValueError as err:
-        return f"step cache: {err}"
-    return None
 
 
 def available_devices() -> list[str]:
@@ -255,17 +254,3 @@ def available_devices() -> list[str]:
     if torch.backends.mps.is_available():
         devices.append("mps")
     return devices
-
-
-__all__ = [
-    "DTYPES",
-    "OFFLOAD_MODES",
-    "Limits",
-    "RunRecord",
-    "RunStore",
-    "Settings",
-    "Studio",
-    "UserError",
-    "available_devices",
-    "default_device",
-]

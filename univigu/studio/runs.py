@@ -33,6 +33,7 @@ class RunRecord:
     frames: np.ndarray | None = None
     text: str | None = None
     notes: list[str] = field(default_factory=list)
+    video_name: str | None = None  # captioning: the clip's file name (an example's, or an upload's)
     video_path: str | None = None
     status: str = "running"
     previews: dict = field(default_factory=dict)  # (step, kind) -> png path
@@ -41,7 +42,7 @@ class RunRecord:
 
     @property
     def label(self) -> str:
-        what = (self.prompt or "uploaded clip")[:40]
+        what = ((self.video_name if self.task == "caption" else None) or self.prompt or "uploaded clip")[:40]
         state = "" if self.status == "done" else f" ({self.status})"
         return f"#{self.run_id} {TASK_TITLES[self.task]}: {what}{state}"
 

@@ -6,9 +6,10 @@ from dataclasses import replace
 import gradio as gr
 
 from ..caching import CACHE_NAMES
-from ..offload import DTYPES, OFFLOAD_MODES, device_requirements, dtype_requirements, offload_requirements
-from .engine import PREVIEW_MODES, Settings, Studio, available_devices
+from ..offload import DTYPES, OFFLOAD_MODES, Placement, device_requirements, dtype_requirements, offload_requirements
+from .engine import Settings, Studio, available_devices
 from .errors import guarded, named_range_errors
+from .step_previews import PREVIEW_MODES
 
 
 def unavailable_reasons(device: str) -> list[str]:
@@ -36,7 +37,7 @@ def make_settings_handlers(studio: Studio) -> dict:
     @guarded
     def on_device(device):
         dtypes, modes = _choices(device)
-        current = studio.settings
+        current = studio.settings.placement
         return (
             gr.Dropdown(choices=dtypes, value=current.dtype if current.dtype in dtypes else dtypes[0]),
             gr.Dropdown(choices=modes, value=current.offload if current.offload in modes else "none"),
@@ -45,19 +46,14 @@ def make_settings_handlers(studio: Studio) -> dict:
 
     @guarded
     def apply(device, dtype, offload, vae_tiling, preview):
-        settings = Settings(
-            device=device,
-            dtype=dtype,
-            offload=offload,
-            vae_tiling=bool(vae_tiling),
-            preview=preview,
-            step_cache=studio.settings.step_cache,
-        )
-        return f"Applied: {studio.apply_settings(settings)}."
+        step_cache = studio.settings.placement.step_cache
+        placement = Placement(device, dtype, offload, bool(vae_tiling), step_cache)
+        return f"Applied: {studio.apply_settings(Settings(placement, preview))}."
 
     @guarded
     def apply_step_cache(spec):
-        return f"Applied: {studio.apply_settings(replace(studio.settings, step_cache=spec or 'none'))}."
+        placement = replace(studio.settings.placement, step_cache=spec or "none")
+        return f"Applied: {studio.apply_settings(replace(studio.settings, placement=placement))}."
 
     return {"on_device": on_device, "apply": apply, "apply_step_cache": apply_step_cache}
 
@@ -67,7 +63,7 @@ def build_settings(studio: Studio) -> None:
     settings_fns = make_settings_handlers(studio)
     private = {"api_visibility": "private"}
     with gr.Accordion("Settings", open=False, elem_id="uv-settings"):
-        s = studio.settings
+        s, preview_mode = studio.settings.placement, studio.settings.preview
         dtypes, modes = _choices(s.device)
         with gr.Row():
             device = named_range_errors(
@@ -76,18 +72,18 @@ def build_settings(studio: Studio) -> None:
             )
             dtype = named_range_errors(
                 gr.Dropdown(label="Dtype", choices=dtypes, value=s.dtype),
-                reason=lambda d: dtype_requirements(str(d), studio.settings.device),
+                reason=lambda d: dtype_requirements(str(d), studio.settings.placement.device),
             )
             offload = named_range_errors(
                 gr.Dropdown(label="Offload", choices=modes, value=s.offload, elem_id="uv-offload"),
-                reason=lambda m: offload_requirements(str(m), studio.settings.device),
+                reason=lambda m: offload_requirements(str(m), studio.settings.placement.device),
             )
         with gr.Row():
             vae_tiling = gr.Checkbox(label="VAE tiling (less memory for big clips)", value=s.vae_tiling)
             preview = gr.Radio(
                 label="Step previews",
                 choices=list(PREVIEW_MODES),
-                value=s.preview,
+                value=preview_mode,
                 info="auto: VAE decode for small models, a fast projection for full-size ones",
             )
             step_cache = gr.Dropdown(

@@ -4,6 +4,7 @@ fitted latent-to-RGB projection (``preview.py``); PNG filmstrips cached per run 
 
 import logging
 import os
+import threading
 
 import numpy as np
 from PIL import Image
@@ -16,25 +17,34 @@ from .runs import RunRecord
 log = logging.getLogger("univigu.studio")
 
 
+PREVIEW_MODES = ("auto", "decode", "project")
+
+
 class StepPreviews:
-    """A mixin of ``Studio``: uses ``self.pipe``, ``self.lock``, ``self.settings`` and ``self.output_dir``."""
+    """Filmstrips of a run's steps, written to ``output_dir``.
 
-    @property
-    def preview_kind(self) -> str:
-        """``decode`` or ``project`` for per-step previews under the current settings."""
-        if self.settings.preview != "auto":
-            return self.settings.preview
-        return "project" if is_full_size(self.pipe) else "decode"
+    ``mode`` (one of ``PREVIEW_MODES``): ``decode`` runs the VAE, holding ``lock`` (the pipeline's: one user of
+    its modules at a time), ``project`` the fitted projection; ``auto`` picks by the VAE's size. Each method is
+    given the pipeline it previews.
+    """
 
-    # Per-step previews
-    def live_preview(self, step: TrajectoryStep) -> np.ndarray | None:
+    def __init__(self, output_dir: str, lock: threading.Lock, mode: str = "auto"):
+        self.output_dir, self.lock, self.mode = output_dir, lock, mode
+
+    def kind(self, pipe) -> str:
+        """``decode`` or ``project`` for ``pipe``'s per-step previews under ``mode``."""
+        if self.mode != "auto":
+            return self.mode
+        return "project" if is_full_size(pipe) else "decode"
+
+    def live(self, pipe, step: TrajectoryStep) -> np.ndarray | None:
         """A fast filmstrip of the clip predicted at ``step`` (projection: no VAE, no lock)."""
-        projection = cached_projection(self.pipe)
+        projection = cached_projection(pipe)
         if step.video_x0 is None or projection is None:
             return None
         return filmstrip(projection(step.video_x0), max_frames=6, height=64)
 
-    def step_preview(self, record: RunRecord, k: int, full: bool = False, wait: float = 0.5) -> tuple[str | None, str]:
+    def step(self, pipe, record: RunRecord, k: int, full: bool = False, wait: float = 0.5) -> tuple[str | None, str]:
         """PNG path of a filmstrip of the clip at step ``k`` and a line saying how it was made.
 
         ``decode`` previews wait ``wait`` seconds for the model (busy with a run?) and fall back to the
@@ -50,7 +60,7 @@ class StepPreviews:
                 record.input_frames,
                 "the clip the model was given, held clean while the caption is denoised",
             )
-        want = "decode" if full else self.preview_kind
+        want = "decode" if full else self.kind(pipe)
         if (k, want) in record.previews:
             return record.previews[(k, want)]
         x0 = record.trajectory[k - 1].video_x0
@@ -59,7 +69,7 @@ class StepPreviews:
         if want == "decode":
             if self.lock.acquire(timeout=60 if full else wait):
                 try:
-                    frames = self.pipe.decode_latents(x0)
+                    frames = pipe.decode_latents(x0)
                 except Exception as err:  # e.g. no device outside a borrowed GPU: fall back to the projection
                     log.warning("could not decode step %d of run #%d: %s", k, record.run_id, err)
                     if full:
@@ -74,7 +84,7 @@ class StepPreviews:
                 raise UserError("The model is busy with another run; decode this step when it finishes.")
         if (k, "project") in record.previews:
             return record.previews[(k, "project")]
-        projection = record.projection or cached_projection(self.pipe)
+        projection = record.projection or cached_projection(pipe)
         if projection is None:
             return None, "no preview for this step"
         return self._save_preview(

@@ -7,13 +7,15 @@ import math
 
 import gradio as gr
 
+from ..flows.uniflow import num_video_tokens
 from ..pipeline_univigu import Cancelled
-from ..settings import CAPTION_VIDEO_CACHE_INTERVAL
+from ..settings import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL, GENERATION_STEPS, GUIDANCE_SCALE
 from ..trajectory import TrajectoryRecorder
 from . import render
 from .engine import Studio
 from .errors import guarded
 from .preview import cached_projection
+from .request import Run, RunRequest
 from .run_queue import joined_generation
 from .runs import TASK_TITLES, RunRecord, session_of
 
@@ -39,108 +41,58 @@ def gpu(duration):
     return spaces.GPU(duration=duration)
 
 
-def step_flops(pipe, num_frames: int, height: int, width: int, passes: int = 1, text_only: bool = False) -> float:
-    """Approximate FLOPs of one denoising step on a clip of that size: 2 per weight per query token (every weight
-    counted, though each token meets only its modality's FFN) plus attention's 4 q n d per layer, per pass.
+def step_flops(pipe, size: tuple[int, int, int], passes: int = 1, text_only: bool = False) -> float:
+    """Approximate FLOPs of one denoising step on a clip of ``size`` (frames, height, width): 2 per weight per query
+    token (every weight counted, though each token meets only its modality's FFN) plus attention's 4 q n d per layer,
+    per pass.
 
     ``text_only``: a step that runs only the text tokens on the clip's cached keys and values (captioning's
     ``video_cache_interval``).
     """
     cfg = pipe.transformer.config
-    pt, ph, pw = cfg.patch_size
-    tokens = ((num_frames - 1) // pipe.vae_scale_factor_temporal + 1) // pt * (
-        height // (pipe.vae_scale_factor_spatial * ph)
-    ) * (width // (pipe.vae_scale_factor_spatial * pw)) + pipe.max_text_len
+    tokens = num_video_tokens(pipe.transformer, pipe.latent_shape(*size)) + pipe.max_text_len
     queries = pipe.max_text_len if text_only else tokens
     dim = cfg.num_attention_heads * cfg.attention_head_dim
     weights = pipe.transformer.num_parameters()
     return passes * (2.0 * weights * queries + 4.0 * queries * tokens * dim * cfg.num_layers)
 
 
-def gpu_seconds(
-    studio: Studio,
-    task: str,
-    steps,
-    guidance=None,
-    num_frames=None,
-    height=None,
-    width=None,
-    video_cache_interval=None,
-) -> float:
-    """GPU seconds a request needs: ``GPU_OVERHEAD_S`` plus its steps at ``GPU_TFLOPS`` for its clip size (two
-    passes a step under classifier-free guidance; a caption's steps between clip refreshes run the text only).
-
-    Reads the raw request, before the checks: a value they will refuse counts as 1 step or the model's default
-    size, since that run stops at the checks.
-    """
-
-    def value(raw, default, lo, hi) -> float:
-        try:
-            number = float(raw)
-        except (TypeError, ValueError):
-            return default
-        return number if math.isfinite(number) and lo <= number <= hi else default
-
-    f0, h0, w0 = studio.default_size
-    steps = int(value(steps, 1, 1, studio.limits.max_steps))
-    if task == "caption":  # the upload is fitted to the default size; guidance is for the video stream only
-        every = int(value(video_cache_interval, CAPTION_VIDEO_CACHE_INTERVAL, 1, studio.limits.max_steps))
-        full = math.ceil(steps / every)  # the clip's keys and values at step 0 and every k-th step after
-        flops = full * step_flops(studio.pipe, f0, h0, w0)
-        flops += (steps - full) * step_flops(studio.pipe, f0, h0, w0, text_only=True)
+def gpu_seconds(pipe, run: Run) -> float:
+    """GPU seconds a checked run needs: ``GPU_OVERHEAD_S`` plus its steps at ``GPU_TFLOPS`` for its clip size (two
+    passes a step under classifier-free guidance; a caption's steps between clip refreshes run the text only)."""
+    if run.captioning:  # the clip is fitted to the trained size; guidance is for the video stream only
+        full = math.ceil(run.steps / run.video_cache_interval)  # the clip's keys and values at step 0, every k-th
+        flops = full * step_flops(pipe, run.size)
+        flops += (run.steps - full) * step_flops(pipe, run.size, text_only=True)
     else:
-        size = tuple(int(value(v, d, 1, d)) for v, d in zip((num_frames, height, width), (f0, h0, w0)))
-        guidance = value(guidance, 1.0, studio.limits.min_guidance, studio.limits.max_guidance)
-        flops = steps * step_flops(studio.pipe, *size, passes=2 if guidance > 1 else 1)
+        flops = run.steps * step_flops(pipe, run.size, passes=2 if run.guidance > 1 else 1)
     return GPU_OVERHEAD_S + flops / (GPU_TFLOPS * 1e12)
 
 
 # ------------------------------------------------------------------------------------------------
 # Runs
-def _stream_task(
-    studio: Studio,
-    session: str,
-    task: str,
-    prompt,
-    seed,
-    steps,
-    guidance=None,
-    num_frames=None,
-    height=None,
-    width=None,
-    video=None,
-    video_cache_interval=None,
-    joined=None,
-):
-    """Check the inputs, run ``task`` streaming ("progress", html) and finally ("done", RunRecord).
+def _stream_run(studio: Studio, session: str, run: Run, joined: int | None = None):
+    """Run a checked ``run`` streaming ("progress", html) and finally ("done", RunRecord); a cancelled run with
+    steps yields ("partial", RunRecord) before it raises.
 
     ``joined``: the session's cancel generation when the request joined the queue (``run_queue``).
     Stores nothing itself: under ZeroGPU this runs in a borrowed GPU's process, so records travel back.
     """
-    steps, seed = studio.check_steps(steps), studio.check_seed(seed)
-    title = TASK_TITLES[task]
-    input_frames, notes = None, []
-    if task == "caption":
-        prompt = studio.check_prompt(prompt, required=False)
-        input_frames, notes = studio.load_video(video)  # decoded straight to the model's clip size
-        video_cache_interval = studio.check_cache_interval(video_cache_interval)
-    else:
-        prompt = studio.check_prompt(prompt, required=True)
-        guidance = studio.check_guidance(guidance)
-        size = studio.check_size(num_frames, height, width)
-    record = studio.new_record(task, prompt, seed, steps)
-    record.input_frames, record.notes = input_frames, notes
+    title = TASK_TITLES[run.task]
+    record = studio.new_record(run)
 
     def call(callback):
         pipe = studio.pipe
         recorder = TrajectoryRecorder(on_step=callback)  # each step's record to the live view as it is made
-        common = {"num_inference_steps": steps, "seed": seed, "callback_on_step_end": recorder}
-        if task == "caption":
-            return pipe.caption(input_frames, prompt=prompt, video_cache_interval=video_cache_interval, **common)
-        method = pipe.text_to_video if task == "text_to_video" else pipe.joint
-        return method(prompt, guidance_scale=guidance, num_frames=size[0], height=size[1], width=size[2], **common)
+        common = {"num_inference_steps": run.steps, "seed": run.seed, "callback_on_step_end": recorder}
+        if run.captioning:
+            every, template = run.video_cache_interval, run.template
+            return pipe.caption(run.frames, prompt=run.prompt, video_cache_interval=every, template=template, **common)
+        method = pipe.text_to_video if run.task == "text_to_video" else pipe.joint
+        f, h, w = run.size
+        return method(run.prompt, guidance_scale=run.guidance, num_frames=f, height=h, width=w, **common)
 
-    yield "progress", render.progress_html(title, None, steps, note="waiting for the model…")
+    yield "progress", render.progress_html(title, None, run.steps, note="waiting for the model…")
     output = None
     try:
         for kind, payload in studio.stream(session, call, record, joined):
@@ -148,13 +100,15 @@ def _stream_task(
                 record.trajectory.append(payload)
                 thumb = studio.live_preview(payload)
                 uri = render.png_data_uri(thumb) if thumb is not None else None
-                yield "progress", render.progress_html(title, payload, steps, uri)
+                yield "progress", render.progress_html(title, payload, run.steps, uri)
             else:
                 output = payload
     except Cancelled:
         record.projection = cached_projection(studio.pipe)
         record.status = f"cancelled at step {len(record.trajectory)}"
-        log.info("run #%d (%s) cancelled after step %d of %d", record.run_id, task, len(record.trajectory), steps)
+        log.info(
+            "run #%d (%s) cancelled after step %d of %d", record.run_id, run.task, len(record.trajectory), run.steps
+        )
         if record.trajectory:
             yield "partial", record  # kept for scrubbing; the caller stores it
         raise
@@ -162,8 +116,8 @@ def _stream_task(
     record.frames, record.text = output.frames, output.text
     if output.frames is not None:
         record.video_path = studio.save_video(record, output.frames)
-    elif input_frames is not None:
-        record.video_path = studio.save_video(record, input_frames, suffix="-input")
+    elif run.frames is not None:
+        record.video_path = studio.save_video(record, run.frames, suffix="-input")
     record.status = "done"
     yield "done", record
 
@@ -189,68 +143,141 @@ def _trajectory(record: RunRecord) -> dict:
     )
 
 
-def make_handlers(studio: Studio) -> dict:
-    """The run endpoints. Parameter names are the API's (``prompt``/``video``, ``seed``, ...)."""
+# What each task's endpoint returns, in order: the one shape every run yields (``_view``), as each tab shows it.
+# ``video`` is the clip made, or for captioning the clip the model saw.
+OUTPUTS = {
+    "text_to_video": ("video", "trajectory", "status"),
+    "caption": ("text", "notes", "video", "trajectory", "status"),
+    "joint": ("video", "text", "trajectory", "status"),
+}
 
-    def duration(session, task, prompt, seed, steps, guidance=None, num_frames=None, height=None, width=None, **kw):
-        interval = kw.get("video_cache_interval")
-        return math.ceil(gpu_seconds(studio, task, steps, guidance, num_frames, height, width, interval))
+
+def _view(task: str, progress: str | None = None, record: RunRecord | None = None) -> tuple:
+    """A task's outputs while it streams (``progress``: the status alone, the rest left as they are) or when done."""
+    if record is None:
+        values = {"status": progress}
+    else:
+        values = {
+            "video": record.video_path,
+            "text": record.text or "",
+            "notes": "**What was done to fit the model:** " + "; ".join(record.notes) if record.notes else "",
+            "trajectory": _trajectory(record),
+            "status": render.done_html(TASK_TITLES[task], _summary(record)),
+        }
+    return tuple(values.get(name, gr.skip()) for name in OUTPUTS[task])
+
+
+def make_handlers(studio: Studio) -> dict:
+    """The run endpoints, also the MCP tools (``app.py --mcp``): their names, parameters, type hints and docstrings
+    are the API's and the tools' schema."""
+
+    def duration(session: str, run: Run, joined: int | None = None) -> int:
+        return math.ceil(gpu_seconds(studio.pipe, run))
 
     @gpu(duration)
-    def on_device(session, task, *args, **kwargs):
-        yield from _stream_task(studio, session, task, *args, **kwargs)
+    def on_device(session: str, run: Run, joined: int | None = None):
+        yield from _stream_run(studio, session, run, joined)
 
-    def stream(request, task, *args, **kwargs):
+    def stream(request, asked: RunRequest):
+        """Check ``asked`` once, run it on the device and store its record; yields the task's outputs."""
         session, joined = session_of(request), joined_generation(request)
         if studio.store.cancelled_since(session, joined):  # Cancel was pressed while this run waited its turn
-            log.info("a %s run left the queue cancelled; it computes nothing", task)
+            log.info("a %s run left the queue cancelled; it computes nothing", asked.task)
             raise Cancelled("before it started, while it waited in the queue")
-        for kind, value in on_device(session, task, *args, joined=joined, **kwargs):
+        run = studio.check(asked)
+        for kind, value in on_device(session, run, joined):
             if kind in ("partial", "done"):
                 studio.store.add(session, value)
-            if kind != "partial":
-                yield kind, value
+            if kind == "progress":
+                yield _view(run.task, progress=value)
+            elif kind == "done":
+                yield _view(run.task, record=value)
 
     @guarded
-    def text_to_video(prompt, seed, steps, guidance, num_frames, height, width, request: gr.Request):
-        for kind, value in stream(request, "text_to_video", prompt, seed, steps, guidance, num_frames, height, width):
-            if kind == "progress":
-                yield gr.skip(), gr.skip(), value
-            else:
-                yield (
-                    value.video_path,
-                    _trajectory(value),
-                    render.done_html(TASK_TITLES["text_to_video"], _summary(value)),
-                )
+    def text_to_video(
+        prompt: str,
+        seed: int | None = None,
+        steps: int = GENERATION_STEPS,
+        guidance: float = GUIDANCE_SCALE,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        request: gr.Request = None,
+    ):
+        """Generate a short video clip from a text prompt with the Uni-ViGU model.
+
+        Args:
+            prompt: What the clip shows, e.g. "a red circle moves right" (an unknown word is refused, naming the known).
+            seed: Random seed, 0 to 4294967295: the same seed and settings give the same clip (blank: drawn at random).
+            steps: Denoising steps (more: slower, usually cleaner).
+            guidance: Classifier-free guidance scale, at least 1 (1 turns it off).
+            num_frames: Frames of the clip, 1 + 4k, at most the model's (blank: the model's).
+            height: Height in pixels, on the model's grid, at most the model's (blank: the model's).
+            width: Width in pixels, on the model's grid, at most the model's (blank: the model's).
+
+        Returns:
+            The clip (an mp4 file's URL), the run's denoising trajectory (JSON) and a status line.
+        """
+        asked = RunRequest("text_to_video", prompt, seed, steps, guidance, num_frames, height, width)
+        yield from stream(request, asked)
 
     @guarded
-    def caption(video, seed, steps, prompt, video_cache_interval, request: gr.Request):
-        kwargs = {"video": video, "video_cache_interval": video_cache_interval}
-        for kind, value in stream(request, "caption", prompt, seed, steps, **kwargs):
-            if kind == "progress":
-                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), value
-            else:
-                notes = "**What was done to fit the model:** " + "; ".join(value.notes) if value.notes else ""
-                yield (
-                    value.text or "",
-                    notes,
-                    value.video_path,
-                    _trajectory(value),
-                    render.done_html(TASK_TITLES["caption"], _summary(value)),
-                )
+    def caption(
+        video: str,
+        seed: int | None = None,
+        steps: int = CAPTION_STEPS,
+        prompt: str = "",
+        video_cache_interval: int = CAPTION_VIDEO_CACHE_INTERVAL,
+        template: str = "",
+        request: gr.Request = None,
+    ):
+        """Describe a video clip in words, or fill in the blanks of a caption template from it.
+
+        In a template "_" is one word's position to fill and "_*N" N of them; the rest is kept as written.
+
+        Args:
+            video: The clip to describe, a URL of an mp4, webm, avi, mov or gif (fitted to the model's clip size).
+            seed: Random seed, 0 to 4294967295 (blank: drawn at random).
+            steps: Denoising steps of the caption.
+            prompt: Optional hint that conditions the caption (blank: none).
+            video_cache_interval: Recompute the clip's keys and values every k steps, the text alone between (1: all).
+            template: Caption with blanks to fill from the clip, e.g. "a _ circle moves _*2" (blank: free captioning).
+
+        Returns:
+            The caption, notes on fitting the clip, the clip the model saw (a URL), the trajectory (JSON), a status.
+        """
+        asked = RunRequest(
+            "caption", prompt, seed, steps, video=video, video_cache_interval=video_cache_interval, template=template
+        )
+        yield from stream(request, asked)
 
     @guarded
-    def joint(prompt, seed, steps, guidance, num_frames, height, width, request: gr.Request):
-        for kind, value in stream(request, "joint", prompt, seed, steps, guidance, num_frames, height, width):
-            if kind == "progress":
-                yield gr.skip(), gr.skip(), gr.skip(), value
-            else:
-                yield (
-                    value.video_path,
-                    value.text or "",
-                    _trajectory(value),
-                    render.done_html(TASK_TITLES["joint"], _summary(value)),
-                )
+    def joint(
+        prompt: str,
+        seed: int | None = None,
+        steps: int = GENERATION_STEPS,
+        guidance: float = GUIDANCE_SCALE,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        request: gr.Request = None,
+    ):
+        """Generate a video clip and its caption together from a text prompt (both denoised step by step).
+
+        Args:
+            prompt: What the clip shows, e.g. "a red circle moves right".
+            seed: Random seed, 0 to 4294967295 (blank: drawn at random).
+            steps: Denoising steps.
+            guidance: Classifier-free guidance scale of the clip, at least 1 (1 turns it off).
+            num_frames: Frames of the clip, 1 + 4k, at most the model's (blank: the model's).
+            height: Height in pixels, on the model's grid, at most the model's (blank: the model's).
+            width: Width in pixels, on the model's grid, at most the model's (blank: the model's).
+
+        Returns:
+            The clip (an mp4 file's URL), its caption, the trajectory (JSON) and a status line.
+        """
+        asked = RunRequest("joint", prompt, seed, steps, guidance, num_frames, height, width)
+        yield from stream(request, asked)
 
     @guarded
     def cancel(request: gr.Request):

@@ -10,7 +10,7 @@ import random
 
 import gradio as gr
 
-from ..settings import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL
+from ..settings import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL, GENERATION_STEPS, GUIDANCE_SCALE, MAX_SEED
 from .engine import Studio
 from .errors import number, slider
 from .run_queue import CONTROL
@@ -23,13 +23,14 @@ from .tasks import make_handlers
 # ------------------------------------------------------------------------------------------------
 # The page
 def _prompt_examples(studio: Studio, examples: list[dict]) -> list[str]:
-    prompts = [e["prompt"] for e in examples if e.get("prompt") and not studio.pipe.unknown_words(e["prompt"])]
-    return list(dict.fromkeys(prompts)) or [studio.example_prompt()]
+    prompts = [e["prompt"] for e in examples if e.get("prompt") and studio.checks.knows(e["prompt"])]
+    return list(dict.fromkeys(prompts)) or [studio.checks.example_prompt()]
 
 
 def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str = "") -> gr.Blocks:
     examples = examples or []
-    f0, h0, w0 = studio.default_size
+    sizes = studio.checks.sizes
+    f0, h0, w0 = sizes.trained
     lim = studio.limits
     handlers = make_handlers(studio)
     prompts = _prompt_examples(studio, examples)
@@ -56,7 +57,7 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                     value=0,
                     precision=0,
                     minimum=0,
-                    maximum=lim.max_seed,
+                    maximum=MAX_SEED,
                     elem_id=f"uv-{prefix}-seed",
                     scale=4,
                 )
@@ -66,14 +67,16 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                 minimum=1,
                 maximum=lim.max_steps,
                 step=1,
-                value=min(20, lim.max_steps),
+                value=min(GENERATION_STEPS, lim.max_steps),
                 elem_id=f"uv-{prefix}-steps",
             )
-            guidance = slider(label="Guidance", minimum=lim.min_guidance, maximum=lim.max_guidance, step=0.5, value=5.0)
+            guidance = slider(  # 1 turns guidance off (univigu.settings.check_guidance)
+                label="Guidance", minimum=1, maximum=lim.max_guidance, step=0.5, value=GUIDANCE_SCALE
+            )
             with gr.Accordion("Clip size (what this model supports)", open=False):
-                frames = slider(label="Frames", minimum=1, maximum=f0, step=studio.frames_step, value=f0)
-                height = slider(label="Height", minimum=studio.size_step, maximum=h0, step=studio.size_step, value=h0)
-                width = slider(label="Width", minimum=studio.size_step, maximum=w0, step=studio.size_step, value=w0)
+                frames = slider(label="Frames", minimum=1, maximum=f0, step=sizes.frames_step, value=f0)
+                height = slider(label="Height", minimum=sizes.size_step, maximum=h0, step=sizes.size_step, value=h0)
+                width = slider(label="Width", minimum=sizes.size_step, maximum=w0, step=sizes.size_step, value=w0)
             dice.click(lambda: random.randint(0, 2**31 - 1), None, seed, **private)
             gr.Examples([[p] for p in prompts], inputs=[prompt], label="Example prompts", **private)
             return prompt, seed, steps, guidance, frames, height, width
@@ -121,7 +124,7 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                         )
                     cap_prompt = gr.Textbox(value="", label="Hint (optional prompt)", lines=1)
                     with gr.Row():
-                        cap_seed = number(label="Seed", value=0, precision=0, minimum=0, maximum=lim.max_seed, scale=4)
+                        cap_seed = number(label="Seed", value=0, precision=0, minimum=0, maximum=MAX_SEED, scale=4)
                         cap_dice = gr.Button("Random seed", scale=1, size="sm")
                     cap_steps = slider(
                         label="Steps",

@@ -8,17 +8,19 @@ import imageio.v3 as iio
 import numpy as np
 
 from ..video_io import VIDEO_EXTENSIONS, VideoError, read_clip, video_meta
-from .checks import UserError
+from .checks import Limits, UserError
 
 
 class UploadChecks:
-    """Decoding uploads with checks that fail fast (a mixin of ``Studio``: uses ``self.limits`` and
-    ``self.default_size``)."""
+    """Decoding uploads to ``clip_size`` (frames, height, width: the model's) with checks that fail fast, within
+    ``limits``."""
 
-    # Uploaded clips
+    def __init__(self, limits: Limits, clip_size: tuple[int, int, int]):
+        self.limits, self.clip_size = limits, clip_size
+
     def load_video(self, path) -> tuple[np.ndarray, list[str]]:
         """Decode an uploaded clip to the model's clip size with checks that fail fast; returns its frames
-        [F, H, W, 3] (``default_size``) and notes of what was done."""
+        [F, H, W, 3] (``clip_size``) and notes of what was done."""
         if path is None or (isinstance(path, str) and not path):
             raise UserError("No video: upload a clip (mp4, webm, avi, mov or gif) or pick an example.")
         path = os.fspath(path if not isinstance(path, dict) else path.get("path") or path.get("video", ""))
@@ -41,14 +43,14 @@ class UploadChecks:
             raise UserError(
                 f"{name} is {width}x{height}; the studio reads frames of up to "
                 f"{self.limits.max_video_pixels / 1e6:.1f} megapixels. Downscale it (the model works at "
-                f"{self.default_size[2]}x{self.default_size[1]} anyway)."
+                f"{self.clip_size[2]}x{self.clip_size[1]} anyway)."
             )
         by_work = self.limits.max_decoded_bytes // max(1, width * height * 3)  # decoding time, not memory
         max_frames = int(min(self.limits.max_video_frames, by_work))
         if est_frames is not None and est_frames > max_frames * 1.05 + 2:
             raise UserError(self._too_long(name, f"about {est_frames:.0f} frames", max_frames, width, height))
         try:
-            clip = read_clip(path, *self.default_size, max_frames=max_frames)
+            clip = read_clip(path, *self.clip_size, max_frames=max_frames)
         except VideoError as err:
             if "more than" in str(err):
                 raise UserError(
@@ -58,7 +60,7 @@ class UploadChecks:
         if clip.source_frames < 2:
             raise UserError(
                 f"{name} has only {clip.source_frames} frame; the model describes motion, so upload a clip with "
-                f"at least 2 frames (it samples {self.default_size[0]})."
+                f"at least 2 frames (it samples {self.clip_size[0]})."
             )
         (w, h), rate = clip.source_size, f" at {clip.fps:g} fps" if clip.fps else ""
         return clip.frames, [f"decoded {clip.source_frames} frames of {w}x{h}{rate} from {name}", *clip.notes]
