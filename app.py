@@ -26,7 +26,7 @@ import tempfile  # noqa: E402
 if importlib.util.find_spec("gradio") is None:  # the library installs without the studio's packages
     sys.exit("error: the studio needs gradio: pip install 'univigu[studio]' (or, in a clone, bash scripts/setup.sh)")
 
-from univigu.loading import default_model  # noqa: E402
+from univigu.loading import BUNDLED_MODEL, default_model  # noqa: E402
 from univigu.offload import DTYPES, OFFLOAD_MODES, default_device  # noqa: E402
 from univigu.studio.step_previews import PREVIEW_MODES  # noqa: E402
 
@@ -90,10 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or default_model()
     output_dir = args.output_dir or tempfile.mkdtemp(prefix="univigu-studio-")
     examples_dir = os.path.abspath(args.examples_dir or EXAMPLES_DIR)
-    banner = ""
+    banner, card = "", os.path.join(BUNDLED_MODEL, "README.md")
     try:
         if model == "tiny":
             banner = "Development mode: a tiny model with random weights; its outputs are noise."
+        elif os.path.exists(model) and os.path.realpath(model) == os.path.realpath(BUNDLED_MODEL):
+            banner = (
+                "A small demonstration model: 3.6 M parameters trained on a CPU on ShapesWorld, a made-up world of "
+                "coloured shapes that move. It knows only that world's words, and it is not a capable captioner or "
+                f"generator: see [its card's numbers]({card_url(card)})."
+            )
         elif not os.path.exists(model) and model == default_model() and not os.environ.get("UNIVIGU_MODEL"):
             print(
                 f"error: the bundled model is missing ({os.path.relpath(model)}). "
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             server_port=args.port,
             share=args.share,
             show_error=False,
-            allowed_paths=[output_dir, examples_dir],
+            allowed_paths=[output_dir, examples_dir, card],
             max_file_size=f"{studio.limits.max_upload_mb}mb",
             footer_links=["api", "settings"],
             ssr_mode=False,
@@ -130,11 +136,25 @@ def main(argv: list[str] | None = None) -> int:
             mcp_server=False,
             theme=gr.themes.Default(),
             css=render.CSS,
+            quiet=True,  # gradio's lines name launch()'s arguments; ours name the flags
+            prevent_thread_lock=True,
         )
     except OSError as err:
         print(f"error: could not serve on {args.host}:{args.port} ({err}); pick another --port", file=sys.stderr)
         return 2
+    print(f"* Running on local URL:  {demo.local_url}", flush=True)
+    if demo.share_url is None:
+        print("* To create a public link, run with --share.", flush=True)
+    demo.block_thread()
     return 0
+
+
+def card_url(card: str) -> str:
+    """A link from the page to the bundled model's card, served by gradio's file route (the card is in
+    ``allowed_paths``): a path relative to where the studio runs (a Space's repo root), else the absolute one."""
+    path = os.path.relpath(card)
+    path = os.path.abspath(card) if path.startswith("..") else path
+    return f"gradio_api/file={path.replace(os.sep, '/')}#evaluation"
 
 
 if __name__ == "__main__":

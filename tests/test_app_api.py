@@ -188,6 +188,9 @@ def test_served_offline_without_analytics(app):
         config = json.load(response)
     assert config["analytics_enabled"] is False
     assert "gradio.live" not in app.log() and "public URL" not in app.log()
+    # the log names our flag, not launch()'s argument
+    assert "To create a public link, run with --share." in app.log() and "share=True" not in app.log()
+    assert f"Running on local URL:  http://127.0.0.1:{app.port}" in app.log()
 
 
 def test_header_names_the_model_not_its_path(app, workdir):
@@ -267,6 +270,27 @@ def test_caption_example_clip_with_hint(client):
         video=handle_file(str(clip)), seed=2, steps=3, prompt="a red circle", api_name="/caption"
     )
     assert trajectory["prompt"] == "a red circle" and trajectory["text"] == caption
+
+
+def test_caption_fill_in(client, clips):
+    template = "a _ circle moves _"
+    caption, _, _, trajectory, _ = client.predict(
+        video=handle_file(str(clips["mp4"])), seed=0, steps=3, template=template, api_name="/caption"
+    )
+    assert caption.startswith("a") and caption == trajectory["steps"][-1]["text"]
+    for k, step in enumerate(trajectory["steps"]):  # the template's words held, the blanks denoised
+        held, tokens = step["held"], step["tokens"]
+        assert len(held) == len(tokens) and held[:5] == [True, False, True, True, False]
+        assert [tokens[0], tokens[2], tokens[3]] == ["a", "circle", "moves"]
+        assert k == 0 or not any(changed for changed, kept in zip(step["changed"], held) if kept)
+    plain, *_ = client.predict(video=handle_file(str(clips["mp4"])), seed=0, steps=3, api_name="/caption")
+    assert plain  # an old caller, without the trailing template: free captioning as before
+    with pytest.raises(AppError) as info:
+        client.predict(video=handle_file(str(clips["mp4"])), seed=0, steps=3, template="a red", api_name="/caption")
+    assert str(info.value) == "Fill in: the template has no blank: mark each word to fill with _ (or _*N for N words)"
+    with pytest.raises(AppError, match=r"^Fill in: the model does not know 'zebra'"):
+        client.predict(video=handle_file(str(clips["mp4"])), seed=0, steps=3, template="a _ zebra", api_name="/caption")
+    good_request(client)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -896,6 +920,13 @@ def test_token_html_marks_changes_and_masks():
 def test_bundled_model(tmp_path):
     server = AppServer([], tmp_path, env={"UNIVIGU_MODEL": ""})  # no --model: the bundled one
     try:
+        with urllib.request.urlopen(server.url + "config", timeout=10) as response:
+            page = response.read().decode()
+        assert "A small demonstration model" in page  # the header says what it is, and links its card's numbers
+        link = re.search(r"\[its card's numbers\]\(([^)]+)\)", page).group(1)
+        assert link == "gradio_api/file=assets/univigu-shapesworld/README.md#evaluation"
+        with urllib.request.urlopen(server.url + link.split("#")[0], timeout=10) as response:
+            assert response.status == 200 and "## Evaluation" in response.read().decode()
         client = make_client(server.url, tmp_path / "downloads")
         examples = json.loads((EXAMPLES / "examples.json").read_text())
         video, caption, trajectory, _ = client.predict(prompt=examples[0]["prompt"], seed=0, steps=8, api_name="/joint")

@@ -213,8 +213,10 @@ def test_cancel_from_the_page_and_preview_settings(app, browser):
             " return s && Number(s.dataset.step) >= 1 && s.textContent.includes('of 100'); }",
             timeout=60_000,
         )
+        assert _cancel_enabled(page, "joint")  # a run is going
         page.locator("#uv-joint-cancel").click()
         page.wait_for_selector("#uv-joint-status [data-cancelled]", timeout=30_000)
+        page.wait_for_function("() => document.querySelector('#uv-joint-cancel').disabled", timeout=30_000)
         page.get_by_text("Cancelled (stopped after step").wait_for(timeout=30_000)  # the notice (a toast)
         # The cancelled run keeps the steps it made, ready to scrub.
         page.wait_for_function(
@@ -259,5 +261,147 @@ def test_cancel_from_the_page_and_preview_settings(app, browser):
         settings.get_by_label("auto", exact=True).check()
         page.get_by_role("button", name="Apply settings").click()
         _wait_for_text(page, "#uv-settings-status", "previews auto")
+    finally:
+        page.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# The first five minutes: what a user sees on each tab before and after a run
+STRIP_INSIDE = """() => {
+    // the strip's last frame is the image's right edge: the whole image must lie inside every box that clips it
+    const img = document.querySelector('#uv-frame img');
+    if (!img || !img.complete || !img.naturalWidth) return {ready: false};
+    const box = img.getBoundingClientRect();
+    const clipped = [];
+    for (let el = img.parentElement; el; el = el.parentElement) {
+        const style = getComputedStyle(el);
+        if (style.overflow !== 'visible' || style.overflowX !== 'visible' || style.overflowY !== 'visible') {
+            const r = el.getBoundingClientRect();
+            if (box.left < r.left - 1 || box.right > r.right + 1 || box.top < r.top - 1 || box.bottom > r.bottom + 1)
+                clipped.push(el.className || el.tagName);
+        }
+        if (el.id === 'uv-frame') break;
+    }
+    const fit = getComputedStyle(img).objectFit;
+    const ratio = (box.width / box.height) / (img.naturalWidth / img.naturalHeight);
+    // nothing drawn over the strip: the element at each corner of the image is the image itself
+    const corners = [[box.left + 2, box.top + 2], [box.right - 2, box.top + 2], [box.right - 2, box.bottom - 2]];
+    const covered = corners.filter(([x, y]) => document.elementFromPoint(x, y) !== img).length;
+    return {ready: true, clipped, whole: fit === 'contain' || Math.abs(ratio - 1) < 0.02, covered, width: box.width};
+}"""
+
+
+# gradio leaves a hidden column out of the page
+PANEL_HIDDEN = "() => { const el = document.querySelector('#uv-denoising'); return !el || el.offsetParent === null; }"
+
+
+def _shot(page, folder, name: str) -> None:
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def _cancel_enabled(page, prefix: str) -> bool:
+    return page.locator(f"#uv-{prefix}-cancel").is_enabled()
+
+
+def _strip_is_whole(page) -> dict:
+    page.wait_for_function(f"() => ({STRIP_INSIDE})().ready", timeout=30_000)
+    page.locator("#uv-frame img").scroll_into_view_if_needed()
+    state = page.evaluate(STRIP_INSIDE)
+    assert not state["clipped"] and state["whole"] and state["covered"] == 0, state
+    return state
+
+
+def _latest_label(page) -> str:
+    return page.locator("#uv-run-select input").input_value()
+
+
+def test_each_tab_before_and_after_a_run(app, browser, tmp_path):
+    shots = tmp_path / "screens"
+    shots.mkdir()
+    page = browser.new_page(viewport={"width": 1280, "height": 1800})
+    errors = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    try:
+        page.goto(app.url, wait_until="load")
+        header = page.locator("#uv-header").inner_text()
+        assert "Model tiny-model: clips of 5 frames at 16x16" in header  # the header says what the model is
+
+        # --- Text to video: a real prompt is in the box, Cancel waits for a run, no Denoising panel yet
+        _shot(page, shots, "t2v-before")
+        prompt = page.locator("#uv-t2v-prompt textarea").input_value()
+        assert any(shape in prompt for shape in ("circle", "square", "triangle")), prompt
+        assert not _cancel_enabled(page, "t2v") and page.locator("#uv-t2v-run").is_enabled()
+        assert page.evaluate(PANEL_HIDDEN)
+        steps = page.locator("#uv-t2v-steps input[type=number]")
+        steps.fill("3")
+        steps.press("Enter")
+        page.locator("#uv-t2v-run").click()  # the prompt as it stands: the example is a real one
+        page.wait_for_selector("#uv-t2v-status [data-done]", timeout=120_000)
+        _wait_for_step(page, 3)
+        assert page.locator("#uv-denoising").is_visible() and "Text to video" in _latest_label(page)
+        page.wait_for_function("() => document.querySelector('#uv-t2v-cancel').disabled", timeout=10_000)
+        _strip_is_whole(page)
+        _shot(page, shots, "t2v-after")
+
+        # A new error replaces the last one: two empty prompts leave one notice, not two stacked
+        page.locator("#uv-t2v-prompt textarea").fill("")
+        for _ in range(2):
+            page.locator("#uv-t2v-run").click()
+            page.get_by_text("Prompt is empty").first.wait_for(timeout=30_000)
+            time.sleep(0.5)
+        assert page.get_by_text("Prompt is empty").count() == 1
+        assert page.locator(".toast-count").count() == 0  # gradio counts stacked notices "(2)"
+        page.wait_for_function("() => document.querySelector('#uv-t2v-cancel').disabled", timeout=10_000)
+
+        # --- Video captioning: opens on its own runs (none yet: no panel), an example clip, a fill-in template
+        page.get_by_role("tab", name="Video captioning").click()
+        page.wait_for_function(PANEL_HIDDEN, timeout=10_000)
+        _shot(page, shots, "caption-before")
+        assert not _cancel_enabled(page, "cap")
+        page.locator("#uv-cap-examples .gallery-item").first.click()
+        page.wait_for_selector("#uv-cap-input video", timeout=30_000)
+        page.locator("#uv-cap-template textarea").fill("a _ circle moves _")
+        page.locator("#uv-cap-run").click()
+        page.wait_for_selector("#uv-cap-status [data-done]", timeout=120_000)
+        page.wait_for_function(
+            "() => document.querySelector('#uv-run-select input').value.includes('Video captioning')", timeout=30_000
+        )
+        label = _latest_label(page)
+        assert "shapesworld-test-" in label and "uploaded clip" not in label, label  # named after the example
+        held = page.locator("#uv-text .uv-tok.uv-held")
+        assert held.count() >= 3 and page.locator("#uv-text .uv-tok:not(.uv-held)").count() >= 2
+        assert held.first.evaluate("el => getComputedStyle(el).borderTopStyle") == "dashed"  # marked apart
+        assert "held as the template gave it" in page.locator("#uv-text").inner_text()
+        _strip_is_whole(page)
+        _shot(page, shots, "caption-after")
+
+        # --- Joint generation: no joint run yet, so no panel; after one, its own run
+        page.get_by_role("tab", name="Joint generation").click()
+        page.wait_for_function(PANEL_HIDDEN, timeout=10_000)
+        _shot(page, shots, "joint-before")
+        assert not _cancel_enabled(page, "joint") and page.locator("#uv-joint-prompt textarea").input_value()
+        steps = page.locator("#uv-joint-steps input[type=number]")
+        steps.fill("3")
+        steps.press("Enter")
+        page.locator("#uv-joint-run").click()
+        page.wait_for_selector("#uv-joint-status [data-done]", timeout=120_000)
+        page.wait_for_function(
+            "() => document.querySelector('#uv-run-select input').value.includes('Joint generation')", timeout=30_000
+        )
+        _strip_is_whole(page)
+        _shot(page, shots, "joint-after")
+
+        # Back on Text to video: its own latest run again
+        page.get_by_role("tab", name="Text to video").click()
+        page.wait_for_function(
+            "() => document.querySelector('#uv-run-select input').value.includes('Text to video')", timeout=30_000
+        )
+        for name in ("t2v", "caption", "joint"):
+            for when in ("before", "after"):
+                assert (shots / f"{name}-{when}.png").stat().st_size > 10_000
+        ARTIFACTS.mkdir(exist_ok=True)
+        for png in shots.iterdir():
+            (ARTIFACTS / f"studio-{png.name}").write_bytes(png.read_bytes())
+        assert not errors, f"page errors: {errors}"
     finally:
         page.close()

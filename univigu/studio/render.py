@@ -15,6 +15,10 @@ LEGEND = (
     '<span class="uv-tok uv-chg">outlined</span> changed at this step · '
     '<span class="uv-tok uv-mask">_</span> still masked</div>'
 )
+HELD_LEGEND = (
+    '<div class="uv-legend"><span class="uv-tok uv-held">word</span> held as the template gave it '
+    "(not denoised; its colour is not a confidence)</div>"
+)
 CSS = """
 .uv-tokens { line-height: 2.1; font-family: ui-monospace, monospace; font-size: 14px; }
 .uv-tok { display: inline-block; padding: 0 4px; margin: 1px 2px; border-radius: 4px; color: #111;
@@ -23,11 +27,14 @@ CSS = """
 .uv-tok.uv-mask { color: #555; }
 .uv-tok.uv-pad { color: #999; background: #f3f3f3 !important; font-size: 11px; }
 .uv-tok.uv-after { opacity: 0.45; }
+.uv-tok.uv-held { background: repeating-linear-gradient(135deg, #f1f5f9 0 6px, #e2e8f0 6px 12px) !important;
+                  border: 2px dashed #64748b; color: #334155; font-style: italic; }
 .uv-legend { font-size: 12px; color: #555; margin-top: 4px; }
 .uv-note { font-size: 13px; color: #555; }
 .uv-status progress { width: 100%; height: 10px; }
 .uv-status img { image-rendering: pixelated; max-width: 100%; }
-#uv-frame img { image-rendering: pixelated; }
+#uv-frame img { image-rendering: pixelated; object-fit: contain; max-width: 100%; height: auto; }
+#uv-frame .image-frame, #uv-frame .image-container { overflow: visible; }
 """
 
 
@@ -38,14 +45,16 @@ def confidence_colour(confidence: float | None) -> str:
 
 
 def tokens_html(step: TrajectoryStep, eos: str = "</s>", pad: str = "<pad>") -> str:
-    """The text state at ``step``: one span per position, coloured by confidence, changed ones outlined."""
+    """The text state at ``step``: one span per position, coloured by confidence, changed ones outlined; positions a
+    fill-in template held (``step.held``) are marked apart, hatched and dashed."""
     if step.text_tokens is None:
         return ""
     spans, after_end = [], False
     confidence = step.text_confidence or [None] * len(step.text_tokens)
     changed = step.changed or [False] * len(step.text_tokens)
+    held = step.held or [False] * len(step.text_tokens)
     shown = step.text_tokens[:MAX_SHOWN_TOKENS]
-    for pos, (tok, conf, chg) in enumerate(zip(shown, confidence, changed)):
+    for pos, (tok, conf, chg, kept) in enumerate(zip(shown, confidence, changed, held)):
         classes = ["uv-tok"]
         label = tok
         if tok == "<mask>":
@@ -58,11 +67,17 @@ def tokens_html(step: TrajectoryStep, eos: str = "</s>", pad: str = "<pad>") -> 
             classes.append("uv-after")
         if chg:
             classes.append("uv-chg")
-        title = f"position {pos}: {tok}" + (f", confidence {conf:.2f}" if conf is not None else "")
+        if kept:
+            classes.append("uv-held")
+        title = f"position {pos}: {tok}"
+        if kept:
+            title += ", held as the template gave it"
+        elif conf is not None:
+            title += f", confidence {conf:.2f}"
         title += ", changed at this step" if chg else ""
         spans.append(
-            f'<span class="{" ".join(classes)}" data-changed="{int(chg)}" title="{html.escape(title)}" '
-            f'style="background:{confidence_colour(conf)}">{html.escape(label)}</span>'
+            f'<span class="{" ".join(classes)}" data-changed="{int(chg)}" data-held="{int(kept)}" '
+            f'title="{html.escape(title)}" style="background:{confidence_colour(conf)}">{html.escape(label)}</span>'
         )
         after_end = after_end or tok == eos
     more = len(step.text_tokens) - len(shown)
@@ -86,6 +101,7 @@ def text_panel_html(step: TrajectoryStep | None, held_prompt: str | None = None)
     return (
         f'<div class="uv-sentence" data-step="{step.step}"><b>Step {step.step}/{step.num_steps}:</b> '
         f'<span class="uv-sentence-text">{sentence or "(empty)"}</span></div>{tokens_html(step)}{LEGEND}'
+        f"{HELD_LEGEND if step.held and any(step.held) else ''}"
     )
 
 
@@ -202,6 +218,7 @@ def trajectory_json(trajectory: list[TrajectoryStep], extra: dict | None = None)
                 "tokens": s.text_tokens,
                 "confidence": rounded(s.text_confidence),
                 "changed": s.changed,
+                "held": s.held,
                 "num_changed": s.num_changed if s.changed is not None else None,
                 "mean_confidence": s.mean_confidence,
             }

@@ -20,8 +20,9 @@ def _views(studio: Studio, record: RunRecord | None, k: int | None, full: bool =
     stats = render.stats_svg(record.trajectory, k)
     projected = record.task != "caption" and path is not None and path.endswith("-project.png")
     label = "The input clip (held clean)" if record.task == "caption" else f"Clip predicted at step {k}"
-    image = gr.Image(value=path, label=f"{label}: frames left to right")
-    return [image, note, text, stats, render.step_info(step), gr.Button(visible=projected)]
+    # the label above the strip, not over it: gradio draws an image's label on top of its first rows
+    note = f"**{label}**, frames left to right: {note}" if note else f"**{label}**, frames left to right"
+    return [path, note, text, stats, render.step_info(step), gr.Button(visible=projected)]
 
 
 def _slider(record: RunRecord | None, k: int | None = None) -> gr.Slider:
@@ -40,13 +41,20 @@ def make_scrubber_handlers(studio: Studio) -> dict:
     def record_of(run_id, request) -> RunRecord | None:
         return studio.store.get(session_of(request), run_id)
 
-    @guarded
-    def show_latest(request: gr.Request):
-        runs = studio.store.runs(session_of(request))
-        record = runs[-1] if runs else None
-        choices = [(r.label, r.run_id) for r in reversed(runs)]
-        dropdown = gr.Dropdown(choices=choices, value=record.run_id if record else None)
-        return [dropdown, _slider(record), *_views(studio, record, None), gr.Timer(active=False)]
+    def latest_of(task: str):
+        """The event showing the session's latest ``task`` run (the panel hidden while it has none)."""
+
+        @guarded
+        def show_latest(request: gr.Request):
+            runs = studio.store.runs(session_of(request))
+            mine = [r for r in runs if r.task == task]
+            record = mine[-1] if mine else None
+            choices = [(r.label, r.run_id) for r in reversed(runs)]
+            dropdown = gr.Dropdown(choices=choices, value=record.run_id if record else None)
+            views = _views(studio, record, None)
+            return [gr.Column(visible=record is not None), dropdown, _slider(record), *views, gr.Timer(active=False)]
+
+        return show_latest
 
     @guarded
     def select_run(run_id, request: gr.Request):
@@ -80,7 +88,7 @@ def make_scrubber_handlers(studio: Studio) -> dict:
         return [gr.Slider(value=k), *_views(studio, record, k), gr.Timer(active=k < n)]
 
     return {
-        "show_latest": show_latest,
+        "latest_of": latest_of,
         "select_run": select_run,
         "show_step": show_step,
         "decode_step": decode_step,
@@ -89,15 +97,15 @@ def make_scrubber_handlers(studio: Studio) -> dict:
     }
 
 
-def build_scrubber(studio: Studio) -> dict:
-    """Lay out the scrubber in the current ``gr.Blocks`` and wire its events.
+def build_scrubber(studio: Studio):
+    """Lay out the scrubber in the current ``gr.Blocks`` (hidden until the shown tab has a run) and wire its events.
 
-    Returns the event (``fn``, ``inputs``, ``outputs``, ...) that shows the session's latest run: the task
-    tabs fire it after each run, finished or failed.
+    Returns ``latest(task)``: the event (``fn``, ``inputs``, ``outputs``, ...) that shows the session's latest run of
+    ``task``; a task's tab fires it when it is selected and after each of its runs, finished or failed.
     """
     scrub = make_scrubber_handlers(studio)
     private = {"api_visibility": "private"}
-    with gr.Column():
+    with gr.Column(visible=False, elem_id="uv-denoising") as panel:
         gr.Markdown(
             "## Denoising\nEvery run keeps its trajectory: pick a run and a step to see the clip and "
             "the text predicted there."
@@ -118,15 +126,16 @@ def build_scrubber(studio: Studio) -> dict:
         step_info = gr.Markdown(elem_id="uv-step-info")
         with gr.Row(equal_height=False):
             with gr.Column():
+                frame_note = gr.Markdown(elem_id="uv-frame-note")
                 frame_view = gr.Image(
                     label="Predicted clip (frames left to right)",
+                    show_label=False,
                     type="filepath",
                     interactive=False,
                     format="png",
                     elem_id="uv-frame",
                     buttons=["download", "fullscreen"],
                 )
-                frame_note = gr.Markdown(elem_id="uv-frame-note")
                 decode_btn = gr.Button("Decode this step", visible=False, size="sm", elem_id="uv-decode")
             with gr.Column():
                 text_view = gr.HTML(render.text_panel_html(None), elem_id="uv-text")
@@ -134,13 +143,16 @@ def build_scrubber(studio: Studio) -> dict:
         timer = gr.Timer(0.6, active=False)
 
     views = [frame_view, frame_note, text_view, stats_view, step_info, decode_btn]
-    refresh = dict(
-        fn=scrub["show_latest"],
-        inputs=None,
-        outputs=[run_select, step, *views, timer],
-        show_progress="hidden",
-        **private,
-    )
+
+    def latest(task: str) -> dict:
+        return dict(
+            fn=scrub["latest_of"](task),
+            inputs=None,
+            outputs=[panel, run_select, step, *views, timer],
+            show_progress="hidden",
+            **private,
+        )
+
     run_select.input(scrub["select_run"], run_select, [step, *views, timer], show_progress="hidden", **private)
     step.input(
         scrub["show_step"],
@@ -163,4 +175,4 @@ def build_scrubber(studio: Studio) -> dict:
         **private,
     )
     decode_btn.click(scrub["decode_step"], [run_select, step], [frame_view, frame_note], **private)
-    return refresh
+    return latest

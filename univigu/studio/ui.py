@@ -27,7 +27,13 @@ def _prompt_examples(studio: Studio, examples: list[dict]) -> list[str]:
     return list(dict.fromkeys(prompts)) or [studio.checks.example_prompt()]
 
 
+# Run closes the notices still showing: a new error replaces the last one instead of stacking under it
+CLOSE_NOTICES = "() => { document.querySelectorAll('.toast-close').forEach((button) => button.click()); }"
+
+
 def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str = "") -> gr.Blocks:
+    """The page. ``banner``: a markdown note under the header (a development model, or the bundled demonstration
+    model with a link to its card's numbers)."""
     examples = examples or []
     sizes = studio.checks.sizes
     f0, h0, w0 = sizes.trained
@@ -46,11 +52,12 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
         gr.Markdown(
             "# Uni-ViGU Studio\nOne diffusion transformer for text-to-video, video captioning "
             "and both at once. "
-            f"Model `{studio.model_name}`: clips of {f0} frames at {w0}x{h0}." + (f"\n\n> {banner}" if banner else "")
+            f"Model `{studio.model_name}`: clips of {f0} frames at {w0}x{h0}." + (f"\n\n> {banner}" if banner else ""),
+            elem_id="uv-header",
         )
 
         def generation_inputs(prefix: str):
-            prompt = gr.Textbox(label="Prompt", lines=2, placeholder=prompts[0], elem_id=f"uv-{prefix}-prompt")
+            prompt = gr.Textbox(label="Prompt", lines=2, value=prompts[0], elem_id=f"uv-{prefix}-prompt")
             with gr.Row():
                 seed = number(
                     label="Seed",
@@ -84,7 +91,8 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
         def run_buttons(prefix: str):
             with gr.Row():
                 run = gr.Button("Run", variant="primary", elem_id=f"uv-{prefix}-run")
-                stop = gr.Button("Cancel", variant="stop", elem_id=f"uv-{prefix}-cancel")
+                # enabled while a run of this tab goes (the events below)
+                stop = gr.Button("Cancel", variant="secondary", interactive=False, elem_id=f"uv-{prefix}-cancel")
             return run, stop
 
         def clip_output(prefix: str):
@@ -98,7 +106,7 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
             )
 
         with gr.Tabs():
-            with gr.Tab("Text to video", id="t2v"), gr.Row():
+            with gr.Tab("Text to video", id="t2v") as t2v_tab, gr.Row():
                 with gr.Column():
                     t2v_in = generation_inputs("t2v")
                     t2v_run, t2v_stop = run_buttons("t2v")
@@ -107,7 +115,7 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                     t2v_status = gr.HTML(elem_id="uv-t2v-status")
                     with gr.Accordion("Trajectory data (JSON)", open=False):
                         t2v_traj = gr.JSON(label="Trajectory")
-            with gr.Tab("Video captioning", id="caption"), gr.Row():
+            with gr.Tab("Video captioning", id="caption") as cap_tab, gr.Row():
                 with gr.Column():
                     cap_video = gr.Video(
                         label="Clip to describe (mp4, webm, avi, mov, gif)",
@@ -120,9 +128,19 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                             [[e["path"]] for e in examples],
                             inputs=[cap_video],
                             label="Example clips",
+                            elem_id="uv-cap-examples",
                             **private,
                         )
                     cap_prompt = gr.Textbox(value="", label="Hint (optional prompt)", lines=1)
+                    cap_template = gr.Textbox(
+                        value="",
+                        label="Fill in",
+                        lines=1,
+                        placeholder="e.g. a _ circle moves _*2",
+                        info="ask the clip: a caption with blanks, `_` one word's position, `_*N` N of them; the rest "
+                        "is kept as written. Empty: a free caption",
+                        elem_id="uv-cap-template",
+                    )
                     with gr.Row():
                         cap_seed = number(label="Seed", value=0, precision=0, minimum=0, maximum=MAX_SEED, scale=4)
                         cap_dice = gr.Button("Random seed", scale=1, size="sm")
@@ -158,7 +176,7 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                     cap_status = gr.HTML(elem_id="uv-cap-status")
                     with gr.Accordion("Trajectory data (JSON)", open=False):
                         cap_traj = gr.JSON(label="Trajectory")
-            with gr.Tab("Joint generation", id="joint"), gr.Row():
+            with gr.Tab("Joint generation", id="joint") as joint_tab, gr.Row():
                 with gr.Column():
                     joint_in = generation_inputs("joint")
                     joint_run, joint_stop = run_buttons("joint")
@@ -179,7 +197,7 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                 "caption",
                 cap_run,
                 cap_stop,
-                [cap_video, cap_seed, cap_steps, cap_prompt, cap_cache],
+                [cap_video, cap_seed, cap_steps, cap_prompt, cap_cache, cap_template],
                 [cap_text, cap_notes, cap_view, cap_traj, cap_status],
                 cap_status,
             ),
@@ -192,10 +210,15 @@ def build_demo(studio: Studio, examples: list[dict] | None = None, banner: str =
                 joint_status,
             ),
         ]
+        for tab, name in ((t2v_tab, "text_to_video"), (cap_tab, "caption"), (joint_tab, "joint")):
+            tab.select(**latest(name))  # each tab opens on its own latest run
         for k, (name, run, stop, inputs, outputs, status) in enumerate(tasks):
+            run.click(None, None, None, js=CLOSE_NOTICES, **private)
+            run.click(lambda: gr.Button(interactive=True), None, stop, queue=False, show_progress="hidden", **private)
             event = run.click(handlers[name], inputs, outputs, api_name=name, **run_group)
-            event.then(**latest)  # on success; gradio's frontend skips .then() after an error, so also:
-            event.failure(**latest)  # a cancelled run keeps its steps for scrubbing
+            idle = {"fn": lambda: gr.Button(interactive=False), "outputs": stop, "show_progress": "hidden", **private}
+            event.then(**latest(name)).then(**idle)  # on success; gradio's frontend skips .then() after an error:
+            event.failure(**latest(name)).then(**idle)  # a cancelled run keeps its steps for scrubbing
             # Cancel skips the queue: the page posts it straight to the server; gradio_client, which joins the
             # queue anyway, finds the control group exempt from its limit (run_queue.enable_queue)
             stop.click(
