@@ -24,9 +24,8 @@ from pathlib import Path
 import torch
 
 from univigu.batch import engines
-from univigu.batch.work import CaptionJob, ModelSpec, clip_items
+from univigu.batch.work import CaptionJob, ModelSpec, clip_items, find_clips
 from univigu.bundled import bundled_path
-from univigu.caption_folder import find_clips
 from univigu.clip_size import ClipSizes
 
 ENGINES = (("local", "local", 1), ("ray, 1 worker", "ray", 1), ("ray, 2 workers", "ray", 2))

@@ -9,6 +9,7 @@ imported the library, so each starts in well under a second.
 import json
 import multiprocessing
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from univigu.loading import MARKER, _exchange, convert_official
 from univigu.official import convert_official_state_dict, load_official_state_dict
 
 CTX = multiprocessing.get_context("forkserver")
-CTX.set_forkserver_preload(["univigu.loading", "univigu.caption_folder"])
+CTX.set_forkserver_preload(["univigu.loading", "univigu.batch.engines"])
 KILLED = 86  # the exit status of a child stopped at its phase
 
 
@@ -169,16 +170,20 @@ def test_a_second_conversion_into_one_out_is_refused_and_leaves_the_first_alone(
     assert os.listdir(models) == ["out"] and _which(out, official) == "new"
 
 
-def _caption_child(clips: list[str], out: str, signals: str) -> None:
-    """A folder caption that holds its output until ``signals``/go appears (as a slow model would)."""
-    from univigu.caption_folder import caption_folder
+def _caption_child(argv: list[str], signals: str) -> None:
+    """``univigu caption --videos`` that holds its output until ``signals``/go appears (as a slow model would)."""
+    from univigu.batch.work import CaptionJob
+    from univigu.cli import main
 
-    def caption(frames: list) -> list[str]:
+    run = CaptionJob.run
+
+    def slow(job, *args):
         (Path(signals) / "ready").touch()
         _wait_for(Path(signals) / "go")
-        return ["a red circle moves left"] * len(frames)
+        return run(job, *args)
 
-    caption_folder(caption, [Path(c) for c in clips], out, progress=False)
+    CaptionJob.run = slow
+    sys.exit(main(argv))
 
 
 def test_two_folder_captions_into_one_out_never_duplicate_a_row(tiny_pipe_dir, tmp_path, capsys):
@@ -192,7 +197,7 @@ def test_two_folder_captions_into_one_out_never_duplicate_a_row(tiny_pipe_dir, t
         write_video(clips[-1], (np.random.default_rng(n).random((5, 16, 16, 3)) * 255).astype(np.uint8), fps=8)
     out = tmp_path / "data" / "metadata.jsonl"
     argv = ["caption", "--model", tiny_pipe_dir, "--videos", str(videos), "--out", str(out), "--steps", "1"]
-    first = _run_child(_caption_child, clips, str(out), str(tmp_path))
+    first = _run_child(_caption_child, argv, str(tmp_path))
     try:
         _wait_for(tmp_path / "ready")
         assert cli_main(argv) == 2

@@ -18,9 +18,8 @@ from transformers.utils import logging as transformers_logging
 
 from . import PromptError
 from .batch import engines
-from .batch.work import CaptionJob, GenerateJob, ModelSpec, clip_items, prompt_items
+from .batch.work import CaptionJob, GenerateJob, ModelSpec, clip_items, find_clips, prompt_items
 from .caching import CACHE_NAMES, parse_cache
-from .caption_folder import find_clips
 from .clip_size import ClipSizes
 from .loading import (
     CONVERT_DTYPES,

@@ -10,18 +10,41 @@ Beside the metadata file ``OUT`` (``.../metadata.jsonl``, the format ``training.
 - ``failures.jsonl``: the items the last merged run could not do, ``{"video": key, "error": why}`` each.
 
 A rerun skips every item with a row in ``OUT`` or in a finished shard; a killed writer leaves whole shards and
-temporary files, which the next run removes. One writer at a time holds ``OUT``'s lock (the one folder captioning
-holds, :func:`univigu.caption_folder.output_lock`).
+temporary files, which the next run removes. One writer at a time holds ``OUT``'s lock (:func:`output_lock`).
 """
 
 import json
 import os
+import sys
 import uuid
 from pathlib import Path
 
-from ..caption_folder import _done_rows, output_lock
-from ..durable import fsync_dir, replace_file
+from ..durable import cut_torn_line, exclusive_lock, fsync_dir, replace_file
 from .work import Record
+
+
+def output_lock(out: str | os.PathLike):
+    """The one-writer lock of the output ``out`` (``<out>.lock``): every writer of a metadata file holds it."""
+    busy = f"{out} is being written by another run (pid {{pid}}); wait for it to finish or stop it"
+    return exclusive_lock(f"{out}.lock", busy)
+
+
+def done_rows(out: Path) -> set[str]:
+    """The ``video`` of every whole row already in ``out``; a torn last line (no newline) is cut off."""
+    if not out.exists():
+        return set()
+    if cut_torn_line(out):
+        print(f"warning: dropped a torn last line of {out}", file=sys.stderr)
+    data = out.read_bytes()
+    done = set()
+    for n, line in enumerate(data.decode().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            done.add(json.loads(line)["video"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{out} line {n} is not a metadata row ({err}); fix or move the file") from err
+    return done
 
 
 class Output:
@@ -42,7 +65,7 @@ class Output:
         """Under the lock, before a run: a killed writer's temporary files removed; the keys already done."""
         for tmp in self.shards.glob("*.tmp-*"):
             tmp.unlink()
-        return _done_rows(self.metadata) | {row["video"] for row, _ in self._records() if row}
+        return done_rows(self.metadata) | {row["video"] for row, _ in self._records() if row}
 
     def write_shard(self, records: list[Record]) -> Path | None:
         """Write ``records`` (and the clips they carry) as one finished shard; ``None`` when there are none."""
@@ -69,7 +92,7 @@ class Output:
         shards = sorted(self.shards.glob("*.jsonl")) if self.shards.is_dir() else []
         if not shards:
             return 0
-        done = _done_rows(self.metadata)  # cuts a torn last line a killed appender left
+        done = done_rows(self.metadata)  # cuts a torn last line a killed appender left
         rows, failed = {}, {}
         for row, failure in self._records(shards):
             if row:

@@ -11,6 +11,7 @@ there), :meth:`run` turns a batch of prepared items into :class:`Record` s. A re
 item that could not be decoded or generated (recorded, never fatal).
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from ..flows import DiscreteTextFlow, text_flow_for
 from ..loading import load_pipeline
 from ..offload import Placement
 from ..settings import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL
-from ..video_io import VideoError, fit_video, read_video, write_video
+from ..video_io import VIDEO_EXTENSIONS, VideoError, fit_video, read_video, write_video
 
 SEED_SPACE = 2**32  # the command line's --seed range: a row's seed can be given back to `univigu t2v --seed`
 
@@ -53,6 +54,19 @@ class Record:
 def clip_key(clip: str | os.PathLike, metadata: str | os.PathLike) -> str:
     """A clip's row key: its path relative to the metadata file's folder."""
     return Path(os.path.relpath(Path(clip).resolve(), Path(metadata).parent.resolve())).as_posix()
+
+
+def find_clips(videos: str) -> list[Path]:
+    """The clips a ``--videos`` argument names: every video file under a folder, or a glob's matches, sorted."""
+    if os.path.isdir(videos):
+        paths = [p for p in Path(videos).rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS]
+    else:
+        paths = [Path(p) for p in glob.glob(videos, recursive=True) if os.path.isfile(p)]
+    if not paths:
+        raise FileNotFoundError(
+            f"no video files in {videos!r}: pass a folder holding {', '.join(VIDEO_EXTENSIONS)} files or a glob"
+        )
+    return sorted(paths)
 
 
 def clip_items(clips: list[Path], metadata: str | os.PathLike, seed: int) -> list[Item]:
@@ -121,7 +135,7 @@ def caption_clips(pipe, clips: list[np.ndarray], seeds: list[int], **kwargs) -> 
 @dataclass(frozen=True)
 class CaptionJob:
     """Caption clips into rows ``{"video", "prompt", "caption"}`` (``prompt`` repeats the caption, as
-    :mod:`univigu.caption_folder` writes)."""
+    a captioned folder has no separate brief prompt; training conditions on the prompt slot and denoises either)."""
 
     model: ModelSpec = field(default_factory=ModelSpec)
     steps: int = CAPTION_STEPS
