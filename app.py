@@ -9,6 +9,12 @@ denoising kept for scrubbing step by step.
 Fully offline: no analytics, no version check, no share link unless ``--share``. The API (``gradio_client``)
 offers ``/text_to_video``, ``/caption``, ``/joint`` and ``/cancel`` (never turned away by a full queue; it stops the
 session's running run and the runs it has waiting).
+
+    python app.py --mcp                  # also MCP tools for agents: http://127.0.0.1:7860/gradio_api/mcp/
+    UNIVIGU_MCP=1 python app.py          # the same through the environment (a Space)
+
+With ``--mcp`` the three tasks are MCP tools (streamable HTTP at ``/gradio_api/mcp/``) described by their
+docstrings; a clip goes in as a URL (e.g. one gradio serves) and comes back as one.
 """
 
 import os
@@ -57,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument(
+        "--mcp",
+        action="store_true",
+        default=os.environ.get("UNIVIGU_MCP", "").lower() in ("1", "true", "yes"),
+        help="also serve the tasks as MCP tools for agents at /gradio_api/mcp/ (default: $UNIVIGU_MCP)",
+    )
     parser.add_argument("--concurrency", type=int, default=1, help="runs at once (others wait in the queue)")
     parser.add_argument(
         "--max-queue", type=int, default=16, help="runs that may wait; more are turned away (Cancel never is)"
@@ -133,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             footer_links=["api", "settings"],
             ssr_mode=False,
             pwa=False,
-            mcp_server=False,
+            mcp_server=args.mcp,
             theme=gr.themes.Default(),
             css=render.CSS,
             quiet=True,  # gradio's lines name launch()'s arguments; ours name the flags
@@ -143,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: could not serve on {args.host}:{args.port} ({err}); pick another --port", file=sys.stderr)
         return 2
     print(f"* Running on local URL:  {demo.local_url}", flush=True)
+    if demo.mcp_error:
+        print(f"error: {demo.mcp_error}", file=sys.stderr)
+    elif args.mcp:
+        print(f"* MCP tools for agents: {demo.local_url}gradio_api/mcp/ (streamable HTTP)", flush=True)
     if demo.share_url is None:
         print("* To create a public link, run with --share.", flush=True)
     demo.block_thread()

@@ -69,6 +69,14 @@ def gpu_seconds(pipe, run: Run) -> float:
     return GPU_OVERHEAD_S + flops / (GPU_TFLOPS * 1e12)
 
 
+def not_an_mcp_tool(fn):
+    """Keep a public API endpoint out of gradio's MCP tools (``app.py --mcp``): its server lists an endpoint's
+    function as a tool unless the function's ``_mcp_type`` (which ``gr.mcp.tool``, ``resource`` and ``prompt`` set)
+    names something else (``list_tools`` in gradio/mcp.py)."""
+    fn._mcp_type = "api-only"
+    return fn
+
+
 # ------------------------------------------------------------------------------------------------
 # Runs
 def _stream_run(studio: Studio, session: str, run: Run, joined: int | None = None):
@@ -279,6 +287,7 @@ def make_handlers(studio: Studio) -> dict:
         asked = RunRequest("joint", prompt, seed, steps, guidance, num_frames, height, width)
         yield from stream(request, asked)
 
+    @not_an_mcp_tool  # it stops a session's runs; every MCP client shares the server's one session
     @guarded
     def cancel(request: gr.Request):
         """Stop the session's running run and every run it has waiting in the queue (they end when their turn
