@@ -24,7 +24,7 @@ import numpy as np
 from ..flows import DiscreteTextFlow, text_flow_for
 from ..loading import load_pipeline
 from ..offload import Placement
-from ..settings import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL
+from ..settings import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL, GENERATION_STEPS, GUIDANCE_SCALE
 from ..video_io import VIDEO_EXTENSIONS, VideoError, fit_video, read_video, write_video
 
 SEED_SPACE = 2**32  # the command line's --seed range: a row's seed can be given back to `univigu t2v --seed`
@@ -171,8 +171,8 @@ class GenerateJob:
     prompt); ``univigu t2v --prompt P --seed S`` with the run's other flags remakes the row's clip."""
 
     model: ModelSpec = field(default_factory=ModelSpec)
-    steps: int = 30
-    guidance: float = 5.0
+    steps: int = GENERATION_STEPS
+    guidance: float = GUIDANCE_SCALE
     size: tuple[int | None, int | None, int | None] = (None, None, None)  # (frames, height, width)
     cache: str | None = None
     decodes = False
