@@ -24,6 +24,7 @@ import numpy as np
 from ..flows import DiscreteTextFlow, text_flow_for
 from ..loading import load_pipeline
 from ..offload import Placement
+from ..pipeline_text import PromptError, check_words
 from ..settings import CAPTION_STEPS, CAPTION_VIDEO_CACHE_INTERVAL, GENERATION_STEPS, GUIDANCE_SCALE
 from ..video_io import VIDEO_EXTENSIONS, VideoError, fit_video, read_video, write_video
 
@@ -189,9 +190,10 @@ class GenerateJob:
     def run(self, pipe, items: list[Item], inputs: list) -> list[Record]:
         records = []
         for item in items:
-            unknown = list(dict.fromkeys(pipe.unknown_words(item.source)))
-            if unknown:  # the command line refuses such a prompt: a row would not be remade by it
-                records.append(Record(item.key, error=f"the model does not know {', '.join(map(repr, unknown))}"))
+            try:  # the command line refuses such a prompt: a row would not be remade by it
+                check_words(pipe.tokenizer, item.source)
+            except PromptError as err:
+                records.append(Record(item.key, error=str(err)))
                 continue
             frames, height, width = self.size
             out = pipe.text_to_video(
