@@ -94,3 +94,27 @@ def test_bad_templates_are_one_line_errors(pipe):
     embedding = tiny_pipeline(text_formulation="embedding")
     with pytest.raises(ValueError, match="needs a discrete text stream"):
         embedding.caption(_clip(), template=TEMPLATE, num_inference_steps=2)
+
+
+def test_the_benchmark_blanks_one_attribute_and_reads_the_fill_back():
+    from training.shapesworld import describe, iter_split, parse_caption
+    from training.shapesworld.evaluate import FILL_ATTRS, _blanked, _field, fill_in_table
+
+    scene = next(s for _, s in iter_split("test", 20) if s.second is not None and " " in s.second.cell)
+    truth = describe(scene)
+    template = _blanked(truth, "second_cell")
+    main_clause, second_clause = template.split(", and ")
+    assert "_" not in main_clause and second_clause.count("_") == 2  # the second object's cell only, a _ per word
+    filled = parse_caption(template.replace("_ _", truth.second.cell))
+    assert _field(filled, "second_cell") == truth.second.cell and _field(filled, "cell") == truth.cell
+    wrong = "cyan" if truth.color != "cyan" else "red"
+    assert _field(parse_caption(_blanked(truth, "color").replace("_", wrong)), "color") == wrong != truth.color
+    assert _field(None, "color") is None  # a fill that does not parse reads as nothing: wrong
+
+    main = [a for a in FILL_ATTRS if not a.startswith("second_")]
+    scores = [dict.fromkeys(main, 1), dict.fromkeys(FILL_ATTRS, 0)]  # one clip of one object, one of two
+    free = dict.fromkeys(FILL_ATTRS, 0.5) | {"second_color": 1.0}
+    result = {"split": "test", "captioning": {"attrs": free, "per_clip": {"scores": scores}}}
+    result["fill_in"] = {"attrs": dict.fromkeys(FILL_ATTRS, 1.0) | {"second_color": 0.0}}
+    lines = fill_in_table([result] * 2)
+    assert "| color | 100.0 [" in lines and "| 50.0 [" in lines and "| second color | 0.0 [0–" in lines

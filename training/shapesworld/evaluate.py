@@ -60,6 +60,7 @@ from . import (
     score_detection,
     score_prompt_agreement,
 )
+from .intervals import wilson_interval
 from .table import markdown_table
 
 # The benchmark's protocol: text-to-video and joint generation in 20 steps, captioning in the product's steps on
@@ -99,14 +100,21 @@ def _blanked(caption, attr: str) -> str:
 
 
 def fill_in_table(results: list[dict]) -> str:
-    """Markdown: per attribute, the filled word's accuracy beside free captioning's, for each results file."""
+    """Markdown: per attribute, the filled word's accuracy beside free captioning's (run with ``--tasks captioning
+    fill_in``), each with its 95% Wilson interval, for each results file."""
     head = "| attribute | " + " | ".join(f"{r['split']}: fill-in | {r['split']}: free caption" for r in results) + " |"
     lines = [head, "|---|" + "---|---|" * len(results)]
+
+    def cell(rate: float, n: int) -> str:
+        low, high = wilson_interval(round(rate * n), n)
+        return f"{100 * rate:.1f} [{100 * low:.0f}–{100 * high:.0f}]"
+
     for attr in FILL_ATTRS:
         cells = []
         for r in results:
-            free = r.get("captioning", {}).get("attrs", {}).get(attr)
-            cells += [f"{100 * r['fill_in']['attrs'][attr]:.1f}", "–" if free is None else f"{100 * free:.1f}"]
+            scores = r["captioning"]["per_clip"]["scores"]  # a row per clip; second_* keys where there are two
+            n = sum(attr in row for row in scores)
+            cells += [cell(r["fill_in"]["attrs"][attr], n), cell(r["captioning"]["attrs"][attr], n)]
         lines.append(f"| {attr.replace('_', ' ')} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
