@@ -220,7 +220,7 @@ def test_cancel_from_the_page_and_preview_settings(app, browser):
         page.get_by_text("Cancelled (stopped after step").wait_for(timeout=30_000)  # the notice (a toast)
         # The cancelled run keeps the steps it made, ready to scrub.
         page.wait_for_function(
-            "() => document.querySelector('#uv-run-select input').value.includes('cancelled at step')",
+            "() => (document.querySelector('#uv-run-select input')?.value || '').includes('cancelled at step')",
             timeout=30_000,
         )
         label = page.locator("#uv-run-select input").input_value()
@@ -349,6 +349,9 @@ def test_each_tab_before_and_after_a_run(app, browser, tmp_path):
             page.locator("#uv-t2v-run").click()
             page.get_by_text("Prompt is empty").first.wait_for(timeout=30_000)
             time.sleep(0.5)
+        deadline = time.monotonic() + 30  # the old notice leaves as the new one comes: wait for the one to settle
+        while page.get_by_text("Prompt is empty").count() != 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert page.get_by_text("Prompt is empty").count() == 1
         assert page.locator(".toast-count").count() == 0  # gradio counts stacked notices "(2)"
         page.wait_for_function("() => document.querySelector('#uv-t2v-cancel').disabled", timeout=10_000)
@@ -364,7 +367,8 @@ def test_each_tab_before_and_after_a_run(app, browser, tmp_path):
         page.locator("#uv-cap-run").click()
         page.wait_for_selector("#uv-cap-status [data-done]", timeout=120_000)
         page.wait_for_function(
-            "() => document.querySelector('#uv-run-select input').value.includes('Video captioning')", timeout=30_000
+            "() => (document.querySelector('#uv-run-select input')?.value || '').includes('Video captioning')",
+            timeout=30_000,
         )
         label = _latest_label(page)
         assert "shapesworld-test-" in label and "uploaded clip" not in label, label  # named after the example
@@ -386,7 +390,8 @@ def test_each_tab_before_and_after_a_run(app, browser, tmp_path):
         page.locator("#uv-joint-run").click()
         page.wait_for_selector("#uv-joint-status [data-done]", timeout=120_000)
         page.wait_for_function(
-            "() => document.querySelector('#uv-run-select input').value.includes('Joint generation')", timeout=30_000
+            "() => (document.querySelector('#uv-run-select input')?.value || '').includes('Joint generation')",
+            timeout=30_000,
         )
         _strip_is_whole(page)
         _shot(page, shots, "joint-after")
@@ -394,7 +399,8 @@ def test_each_tab_before_and_after_a_run(app, browser, tmp_path):
         # Back on Text to video: its own latest run again
         page.get_by_role("tab", name="Text to video").click()
         page.wait_for_function(
-            "() => document.querySelector('#uv-run-select input').value.includes('Text to video')", timeout=30_000
+            "() => (document.querySelector('#uv-run-select input')?.value || '').includes('Text to video')",
+            timeout=30_000,
         )
         for name in ("t2v", "caption", "joint"):
             for when in ("before", "after"):
