@@ -68,7 +68,7 @@ def _scrubber_state(page) -> dict:
             const text = document.querySelector('#uv-text [data-step]');
             const img = document.querySelector('#uv-frame img');
             return {step: text ? Number(text.dataset.step) : null, text: text ? text.innerText : null,
-                    src: img ? img.src : null, info: document.querySelector('#uv-step-info').innerText};
+                    src: img ? img.src : null, info: document.querySelector('#uv-step-info')?.innerText};
         }"""
     )
 
@@ -227,7 +227,7 @@ def test_cancel_from_the_page_and_preview_settings(app, browser):
         done = int(label.split("cancelled at step ")[1].rstrip(")"))
         assert 1 <= done < 100
         page.wait_for_function(
-            "n => document.querySelector('#uv-step input[type=range]').max === String(n)",
+            "n => document.querySelector('#uv-step input[type=range]')?.max === String(n)",
             arg=done,
             timeout=30_000,
         )
@@ -247,14 +247,14 @@ def test_cancel_from_the_page_and_preview_settings(app, browser):
         page.locator("#uv-t2v-run").click()
         page.wait_for_selector("#uv-t2v-status [data-done]", timeout=120_000)
         page.wait_for_function(
-            "() => document.querySelector('#uv-frame-note').innerText.includes('fast latent-to-RGB preview')",
+            "() => (document.querySelector('#uv-frame-note')?.innerText || '').includes('fast latent-to-RGB preview')",
             timeout=30_000,
         )
         projected = page.locator("#uv-frame img").get_attribute("src")
         assert "-project.png" in projected
         page.locator("#uv-decode").click()
         page.wait_for_function(
-            "() => document.querySelector('#uv-frame-note').innerText.includes('decoded by the VAE')",
+            "() => (document.querySelector('#uv-frame-note')?.innerText || '').includes('decoded by the VAE')",
             timeout=30_000,
         )
         assert "-decode.png" in page.locator("#uv-frame img").get_attribute("src")
