@@ -160,10 +160,12 @@ class Evaluator:
         video_cache_interval: int = EVAL_VIDEO_CACHE_INTERVAL,
         cache: str | None = None,
     ):
+        from univigu.loading import load_pipeline
+        from univigu.offload import Placement
         from univigu.pipeline_univigu import UniViGUPipeline
 
-        self.pipe = UniViGUPipeline.from_pretrained(model_dir)
-        self.pipe.set_step_cache(cache)  # text-to-video and joint (univigu.caching); captioning runs without
+        # the step cache serves text-to-video and joint (univigu.caching); captioning runs without
+        self.pipe = load_pipeline(model_dir, Placement(device="cpu", step_cache=cache))
         self.pipe.set_progress_bar_config(disable=True)  # thousands of short runs
         self.vae = self.pipe.vae
         self.transformer = self.pipe.transformer.eval()
