@@ -424,6 +424,69 @@ def test_prompt_agreement_and_aggregation() -> None:
     assert sw.exact_rate(captions, scenes) == 0.75 and sw.is_exact(captions[0] + " ", scenes[0])
 
 
+def test_object_scores_need_every_attribute_of_the_object() -> None:
+    scene = _example_scene()
+    detection = sw.detect(render(scene))
+    truth = describe(scene)
+    assert sw.object_scores(score_detection(detection, truth)) == {"main_object": 1, "second_object": 1}
+    for field in ("color", "shape", "size", "cell", "motion"):
+        main_off = sw.object_scores(score_detection(detection, _changed(truth, field)))
+        second_off = sw.object_scores(score_detection(detection, _changed(truth, f"second_{field}")))
+        assert main_off == {"main_object": 0, "second_object": 1}, field
+        assert second_off == {"main_object": 1, "second_object": 0}, field
+    # the background belongs to no object; a one-object reference has no second object to score
+    assert sw.object_scores(score_detection(detection, _changed(truth, "background"))) == {
+        "main_object": 1,
+        "second_object": 1,
+    }
+    alone = dataclasses.replace(scene, second=None)
+    assert sw.object_scores(score_caption(detailed_caption(alone), alone)) == {"main_object": 1}
+    assert sw.object_scores(score_caption("not a caption", scene)) == {"main_object": 0, "second_object": 0}
+
+
+def test_object_counts_compare_the_caption_with_the_clip() -> None:
+    two = _example_scene()
+    one = dataclasses.replace(two, second=None)
+    clip_two, clip_one = sw.detect(render(two)), sw.detect(render(one))
+    blank = sw.detect(np.full((17, 64, 64, 3), 128, dtype=np.uint8))
+    counts = sw.object_counts
+    assert counts(detailed_caption(two), clip_two) == {"second_named": 1, "second_drawn": 1, "counts_agree": 1}
+    assert counts(detailed_caption(one), clip_one) == {"second_named": 0, "second_drawn": 0, "counts_agree": 1}
+    assert counts(detailed_caption(one), clip_two) == {"second_named": 0, "second_drawn": 1, "counts_agree": 0}
+    assert counts(detailed_caption(two), clip_one) == {"second_named": 1, "second_drawn": 0, "counts_agree": 0}
+    assert counts(detailed_caption(one), blank) == {"second_named": 0, "second_drawn": 0, "counts_agree": 0}
+    # a caption that does not parse names no objects: it agrees with no clip, not even a blank one
+    assert counts("a red circle", clip_one) == {"second_named": 0, "second_drawn": 0, "counts_agree": 0}
+    assert counts("a red circle", blank)["counts_agree"] == 0
+
+
+def test_table_shows_object_rows_and_the_two_object_share() -> None:
+    from training.shapesworld.evaluate import markdown_table
+
+    counts = [{"second_named": int(i < 90), "second_drawn": int(i < 110), "counts_agree": 1} for i in range(200)]
+    scores = [dict.fromkeys(sw.score_keys(i % 2 == 0), 1) | {"shape": int(i < 100)} for i in range(200)]
+    result = {
+        "name": "m",
+        "split": "test",
+        "joint": {**sw.aggregate(counts), "per_clip": {"counts": counts}},
+        "text_to_video": {
+            "attrs": sw.aggregate(scores),
+            "objects": sw.aggregate(sw.object_scores(r) for r in scores),
+            "per_clip": {"scores": scores},
+        },
+    }
+    text = markdown_table([result])
+    assert "| joint: captions naming a second object | 45.0 [38.3–51.9] | ≈ 50 |" in text
+    assert "| joint: clips showing a second object | 55.0 [48.1–61.7] | ≈ 50 |" in text
+    assert "| text-to-video: shape | 50.0 [43.1–56.9] | ≥ 80 |" in text
+    # the main object is right only where its shape is (100 of 200); the second object always is (100 of 100)
+    assert "| text-to-video: main object, all five attributes | 50.0 [43.1–56.9] |" in text
+    assert "| text-to-video: second object, all five attributes | 100.0 [96.3–100.0] |" in text
+    # results written before the counts kept the captions' share alone
+    old = {"name": "v1", "split": "test", "joint": {"second_named": 0.45, "per_clip": {"second_named": [1, 0]}}}
+    assert "| joint: captions naming a second object | 45.0 [9.5–90.5] | ≈ 50 |" in markdown_table([old])
+
+
 # ---------------------------------------------------------------- export
 
 

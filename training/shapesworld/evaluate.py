@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from univigu.durable import replace_file
 from univigu.latents import decode_frames, encode_frames
 from univigu.settings import CAPTION_STEPS, check_video_cache_interval
 
@@ -53,6 +54,8 @@ from . import (
     format_caption,
     is_exact,
     iter_split,
+    object_counts,
+    object_scores,
     parse_caption,
     parse_prompt,
     render,
@@ -223,6 +226,7 @@ class Evaluator:
             "attrs_one_object": aggregate(r for r, s in zip(scores, scenes) if s.second is None),
             "attrs_two_objects": aggregate(r for r, s in zip(scores, scenes) if s.second is not None),
             "two_object_binding": aggregate(_binding(c, s) for c, s in zip(captions, scenes) if s.second is not None),
+            "objects": aggregate(object_scores(r) for r in scores),
             "examples": captions[:8],
             "captions": captions,  # all of them, to compare samplers caption by caption
             # each clip's scores, for the table's intervals (``_interval``)
@@ -263,6 +267,7 @@ class Evaluator:
             # where the generator loses: clips drawn from one-object captions vs two-object ones
             "attrs_one_object": aggregate(r for r, s in zip(scores, scenes) if s.second is None),
             "attrs_two_objects": aggregate(r for r, s in zip(scores, scenes) if s.second is not None),
+            "objects": aggregate(object_scores(r) for r in scores),
             "per_clip": {"scores": scores},
             # the denoising loop alone (no VAE, no detector): what a step cache changes; CPU time is this
             # process's, steadier than wall time on a shared machine
@@ -272,7 +277,7 @@ class Evaluator:
 
     def joint(self, scenes) -> dict:
         prompts = [brief_prompt(s) for s in scenes]
-        agree, agree_brief, detector, captions, with_second = [], [], [], [], []
+        agree, agree_brief, detector, captions, counts = [], [], [], [], []
         for k in range(0, len(scenes), self.batch):
             chunk = prompts[k : k + self.batch]
             out = self.pipe(
@@ -289,10 +294,10 @@ class Evaluator:
             clips = decode_frames(self.vae, out.frames).numpy()
             for prompt, scene, text, clip in zip(chunk, scenes[k : k + self.batch], texts, clips):
                 agree.append(score_prompt_agreement(text, prompt))
-                caption = parse_caption(text)
-                with_second.append(int(caption is not None and caption.second is not None))
+                caption, detection = parse_caption(text), detect(clip)
+                counts.append(object_counts(text, detection))
                 agree_brief.append(_brief_grammar(text, scene))  # the prompt is the scene's brief prompt
-                detector.append(score_detection(detect(clip), caption))
+                detector.append(score_detection(detection, caption))
             captions += texts
         agree_attrs, det_attrs = aggregate(agree), aggregate(detector)
         return {
@@ -301,11 +306,12 @@ class Evaluator:
             "caption_vs_prompt_all3": _mean(all(r.values()) for r in agree),
             "detector_vs_caption": _mean(_mean(r.values()) for r in detector),
             "detector_attrs": det_attrs,
-            # the scorer reads a second object's attributes only where the caption names one
-            "second_named": _mean(with_second),
+            # how many objects: a brief prompt names one, the world has two in half its clips; the scorer reads a
+            # second object's attributes only where the caption names one
+            **aggregate(counts),
             "brief_grammar": aggregate(agree_brief),
             "examples": list(zip(prompts[:8], captions[:8])),
-            "per_clip": {"agree": agree, "detector": detector, "second_named": with_second},
+            "per_clip": {"agree": agree, "detector": detector, "counts": counts},
         }
 
     def fill_in(self, scenes) -> dict:
@@ -454,8 +460,9 @@ def main(argv=None):
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
-        out.with_suffix(".md").write_text(table)
+        # whole or not at all: the recipe takes the file for a finished evaluation
+        replace_file(out.with_suffix(".md"), table)
+        replace_file(out, json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

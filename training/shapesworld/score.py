@@ -144,6 +144,26 @@ def score_prompt_agreement(caption_text: str, prompt_text: str) -> dict[str, int
     return {a: int(parsed is not None and getattr(parsed, a) == getattr(prompt, a)) for a in PROMPT_ATTRS}
 
 
+def object_scores(row: dict[str, int]) -> dict[str, int]:
+    """Per-object accuracy of one scored clip (captioning or text-to-video): ``main_object`` is 1 when all five
+    of the main object's attributes (colour, shape, size, cell, motion) are right, ``second_object`` the same for
+    the second object, present only where the reference has one."""
+    out = {"main_object": int(all(row[f] for f in _OBJECT_FIELDS))}
+    if "second_color" in row:
+        out["second_object"] = int(all(row[f"second_{f}"] for f in _OBJECT_FIELDS))
+    return out
+
+
+def object_counts(caption_text: str, detection: Detection) -> dict[str, int]:
+    """Joint generation: how many objects the caption names and the clip shows. ``second_named``: the caption
+    parses and names a second object; ``second_drawn``: the detector reads two objects; ``counts_agree``: the
+    caption parses and names as many objects as the clip shows."""
+    parsed = parse_caption(caption_text)
+    named = None if parsed is None else 1 + (parsed.second is not None)
+    drawn = len(detection.objects)
+    return {"second_named": int(named == 2), "second_drawn": int(drawn == 2), "counts_agree": int(named == drawn)}
+
+
 def aggregate(scores: Iterable[dict[str, int]]) -> dict[str, float]:
     """Mean of each attribute over the dicts that contain it (ALL_ATTRS order first)."""
     sums: dict[str, float] = {}
