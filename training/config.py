@@ -18,6 +18,10 @@ class Config:
     stage: str = "base"  # the run's name in logs; what it trains is the settings below
     out_dir: str = "runs/base"
     cache: str = "runs/cache/train.safetensors"  # from training.data
+    # data scaling (the ablation's rows): train on the cache's first ``rows`` rows only (0: all), and of those use the
+    # detailed captions of the first ``caption_rows`` only (-1: all; the others condition on and learn their prompt)
+    rows: int = 0
+    caption_rows: int = -1
     components: str = "runs/components"  # tokenizer/, text_encoder/, vae/ (validation samples)
     init: str = ""  # the model folder to start from (recall: the base's; refine: recall's); "" or "random": fresh
     # a fresh generator (the base stage; later stages inherit the architecture)
@@ -119,6 +123,10 @@ def load_config(argv: list[str]) -> Config:
         raise SystemExit(f"stage {cfg.stage!r} starts from a trained model: set --init=DIR (or --init=random)")
     if cfg.text_target == "none" and (cfg.video_clean_prob or cfg.text_clean_prob):
         raise SystemExit("video_clean_prob and text_clean_prob need a text stream: set text_target")
+    if cfg.rows < 0 or cfg.caption_rows < -1:
+        raise SystemExit(
+            f"rows must be >= 0 (0: all) and caption_rows >= -1 (-1: all), got {cfg.rows}, {cfg.caption_rows}"
+        )
     if cfg.lora_rank < 0 or cfg.lora_alpha < 0:
         raise SystemExit(f"lora_rank and lora_alpha must be >= 0, got {cfg.lora_rank} and {cfg.lora_alpha}")
     if cfg.lora_rank and not _is_univigu_folder(cfg.init):

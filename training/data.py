@@ -4,6 +4,9 @@ A dataset is a folder holding ``metadata.jsonl`` with one row per clip::
 
     {"video": "videos/0.mp4", "prompt": "a red circle moves right", "caption": "a large red circle at ..."}
 
+A row may have no detailed caption (``"caption": ""``, or no key): most video comes with a brief prompt only.
+Such a row conditions on its prompt, and a stage whose text target is the caption learns its prompt there.
+
 ``precompute`` reads every clip once, fits it to the nearest fixed ``[frames, height, width]`` bucket, and
 caches what training needs so that the loop never runs the VAE or the text encoder:
 
@@ -13,6 +16,7 @@ caches what training needs so that the loop never runs the VAE or the text encod
     caption_embeds          [N, L_c, D]        ... of the detailed caption
     empty_embed             [1, L_c, D]        ... of the empty prompt (the dropped / unconditional slot)
     prompt_ids, caption_ids [N, L]             text-stream ids (ending with </s>), padded with the pad id
+    has_caption             [N]                whether the row has a detailed caption
 
     python -m training.data --data runs/data/train --components runs/components \
         --out runs/cache/train.safetensors
@@ -39,17 +43,17 @@ DEFAULT_BUCKETS = ((17, 64, 64),)
 
 
 def read_metadata(data_dir: str | os.PathLike) -> list[dict]:
-    """Rows of ``data_dir/metadata.jsonl``; each must have ``video``, ``prompt`` and ``caption``."""
+    """Rows of ``data_dir/metadata.jsonl``; each must have ``video`` and ``prompt`` (``caption`` "" when absent)."""
     rows = []
     with open(Path(data_dir) / "metadata.jsonl") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             row = json.loads(line)
-            missing = {"video", "prompt", "caption"} - set(row)
+            missing = {"video", "prompt"} - set(row)
             if missing:
                 raise ValueError(f"metadata.jsonl line {n} lacks {sorted(missing)}")
-            rows.append(row)
+            rows.append({**row, "caption": row.get("caption") or ""})
     return rows
 
 
@@ -134,6 +138,7 @@ def precompute(
     tensors["empty_embed"] = embed_texts(tokenizer, text_encoder, [""])
     tensors["prompt_ids"] = text_stream_ids(tokenizer, prompts, max_text_len, tokenizer.pad_token_id)
     tensors["caption_ids"] = text_stream_ids(tokenizer, captions, max_text_len, tokenizer.pad_token_id)
+    tensors["has_caption"] = torch.tensor([bool(c.strip()) for c in captions])
 
     # 3. Atomic write
     out = Path(out_path)
@@ -162,7 +167,9 @@ def step_generator(seed: int, step: int, micro: int, rank: int, stream: int) -> 
 class LatentCache:
     """The precomputed cache, served as batches that are a function of (seed, step, micro-batch, rank)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, rows: int = 0, caption_rows: int = -1):
+        """``rows``: serve the first ``rows`` rows only (0: all); ``caption_rows``: of those, only the first
+        ``caption_rows`` keep their detailed caption (-1: every row that has one)."""
         t = load_file(str(path))
         self.buckets = sorted(k.split("/", 1)[1] for k in t if k.startswith("latents/"))
         self.latents = {b: t[f"latents/{b}"] for b in self.buckets}
@@ -170,14 +177,24 @@ class LatentCache:
         self.prompt_embeds, self.caption_embeds = t["prompt_embeds"], t["caption_embeds"]
         self.empty_embed = t["empty_embed"]
         self.prompt_ids, self.caption_ids = t["prompt_ids"], t["caption_ids"]
+        # caches made before rows could lack a caption: every row has one
+        self.has_caption = t.get("has_caption", torch.ones(len(self.prompt_ids), dtype=torch.bool))
+        if rows:
+            if rows > len(self.prompt_ids):
+                raise ValueError(f"rows={rows} but {path} holds {len(self.prompt_ids)} clips")
+            self.index = {b: i[i < rows] for b, i in self.index.items()}
+            self.buckets = [b for b in self.buckets if len(self.index[b])]
+            self.latents = {b: t[f"latents/{b}"][t[f"index/{b}"] < rows] for b in self.buckets}
+        if caption_rows >= 0:
+            self.has_caption = self.has_caption & (torch.arange(len(self.has_caption)) < caption_rows)
         sizes = torch.tensor([len(self.index[b]) for b in self.buckets], dtype=torch.float)
         self.bucket_probs = sizes / sizes.sum()
 
     def __len__(self) -> int:
-        return len(self.prompt_ids)
+        return sum(len(i) for i in self.index.values())
 
     def batch(self, batch_size: int, seed: int, step: int, micro: int = 0, rank: int = 0) -> dict:
-        """A batch from one bucket: latents [B,C,f,h,w], embeds [B,L_c,D] x2, ids [B,L] x2."""
+        """A batch from one bucket: latents [B,C,f,h,w], embeds [B,L_c,D] x2, ids [B,L] x2, has_caption [B]."""
         gen = step_generator(seed, step, micro, rank, stream=0)
         b = self.buckets[int(torch.multinomial(self.bucket_probs, 1, generator=gen))]
         pick = torch.randint(0, len(self.index[b]), (batch_size,), generator=gen)
@@ -188,6 +205,7 @@ class LatentCache:
             "caption_embeds": self.caption_embeds[rows],
             "prompt_ids": self.prompt_ids[rows],
             "caption_ids": self.caption_ids[rows],
+            "has_caption": self.has_caption[rows],
             "rows": rows,
         }
 

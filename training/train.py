@@ -133,7 +133,9 @@ def compute_loss(
     latents = batch["latents"]
     size = latents.shape[0]
     # 1. Conditioning: which text sits in the cross-attention slot, and which rows are unconditional
-    use_caption = torch.rand(size, generator=gen) < cfg.cond_caption_prob
+    # rows without a detailed caption condition on, and learn, their prompt
+    has_caption = batch["has_caption"].cpu() if "has_caption" in batch else torch.ones(size, dtype=torch.bool)
+    use_caption = (torch.rand(size, generator=gen) < cfg.cond_caption_prob) & has_caption
     # drawn on the CPU (the generator's device), used where the batch is
     cond = torch.where(use_caption.to(latents.device)[:, None, None], batch["caption_embeds"], batch["prompt_embeds"])
     uncond = torch.rand(size, generator=gen) < cfg.p_uncond
@@ -144,6 +146,8 @@ def compute_loss(
     # 2. Noisy inputs and targets (the text stream's: the prompt, the detailed caption, or none), 3. the forward,
     # 4. the loss of its outputs
     text_ids = None if cfg.text_target == "none" else batch[f"{cfg.text_target}_ids"]
+    if cfg.text_target == "caption":
+        text_ids = torch.where(has_caption.to(latents.device)[:, None], text_ids, batch["prompt_ids"])
     inputs, targets = objective.prepare(module, latents, text_ids, cond, drop_text=uncond, generator=gen)
     return objective.loss(model(**inputs), targets)
 
@@ -271,7 +275,7 @@ def train(cfg: Config) -> dict:
         (out_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
 
     # 1. Data and model
-    data = LatentCache(cfg.cache)
+    data = LatentCache(cfg.cache, cfg.rows, cfg.caption_rows)
     model = build_model(cfg, data)
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()

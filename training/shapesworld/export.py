@@ -9,7 +9,11 @@ model rely on) survive. Ordinary yuv420p H.264 would blur colours and halve chro
 Every file is written to a temporary name in the same folder and moved into place, so a reader
 never sees a half-written file.
 
-CLI: python -m training.shapesworld.export --out DIR --split train --n 1000 [--start 0]
+CLI: python -m training.shapesworld.export --out DIR --split train --n 1000 [--start 0] [--captions 100]
+
+``--captions N`` keeps the detailed caption of the first N clips only; the others get ``"caption": ""`` (a
+brief prompt alone, as most video comes): the data of the ablation that asks what a generator trained on many
+prompt-only clips is worth to a captioner trained on few captioned ones.
 """
 
 from __future__ import annotations
@@ -64,21 +68,24 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def export_dataset(out_dir: str | Path, split: str, n: int, start: int = 0) -> Path:
+def export_dataset(out_dir: str | Path, split: str, n: int, start: int = 0, captions: int | None = None) -> Path:
     """Render clips start .. start+n-1 of `split` into `out_dir`; returns the metadata path.
 
-    metadata.jsonl is rewritten with exactly these n rows (use one folder per split).
+    metadata.jsonl is rewritten with exactly these n rows (use one folder per split). ``captions``: only the
+    first ``captions`` rows keep their detailed caption (default: all). A clip already written is kept, so a
+    stopped export continues where it was (the clips are a function of their seeds).
     """
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     rows = []
-    for seed, scene in iter_split(split, n, start):
+    for k, (seed, scene) in enumerate(iter_split(split, n, start)):
         video = f"videos/{seed}.mp4"
-        write_video(out / video, render(scene))
+        if not (out / video).exists():  # written whole or not at all (write_video)
+            write_video(out / video, render(scene))
         row = {
             "video": video,
             "prompt": brief_prompt(scene),
-            "caption": detailed_caption(scene),
+            "caption": detailed_caption(scene) if captions is None or k < captions else "",
             "seed": seed,
             "split": split,
         }
@@ -94,8 +101,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="train", choices=SPLITS)
     parser.add_argument("--n", type=int, required=True, help="number of clips")
     parser.add_argument("--start", type=int, default=0, help="index of the first clip in the split")
+    parser.add_argument("--captions", type=int, help="keep the detailed caption of the first N clips only")
     args = parser.parse_args(argv)
-    path = export_dataset(args.out, args.split, args.n, args.start)
+    if args.captions is not None and not 0 <= args.captions <= args.n:
+        parser.error(f"--captions must be between 0 and --n ({args.n}), got {args.captions}")
+    path = export_dataset(args.out, args.split, args.n, args.start, args.captions)
     print(f"wrote {args.n} clips of {args.split!r} to {path.parent}")
 
 
