@@ -37,3 +37,21 @@ def test_rows_steps_times_and_partial(tmp_path):
     assert "| scratch (partial) (test) |" in table and "5,000 of 19,000" in table
     assert "| captioning: main colour | 80.0 | 30.0 | 70.0 | 80.0 | 30.0 | 70.0 |" in table
     assert "| training wall time | 30 min | – | 60 min | 30 min | – | 60 min |" in table
+
+
+def test_thesis_rows_take_the_shared_prompt_only_stages_times(tmp_path):
+    run = tmp_path / "run"
+    (run / "thesis").mkdir(parents=True)
+    (run / "thesis" / "timings.tsv").write_text("data\t900\nprecompute\t4000\nbase\t1200\nrecall\t600\n")
+    for row in ("generator-first-1000", "unified-1000"):
+        (run / "ablation" / row).mkdir(parents=True)
+        for split in ("test", "compositional"):
+            _eval(run / "ablation" / row / f"eval-{split}.json", 0.5, 0.0)
+    (run / "ablation" / "generator-first-1000" / "timings.tsv").write_text("refine\t1800\n")
+    (run / "ablation" / "unified-1000" / "timings.tsv").write_text("refine\t3000\n")
+    entries = collect(run, tmp_path, rows=("generator-first-1000", "unified-1000"))
+    by_row = {e["row"]: e for e in entries if e["split"] == "test"}
+    # base + Stage 1 from the shared run, Stage 2 its own; every row 19,000 steps
+    assert by_row["generator-first-1000"]["seconds"] == 3600 and by_row["generator-first-1000"]["steps"] == 19000
+    assert by_row["unified-1000"]["seconds"] == 3000 and by_row["unified-1000"]["steps"] == 19000
+    assert "| generator-first-1000 (test) | unified-1000 (test) |" in markdown(entries)

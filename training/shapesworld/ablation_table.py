@@ -1,10 +1,13 @@
 """The ablation table of the model card: one column per row of ``ablation.sh`` and split, one line per metric.
 
     python -m training.shapesworld.ablation_table --run runs/shapesworld [--out table.md]
+    python -m training.shapesworld.ablation_table --run runs/shapesworld --rows generator-first-1000 \
+        captions-only-1000 unified-1000 generator-first-3000 captions-only-3000 unified-3000   (the thesis)
 
 Reads each row's evaluations (``RUN/ablation/ROW/eval-SPLIT.json``; a row still training: its newest partial
 evaluation, ``eval-STAGE-STEP-SPLIT.json``, marked partial) and its stages' wall times (``timings.tsv``; the
-shared base generator's from whichever row trained it, the shipped row's from the bundled model's folder).
+shared base generator's from whichever row trained it, the thesis rows' prompt-only base and Stage 1 from
+``RUN/thesis/timings.tsv``, the shipped row's from the bundled model's folder).
 """
 
 import argparse
@@ -22,6 +25,23 @@ ROW_STAGES = {
     "no-stage1": {"base": BASE, "refine": RECALL + REFINE},
     "embedding": {"base": BASE, "recall": RECALL, "refine": REFINE},
 }
+# the thesis rows, named ROW-N_SMALL (ablation.sh)
+THESIS_STAGES = {
+    "generator-first": {"base": BASE, "recall": RECALL, "refine": REFINE},
+    "captions-only": {"refine": BASE + RECALL + REFINE},
+    "unified": {"refine": BASE + RECALL + REFINE},
+}
+
+
+def _stages(row: str) -> tuple[str, dict[str, int]]:
+    """A row folder's name (``no-stage1-seed1``, ``unified-1000``) -> (its row, its stages and steps)."""
+    name = re.sub(r"-seed\d+$", "", row)
+    thesis = re.sub(r"-\d+$", "", name)
+    if thesis in THESIS_STAGES:
+        return thesis, THESIS_STAGES[thesis]
+    return name, ROW_STAGES[name]
+
+
 SPLITS = ("test", "compositional")
 SKIP = {"parsed", "brief_prompt_attrs", "second_named"}  # info rows of the main table
 
@@ -55,11 +75,12 @@ def collect(run: Path, bundled: Path, rows=tuple(ROW_STAGES), seed_rows=()) -> l
     )
     entries = []
     for row in [*rows, *seed_rows]:
-        name = row.split("-seed")[0]
-        stages = ROW_STAGES[name]
+        name, stages = _stages(row)
         row_dir = run / "ablation" / row
         timings = _timings(bundled / "timings.tsv") if name == "shipped" else _timings(row_dir / "timings.tsv")
-        if name != "shipped" and "base" in stages:
+        if name == "generator-first":
+            timings = _timings(run / "thesis" / "timings.tsv") | timings
+        elif name != "shipped" and "base" in stages:
             timings.setdefault("base", base_seconds)
         for split in SPLITS:
             path, partial_at = row_dir / f"eval-{split}.json", None
@@ -110,10 +131,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/shapesworld")
     parser.add_argument("--bundled", default="assets/univigu-shapesworld", help="the shipped row's folder")
+    parser.add_argument("--rows", nargs="*", default=list(ROW_STAGES), help="row folders (default: equal data)")
     parser.add_argument("--seed-rows", nargs="*", default=[], help="seed reruns to add, e.g. no-stage1-seed1")
     parser.add_argument("--out", help="write the table here (default: print it)")
     args = parser.parse_args(argv)
-    table = markdown(collect(Path(args.run), Path(args.bundled), seed_rows=args.seed_rows))
+    table = markdown(collect(Path(args.run), Path(args.bundled), args.rows, args.seed_rows))
     if args.out:
         Path(args.out).write_text(table)
     else:
