@@ -126,7 +126,7 @@ def test_vae_training_stopped_and_resumed_ends_with_the_unbroken_weights(tmp_pat
 
     def save_then_stop(*args):
         save(*args)
-        saved.append(args[-1])
+        saved.append(args[-2])
         if len(saved) == 2:
             raise KeyboardInterrupt  # the process stopped right after its step-4 checkpoint
 
@@ -136,6 +136,15 @@ def test_vae_training_stopped_and_resumed_ends_with_the_unbroken_weights(tmp_pat
     monkeypatch.undo()
     assert saved == [2, 4] and ckpt.exists()
     resumed, unbroken = run(ckpt), run()
-    assert not ckpt.exists()  # a finished run leaves no checkpoint behind
     assert resumed.keys() == unbroken.keys()
     assert all(torch.equal(resumed[k], unbroken[k]) for k in unbroken)
+    # the finished run's checkpoint holds its last step: started again, it returns those weights without training
+    assert torch.load(ckpt, weights_only=True)["step"] == 7
+    monkeypatch.setattr(vae_mod, "frames_to_pixels", lambda *_: pytest.fail("trained again"))
+    again = run(ckpt)
+    assert all(torch.equal(again[k], unbroken[k]) for k in unbroken)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="another VAE run's .* delete it to start over"):
+        vae_mod.train_vae(
+            vae_mod.build_vae(base_dim=4, z_dim=4), clips, steps=9, batch_size=2, crop=16, seed=3, checkpoint=ckpt
+        )

@@ -212,33 +212,47 @@ def test_the_base_stage_is_plain_flow_matching_through_the_adapter():
         UniFlowLoss(video_clean_prob=0.4).prepare(wan, latents, None, cond, generator=gen)
 
 
+def _launches(tmp_path: Path, script: str, *args: str, **env: str) -> list[list[str]]:
+    """The training launches a recipe script makes, its python and accelerate stubbed to record instead of run."""
+    import stat
+
+    log = tmp_path / f"launches{len(list(tmp_path.iterdir()))}"
+    log.mkdir()
+    stubs = {"py": "exit 0", "accelerate": f'printf "%s\\n" "$@" > "{log}/$(ls "{log}" | wc -l)"'}
+    for name, body in stubs.items():
+        (tmp_path / name).write_text(f"#!/usr/bin/env bash\n{body}\n")
+        (tmp_path / name).chmod(stat.S_IRWXU)
+    run_env = {**os.environ, "PY": str(tmp_path / "py"), "ACCEL": str(tmp_path / "accelerate"), **env}
+    run_env.update(RUN=str(tmp_path / f"run-{log.name}"), OUT=str(tmp_path / f"out-{log.name}"))
+    # the stubs make no files: the recipe stops where it first copies one, after every training launch
+    subprocess.run(["bash", script, *args], cwd=ROOT, env=run_env, capture_output=True)
+    return [(log / str(i)).read_text().splitlines() for i in range(len(list(log.iterdir())))]
+
+
+def _train_configs(launches: list[list[str]]):
+    return [
+        train_mod.load_config(
+            [a.replace("training/", f"{ROOT}/training/", 1) for a in argv[argv.index("training.train") + 1 :]]
+        )
+        for argv in launches
+    ]
+
+
 def test_the_recipe_is_its_yaml_files(tmp_path):
     """``training/recipes/shapesworld.sh`` gives each stage only its folders: the steps, shifts and objective are the
     YAML files' (the shipped scheduler's shift is the stages' video shift); ``BASE_STEPS`` etc. still override."""
     import shlex
-    import stat
 
     def recipe(**env) -> list[list[str]]:
-        log = tmp_path / f"launches{len(list(tmp_path.iterdir()))}"
-        log.mkdir()
-        stubs = {"py": "exit 0", "accelerate": f'printf "%s\\n" "$@" > "{log}/$(ls "{log}" | wc -l)"'}
-        for name, body in stubs.items():  # the recipe's python and accelerate, recording instead of running
-            (tmp_path / name).write_text(f"#!/usr/bin/env bash\n{body}\n")
-            (tmp_path / name).chmod(stat.S_IRWXU)
-        run_env = {**os.environ, "PY": str(tmp_path / "py"), "ACCEL": str(tmp_path / "accelerate"), **env}
-        run_env.update(RUN=str(tmp_path / f"run-{log.name}"), OUT=str(tmp_path / f"out-{log.name}"))
-        # the stubs make no files, so the recipe stops where it first copies one, after every training launch
-        subprocess.run(["bash", "training/recipes/shapesworld.sh"], cwd=ROOT, env=run_env, capture_output=True)
-        return [(log / str(i)).read_text().splitlines() for i in range(len(list(log.iterdir())))]
+        return _launches(tmp_path, "training/recipes/shapesworld.sh", **env)
 
     launches = recipe()
     assert len(launches) == 3
     allowed = {"config", "cache", "components", "out_dir", "init", "num_threads", "batch_size"}
-    configs = []
     for argv in launches:
         train_args = argv[argv.index("training.train") + 1 :]
         assert {a[2:].partition("=")[0] for a in train_args if a.startswith("--")} <= allowed, shlex.join(argv)
-        configs.append(train_mod.load_config([a.replace("training/", f"{ROOT}/training/", 1) for a in train_args]))
+    configs = _train_configs(launches)
     assert [(c.stage, c.max_steps, c.video_shift) for c in configs] == [
         ("base", 8000, 6.0),
         ("recall", 2500, 6.0),
@@ -249,6 +263,96 @@ def test_the_recipe_is_its_yaml_files(tmp_path):
     assert scheduler["shift"] == configs[0].video_shift
     shorter = recipe(BASE_STEPS="5", REFINE_STEPS="7")
     assert [a for argv in shorter for a in argv if a.startswith("--max_steps")] == ["--max_steps=5", "--max_steps=7"]
+    extra = recipe(TRAIN_ARGS="--ckpt_every=50 --val_every=0")
+    assert [(c.ckpt_every, c.val_every) for c in _train_configs(extra)] == [(50, 0)] * 3
+
+
+def test_thesis_rows_are_configurations(tmp_path):
+    """``ablation.sh``'s thesis rows at equal optimizer steps: generator-first trains its base and Stage 1 on prompts
+    alone and Stage 2 on the N_SMALL captioned rows; captions-only trains random weights on those rows only; unified
+    trains random weights on every row, N_SMALL of them captioned. The prompt-only stages serve every N_SMALL."""
+
+    def row(name: str, **env):
+        launches = _launches(tmp_path, "training/shapesworld/ablation.sh", name, N_SMALL="1000", **env)
+        return [
+            (c.stage, c.max_steps, c.init, c.rows, c.caption_rows, c.cond_caption_prob)
+            for c in _train_configs(launches)
+        ], launches
+
+    first, launches = row("generator-first")
+    assert [(stage, steps, rows, caption_rows, p) for stage, steps, _, rows, caption_rows, p in first] == [
+        ("base", 8000, 0, -1, 0.0),
+        ("recall", 2500, 0, -1, 0.0),
+        ("refine", 8500, 1000, -1, 0.5),
+    ]
+    assert first[1][2].endswith("thesis/base/final") and first[2][2].endswith("thesis/recall/final")
+    only, _ = row("captions-only")
+    unified, _ = row("unified")
+    assert only == [("refine", 19000, "random", 1000, -1, 0.5)]
+    assert unified == [("refine", 19000, "random", 0, 1000, 0.5)]
+    # every thesis row reads the one N_BIG cache; its folders are named by N_SMALL
+    caches = {a for argv in launches for a in argv if a.startswith("--cache=")}
+    assert len(caches) == 1 and caches.pop().endswith("thesis/cache.safetensors")
+    assert any("ablation/generator-first-1000/refine" in a for a in launches[2])
+    bad = subprocess.run(
+        ["bash", "training/shapesworld/ablation.sh", "thesis"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "unknown row thesis" in bad.stderr
+
+
+def test_recipe_stopped_mid_stage_resumes_to_the_same_weights(tiny_run, tmp_path):
+    """``training/recipes/shapesworld.sh`` killed (SIGKILL, its whole process group) inside the base stage, after a
+    checkpoint, and started again continues from that checkpoint and ends with the unbroken run's weights, file for
+    file (sha256). Tiny configuration: the fixture's data, components and cache stand in for the first stages."""
+    import hashlib
+    import shutil
+    import signal
+    import time
+
+    def fresh_run(name: str) -> Path:
+        run = tmp_path / name
+        shutil.copytree(tiny_run / "data", run / "data" / "train")
+        shutil.copytree(tiny_run / "components", run / "components")
+        (run / "cache").mkdir()
+        shutil.copy(tiny_run / "cache.safetensors", run / "cache" / "train.safetensors")
+        return run
+
+    def recipe(run: Path) -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "PY": sys.executable,
+            "ACCEL": str(Path(sys.executable).with_name("accelerate")),
+            "RUN": str(run),
+            "OUT": str(run / "out"),
+            "NPROC": "1",
+            "BASE_STEPS": "4",
+            "UNTIL": "base",
+            "TRAIN_ARGS": "--ckpt_every=2 --val_every=0 --warmup_steps=2",
+        }
+        log = open(run / "recipe.log", "a")
+        cmd = ["bash", "training/recipes/shapesworld.sh"]
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def weights(run: Path) -> dict[str, str]:
+        files = sorted((run / "base" / "final").glob("*.safetensors"))
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    unbroken = fresh_run("unbroken")
+    assert recipe(unbroken).wait(timeout=600) == 0, (unbroken / "recipe.log").read_text()
+    stopped = fresh_run("stopped")
+    proc = recipe(stopped)
+    deadline = time.time() + 300
+    while not (stopped / "base" / "checkpoint-2" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, (stopped / "recipe.log").read_text()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (stopped / "base" / "final").exists()  # stopped mid-stage
+    assert recipe(stopped).wait(timeout=600) == 0, (stopped / "recipe.log").read_text()
+    log = (stopped / "recipe.log").read_text()
+    assert "resumed from" in log and "checkpoint-" in log.split("resumed from")[1].splitlines()[0]
+    assert not (stopped / "recall").exists()  # UNTIL=base stopped after the base stage
+    assert len(weights(unbroken)) == 1 and weights(stopped) == weights(unbroken)
 
 
 def test_text_targets_are_checked(tiny_run, tiny_stages):
@@ -294,6 +398,46 @@ def test_resume_is_exact(tiny_run, monkeypatch):
     train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'cut'}"]))
     assert len(_losses(tiny_run / "cut")) == 5
     np.testing.assert_allclose(_losses(tiny_run / "cut"), _losses(tiny_run / "full"), rtol=1e-6, atol=0)
+
+
+def test_rows_without_a_caption_condition_on_and_learn_their_prompt(tiny_run, tmp_path):
+    """The thesis ablation's data: a cache whose later rows have a brief prompt only (``export --captions``), served
+    in part (``rows``, ``caption_rows``); where a row has no caption the loss conditions on and targets its prompt."""
+    from training.data import LatentCache, precompute, read_metadata
+    from training.shapesworld import export_dataset
+
+    export_dataset(tmp_path / "data", "train", 12, captions=6)
+    assert [bool(r["caption"]) for r in read_metadata(tmp_path / "data")] == [True] * 6 + [False] * 6
+    precompute(str(tmp_path / "data"), str(tiny_run / "components"), str(tmp_path / "cache.safetensors"))
+    cache = LatentCache(tmp_path / "cache.safetensors")
+    assert cache.has_caption.tolist() == [True] * 6 + [False] * 6
+    few = LatentCache(tmp_path / "cache.safetensors", rows=4, caption_rows=2)
+    assert len(few) == 4
+    served = torch.cat([few.batch(8, seed=0, step=s)["rows"] for s in range(10)])
+    assert set(served.tolist()) == {0, 1, 2, 3}
+    batch = few.batch(8, seed=0, step=0)
+    assert batch["has_caption"].tolist() == (batch["rows"] < 2).tolist() and 0 < batch["has_caption"].sum() < 8
+    assert torch.equal(batch["latents"], cache.latents["17x64x64"][batch["rows"]])  # the subset keeps each row's clip
+    with pytest.raises(ValueError, match="rows=13 but .* holds 12 clips"):
+        LatentCache(tmp_path / "cache.safetensors", rows=13)
+
+    class Spy:  # the objective's inputs, then stop
+        def prepare(self, module, latents, text_ids, cond, drop_text, generator):
+            seen.update(text_ids=text_ids, cond=cond)
+            raise StopIteration
+
+    seen = {}
+    args = _args(tiny_run, "refine", "x", "--init=random", "--cond_caption_prob=1", "--p_drop_prompt=0", "--p_uncond=0")
+    with pytest.raises(StopIteration):
+        train_mod.compute_loss(
+            train_mod.load_config(args), None, None, batch, cache.empty_embed, torch.Generator(), Spy()
+        )
+    for i, row in enumerate(batch["rows"].tolist()):
+        kind = "caption" if row < 2 else "prompt"
+        assert torch.equal(seen["text_ids"][i], getattr(cache, f"{kind}_ids")[row]), (i, row)
+        assert torch.equal(seen["cond"][i], getattr(cache, f"{kind}_embeds")[row]), (i, row)
+    with pytest.raises(SystemExit, match="rows must be >= 0"):
+        train_mod.load_config(["--rows=-1"])
 
 
 def test_nan_loss_is_a_clear_error(tiny_run, tmp_path):
@@ -447,7 +591,8 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
     result = {"name": "tiny", "split": "test", "n": 2, **evaluator.run("test", 2)}
     assert set(result) >= {"captioning", "text_to_video", "joint"}
     assert 0.0 <= result["joint"]["caption_vs_prompt"] <= 1.0
-    assert result["joint"]["second_named"] in (0.0, 0.5, 1.0)
+    assert result["joint"]["second_named"] in (0.0, 0.5, 1.0) and result["joint"]["second_drawn"] in (0.0, 0.5, 1.0)
+    assert set(result["captioning"]["objects"]) <= {"main_object", "second_object"}
     assert set(result["captioning"]["two_object_binding"]) <= {"main", "second"}
     assert result["captioning"]["parsed"] in (0.0, 0.5, 1.0)
     # text-to-video's one- and two-object breakdowns add up to its overall scores
@@ -462,7 +607,7 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
     assert "second_color" in t2v["attrs_two_objects"] and "second_color" not in t2v["attrs_one_object"]
     table = markdown_table([result])
     assert "| captioning: main colour |" in table and "joint: detector agrees with caption" in table
-    assert "| joint: captions naming a second object (info) |" in table
+    assert "| joint: captions naming a second object |" in table and "| joint: clips showing a second object |" in table
     assert table.splitlines()[0].endswith("| tiny (test) | bar (test) |")
     assert set(evaluator.run("test", 2, tasks=("captioning",))) == {"captioning", "seconds"}
     # --text-temperature reaches the sampler: sampled captions differ from the greedy ones

@@ -3,8 +3,11 @@
 #   data -> tokenizer + UMT5 + VAE -> latent cache -> base generator -> Stage 1 (recall) -> Stage 2 (refine)
 #   -> pipeline folder -> evaluation (base, Stage 1, Stage 1+2 on test and compositional) -> model card table.
 # Budgeted for a 2-core CPU: within 2 hours (one measured run from nothing took 1 h 44 min: the model card's
-# "Time and machine"). Each finished stage is skipped on a re-run (delete RUN to redo).
+# "Time and machine"). Each finished stage is skipped on a re-run (delete RUN to redo); a stage stopped part-way
+# (any process may be stopped at any time) continues from its last checkpoint to the same weights.
 #   bash training/recipes/shapesworld.sh
+#   UNTIL=components bash training/recipes/shapesworld.sh   (stop after the named stage)
+#   TRAIN_ARGS="--ckpt_every=100" bash training/recipes/shapesworld.sh   (added to every training stage)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -14,7 +17,10 @@ OUT=${OUT:-assets/univigu-shapesworld}
 N_TRAIN=${N_TRAIN:-3000}
 VAE_STEPS=${VAE_STEPS:-1500}  # single frames, object-centred crops, objects weighted x11
 VAE_TEMPORAL_STEPS=${VAE_TEMPORAL_STEPS:-400}  # then 4x temporal compression, whole clips (17 -> 5 latent frames)
+TEXT_STEPS=${TEXT_STEPS:-1500}  # the text encoder's pretraining (masked words, each word's neighbours and place)
 EVAL_N=${EVAL_N:-200}
+UNTIL=${UNTIL:-}
+read -r -a EXTRA <<< "${TRAIN_ARGS:-}"
 SHIFT=6.0  # the shipped scheduler's shift: the stages' video_shift (training/configs/*.yaml)
 export OMP_NUM_THREADS=2 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 mkdir -p "$RUN"
@@ -29,7 +35,7 @@ stage data "$RUN/data/train/metadata.jsonl" \
   $PY -m training.shapesworld.export --out "$RUN/data/train" --split train --n "$N_TRAIN"
 stage components "$RUN/components/report.json" \
   $PY -m training.shapesworld.components --data "$RUN/data/train" --out "$RUN/components" --vae-steps "$VAE_STEPS" \
-  --vae-temporal-steps "$VAE_TEMPORAL_STEPS" --text-steps 1500 --text-context 3
+  --vae-temporal-steps "$VAE_TEMPORAL_STEPS" --text-steps "$TEXT_STEPS" --text-context 3
 stage precompute "$RUN/cache/train.safetensors" \
   $PY -m training.data --data "$RUN/data/train" --components "$RUN/components" --out "$RUN/cache/train.safetensors"
 # The stages are their YAML files (steps, shifts, objective); only the run's folders are given here.
@@ -37,13 +43,13 @@ stage precompute "$RUN/cache/train.safetensors" \
 COMMON=(--cache="$RUN/cache/train.safetensors" --components="$RUN/components")
 stage base "$RUN/base/final/config.json" \
   launch -m training.train --config training/configs/base.yaml "${COMMON[@]}" --out_dir="$RUN/base" \
-  ${BASE_STEPS:+--max_steps=$BASE_STEPS}
+  ${BASE_STEPS:+--max_steps=$BASE_STEPS} ${EXTRA[@]+"${EXTRA[@]}"}
 stage recall "$RUN/recall/final/config.json" \
   launch -m training.train --config training/configs/recall.yaml "${COMMON[@]}" --out_dir="$RUN/recall" \
-  --init="$RUN/base/final" ${RECALL_STEPS:+--max_steps=$RECALL_STEPS}
+  --init="$RUN/base/final" ${RECALL_STEPS:+--max_steps=$RECALL_STEPS} ${EXTRA[@]+"${EXTRA[@]}"}
 stage refine "$RUN/refine/final/config.json" \
   launch -m training.train --config training/configs/refine.yaml "${COMMON[@]}" --out_dir="$RUN/refine" \
-  --init="$RUN/recall/final" ${REFINE_STEPS:+--max_steps=$REFINE_STEPS}
+  --init="$RUN/recall/final" ${REFINE_STEPS:+--max_steps=$REFINE_STEPS} ${EXTRA[@]+"${EXTRA[@]}"}
 
 # The Stage 1+2 pipeline (shipped to OUT once evaluated), and a Stage-1-only pipeline for the comparison
 stage assemble "$RUN/pipeline/model_index.json" \

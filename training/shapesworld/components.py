@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from univigu.durable import replace_file
+
 from ..data import load_clips, read_metadata
 from .spec import HEIGHT, NUM_FRAMES, WIDTH
 from .text_encoder import build_text_encoder, pretrain_text_encoder
@@ -51,7 +53,7 @@ def build(
     tokenizer = build_tokenizer()
     tokenizer.save_pretrained(out / "tokenizer")
     encoder = build_text_encoder(len(tokenizer))
-    texts = [r["prompt"] for r in rows] + [r["caption"] for r in rows]
+    texts = [r["prompt"] for r in rows] + [r["caption"] for r in rows if r["caption"]]
     losses = pretrain_text_encoder(encoder, tokenizer, texts, steps=text_steps, seed=seed, context=text_context)
     encoder.save_pretrained(out / "text_encoder")
     report["text_encoder"] = {
@@ -65,7 +67,7 @@ def build(
         report_file = out / "report.json"
         kept = json.loads(report_file.read_text()) if report_file.exists() else {}
         report = kept | report
-        report_file.write_text(json.dumps(report, indent=2))
+        replace_file(report_file, json.dumps(report, indent=2))
         return report
 
     # 2. VAE
@@ -73,7 +75,11 @@ def build(
     clips = torch.from_numpy(load_clips(data_dir, rows[:num_vae_clips], (NUM_FRAMES, HEIGHT, WIDTH)))
     print(f"loaded {len(clips)} clips for the VAE ({time.time() - start:.0f}s)")
     vae = build_vae(vae_base_dim, vae_z_dim)
-    losses = train_vae(vae, clips, steps=vae_steps, batch_size=vae_batch, lr=vae_lr, seed=seed)
+    # checkpointed in the folder: a build stopped in either VAE phase continues there (``train_vae``)
+    checkpoints = [out / "vae-per-frame.ckpt", out / "vae-temporal.ckpt"]
+    losses = train_vae(
+        vae, clips, steps=vae_steps, batch_size=vae_batch, lr=vae_lr, seed=seed, checkpoint=checkpoints[0]
+    )
     if vae_temporal_steps > 0:
         # whole clips: a compressing VAE's causal cache drifts on shorter windows
         report["vae_per_frame"] = {"recon_last": float(np.mean(losses[-20:])), "seconds": round(time.time() - start, 1)}
@@ -86,6 +92,7 @@ def build(
             window=NUM_FRAMES,
             lr=vae_lr / 2,
             seed=seed + 1,
+            checkpoint=checkpoints[1],
         )
     held = clips[-32:]
     mean, std = set_latent_stats(vae, clips[:256])
@@ -100,7 +107,9 @@ def build(
         "seconds": round(time.time() - start, 1),
     }
     print(f"vae: palette accuracy of reconstructions {acc:.4f}")
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    replace_file(out / "report.json", json.dumps(report, indent=2))  # the recipe's mark of a finished build
+    for checkpoint in checkpoints:
+        checkpoint.unlink(missing_ok=True)
     return report
 
 

@@ -8,6 +8,7 @@ fine-tuned on whole clips; ``latents_mean/std`` in its config come from the data
 reconstructions with the ShapesWorld detector: the ceiling for text-to-video.
 """
 
+import json
 import math
 import os
 import time
@@ -153,14 +154,23 @@ def train_vae(
     VAE); a temporally compressing VAE needs whole clips, since on short windows its causal cache drifts.
 
     ``checkpoint``: a file that holds the weights, optimizer, random generator and losses every
-    ``checkpoint_every`` steps; a run stopped at any point and started again with the same arguments resumes
-    from it and ends with the same weights as an unbroken one. It is deleted when training ends.
+    ``checkpoint_every`` steps and at the end; a run stopped at any point and started again with the same
+    arguments resumes from it and ends with the same weights as an unbroken one, and a finished run started
+    again returns its weights at once. The caller deletes it once the weights are saved elsewhere.
     """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     losses, start, first = [], time.time(), 0
+    # what a checkpoint must have been made with to be continued
+    settings = json.dumps(
+        [steps, batch_size, window, crop, lr, kl_weight, fg_weight, warmup, object_crops, seed, list(clips.shape)]
+    )
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, weights_only=True)
+        if state.get("settings", settings) != settings:
+            raise ValueError(
+                f"{checkpoint} is another VAE run's (other steps, data or settings): delete it to start over"
+            )
         vae.load_state_dict(state["vae"])
         opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])
@@ -204,15 +214,13 @@ def train_vae(
                 f"vae step {step}/{steps} recon {float(rec.detach()):.4f} kl {float(kl.detach()):.3f} "
                 f"({time.time() - start:.0f}s)"
             )
-        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-            _save_checkpoint(checkpoint, vae, opt, gen, losses, step + 1)
+        if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
+            _save_checkpoint(checkpoint, vae, opt, gen, losses, step + 1, settings)
     vae.eval().requires_grad_(False)
-    if checkpoint is not None:
-        Path(checkpoint).unlink(missing_ok=True)
     return losses
 
 
-def _save_checkpoint(path, vae, opt, gen, losses, step) -> None:
+def _save_checkpoint(path, vae, opt, gen, losses, step, settings: str) -> None:
     # written whole to a temporary name, fsync'd, then renamed: a kill leaves the previous checkpoint or this one
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,6 +231,7 @@ def _save_checkpoint(path, vae, opt, gen, losses, step) -> None:
         "gen": gen.get_state(),
         "losses": torch.tensor(losses, dtype=torch.float64),
         "step": step,
+        "settings": settings,
     }
     with open(tmp, "wb") as f:
         torch.save(state, f)
