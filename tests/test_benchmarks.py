@@ -41,3 +41,15 @@ def test_caption_cost_prices_the_cached_clip_and_the_release_at_a_toy_size(monke
     assert cached["ratio"] == pytest.approx(cached["full_s"] / cached["cached_s"], rel=0.1)
     assert release["text_positions"] == 16
     assert release["ratio"] == pytest.approx(release["release_s"] / release["ours_s"], rel=0.1)
+
+
+def test_studio_latency_times_each_task_on_the_bundled_model(monkeypatch):
+    # 200 ms added to every VAE encode shows in the caption's time: the clip's encode is part of what is timed
+    encode, calls = UniViGUPipeline.encode_video, []
+    monkeypatch.setattr(
+        UniViGUPipeline, "encode_video", lambda self, f: (calls.append(1), time.sleep(0.2), encode(self, f))[2]
+    )
+    t2v, caption = _load("studio_latency").measure(repeats=1, t2v_steps=2, caption_steps=2)
+    assert (t2v["task"], t2v["steps"], caption["task"], caption["steps"]) == ("text_to_video", 2, "caption", 2)
+    assert caption["seconds"] >= 0.2 and t2v["seconds"] > 0
+    assert len(calls) == 2  # the caption's warm-up and its one timed run; text-to-video encodes nothing
