@@ -75,7 +75,10 @@ def test_text_to_video_caption_and_joint_run_a_step(transformer):
     pipe.set_progress_bar_config(disable=True)
     vocab, mask_id = transformer.config.vocab_size, transformer.mask_token_id
 
-    out = pipe.text_to_video("a red circle moves left", num_inference_steps=1, seed=0, return_trajectory=True)
+    # guidance 1: one forward a step (the guided batch is the same code, tested at small size)
+    out = pipe.text_to_video(
+        "a red circle moves left", num_inference_steps=1, guidance_scale=1.0, seed=0, return_trajectory=True
+    )
     assert out.frames.shape == (5, 32, 32, 3) and out.frames.dtype.name == "uint8"
     assert out.trajectory[0].video_x0.shape == (16, 2, 8, 8) and out.trajectory[0].video_x0.isfinite().all()
 
@@ -86,7 +89,9 @@ def test_text_to_video_caption_and_joint_run_a_step(transformer):
     assert all(0 <= i < vocab for i in step.text_ids) and all(0 <= c <= 1 for c in step.text_confidence)
     assert isinstance(out.text, str) and out.text == pipe.decode_text(step.text_ids)
 
-    out = pipe.joint("a blue square stays still", num_inference_steps=1, seed=0, return_trajectory=True)
+    out = pipe.joint(
+        "a blue square stays still", num_inference_steps=1, guidance_scale=1.0, seed=0, return_trajectory=True
+    )
     step = out.trajectory[-1]
     assert out.frames.shape == (5, 32, 32, 3) and step.video_x0.isfinite().all()
     assert mask_id not in step.text_ids and out.text == pipe.decode_text(step.text_ids)
