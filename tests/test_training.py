@@ -180,6 +180,7 @@ def test_the_base_stage_is_plain_flow_matching_through_the_adapter():
         "latents": torch.randn(rows, 4, 3, 4, 4),
         "caption_embeds": torch.randn(rows, 5, 32),
         "prompt_embeds": torch.randn(rows, 5, 32),
+        "has_caption": torch.ones(rows, dtype=torch.bool),
     }
     empty = torch.zeros(1, 5, 32)
     cfg = train_mod.Config(cond_caption_prob=0.5, p_drop_prompt=0.3, p_uncond=0.2, video_shift=6.0)

@@ -134,7 +134,7 @@ def compute_loss(
     size = latents.shape[0]
     # 1. Conditioning: which text sits in the cross-attention slot, and which rows are unconditional
     # rows without a detailed caption condition on, and learn, their prompt
-    has_caption = batch["has_caption"].cpu() if "has_caption" in batch else torch.ones(size, dtype=torch.bool)
+    has_caption = batch["has_caption"].cpu()
     use_caption = (torch.rand(size, generator=gen) < cfg.cond_caption_prob) & has_caption
     # drawn on the CPU (the generator's device), used where the batch is
     cond = torch.where(use_caption.to(latents.device)[:, None, None], batch["caption_embeds"], batch["prompt_embeds"])

@@ -295,7 +295,7 @@ class Evaluator:
             for prompt, scene, text, clip in zip(chunk, scenes[k : k + self.batch], texts, clips):
                 agree.append(score_prompt_agreement(text, prompt))
                 caption, detection = parse_caption(text), detect(clip)
-                counts.append(object_counts(text, detection))
+                counts.append(object_counts(caption, detection))
                 agree_brief.append(_brief_grammar(text, scene))  # the prompt is the scene's brief prompt
                 detector.append(score_detection(detection, caption))
             captions += texts

@@ -154,11 +154,11 @@ def object_scores(row: dict[str, int]) -> dict[str, int]:
     return out
 
 
-def object_counts(caption_text: str, detection: Detection) -> dict[str, int]:
+def object_counts(caption: ParsedCaption | str | None, detection: Detection) -> dict[str, int]:
     """Joint generation: how many objects the caption names and the clip shows. ``second_named``: the caption
     parses and names a second object; ``second_drawn``: the detector reads two objects; ``counts_agree``: the
     caption parses and names as many objects as the clip shows."""
-    parsed = parse_caption(caption_text)
+    parsed = parse_caption(caption) if isinstance(caption, str) else caption
     named = None if parsed is None else 1 + (parsed.second is not None)
     drawn = len(detection.objects)
     return {"second_named": int(named == 2), "second_drawn": int(drawn == 2), "counts_agree": int(named == drawn)}
