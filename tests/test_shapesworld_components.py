@@ -34,9 +34,10 @@ def test_vae_is_per_frame_and_crops_find_objects():
         assert ((crop.int() - background.int()).abs().sum(-1) > 20).any()  # always holds part of an object
 
 
-def test_temporal_vae_starts_as_every_fourth_frame_of_the_per_frame_one():
-    """The 4x temporal VAE made from a per-frame one encodes frame 4j into latent frame j and decodes each latent
-    frame as four copies of the per-frame decoding, before any fine-tuning; a compressing VAE is refused."""
+def test_temporal_vae_starts_as_every_kth_frame_of_the_per_frame_one():
+    """The 4x (2x) temporal VAE made from a per-frame one encodes frame 4j (2j) into latent frame j and decodes each
+    latent frame as four (two) copies of the per-frame decoding, before any fine-tuning; a compressing VAE and
+    other factors are refused."""
     from training.shapesworld.vae import build_vae, temporal_from_per_frame
     from univigu.latents import encode_frames
 
@@ -45,22 +46,24 @@ def test_temporal_vae_starts_as_every_fourth_frame_of_the_per_frame_one():
     with torch.no_grad():  # past kernel slices stay zero; random weights elsewhere so every layer matters
         for p in per_frame.parameters():
             p.add_(0.05 * torch.randn_like(p) * (p != 0))
-    temporal = temporal_from_per_frame(per_frame).eval()
-    assert temporal.config.scale_factor_temporal == 4
     clip = render(next(iter_split("train", 1))[1])
-    z_frame, z_time = (
-        encode_frames(per_frame, clip[None], normalized=False),
-        encode_frames(temporal, clip[None], normalized=False),
-    )
-    assert z_time.shape == (1, 4, 5, 16, 16)
-    torch.testing.assert_close(z_time, z_frame[:, :, ::4], rtol=1e-4, atol=1e-5)
-    with torch.no_grad():
-        x_frame, x_time = per_frame.decode(z_time).sample, temporal.decode(z_time).sample
-    assert x_time.shape == (1, 3, 17, 64, 64)
-    repeat = torch.tensor([0] + [j for j in range(1, 5) for _ in range(4)])
-    torch.testing.assert_close(x_time, x_frame[:, :, repeat], rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="per-frame"):
-        temporal_from_per_frame(temporal)
+    z_frame = encode_frames(per_frame, clip[None], normalized=False)
+    for factor in (4, 2):
+        temporal = temporal_from_per_frame(per_frame, factor).eval()
+        assert temporal.config.scale_factor_temporal == factor
+        latent_frames = 1 + 16 // factor
+        z_time = encode_frames(temporal, clip[None], normalized=False)
+        assert z_time.shape == (1, 4, latent_frames, 16, 16)
+        torch.testing.assert_close(z_time, z_frame[:, :, ::factor], rtol=1e-4, atol=1e-5)
+        with torch.no_grad():
+            x_frame, x_time = per_frame.decode(z_time).sample, temporal.decode(z_time).sample
+        assert x_time.shape == (1, 3, 17, 64, 64)
+        repeat = torch.tensor([0] + [j for j in range(1, latent_frames) for _ in range(factor)])
+        torch.testing.assert_close(x_time, x_frame[:, :, repeat], rtol=1e-4, atol=1e-5)
+        with pytest.raises(ValueError, match="per-frame"):
+            temporal_from_per_frame(temporal)
+    with pytest.raises(ValueError, match="must be 2 or 4"):
+        temporal_from_per_frame(per_frame, 3)
 
 
 def test_context_pretraining_makes_a_word_depend_on_its_place():
@@ -147,4 +150,8 @@ def test_vae_training_stopped_and_resumed_ends_with_the_unbroken_weights(tmp_pat
     with pytest.raises(ValueError, match="another VAE run's .* delete it to start over"):
         vae_mod.train_vae(
             vae_mod.build_vae(base_dim=4, z_dim=4), clips, steps=9, batch_size=2, crop=16, seed=3, checkpoint=ckpt
+        )
+    with pytest.raises(ValueError, match="another VAE run's"):  # same settings, another architecture
+        vae_mod.train_vae(
+            vae_mod.build_vae(base_dim=4, z_dim=8), clips, steps=7, batch_size=2, crop=16, seed=3, checkpoint=ckpt
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from training import train as train_mod
 from training.shapesworld import detailed_caption, iter_split, parse_caption, render
@@ -399,6 +400,43 @@ def test_resume_is_exact(tiny_run, monkeypatch):
     train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'cut'}"]))
     assert len(_losses(tiny_run / "cut")) == 5
     np.testing.assert_allclose(_losses(tiny_run / "cut"), _losses(tiny_run / "full"), rtol=1e-6, atol=0)
+
+
+def test_precompute_stopped_between_parts_resumes_to_the_same_cache(tiny_run, tmp_path, monkeypatch):
+    """A precompute stopped after a part of its clips continues there (re-encoding none) and writes the cache an
+    unbroken run writes; parts of another dataset are refused; the parts go once the cache is whole."""
+    import training.data as data_mod
+    from training.shapesworld import export_dataset
+
+    export_dataset(tmp_path / "data", "train", 10)
+    args = (str(tmp_path / "data"), str(tiny_run / "components"))
+    unbroken = load_file(data_mod.precompute(*args, str(tmp_path / "unbroken.safetensors"), part_size=4))
+    cut = tmp_path / "cut.safetensors"
+    save, saved = data_mod._save_whole, []
+
+    def save_then_stop(tensors, path, *rest):
+        save(tensors, path, *rest)
+        saved.append(path.name)
+        if len(saved) == 2:
+            raise KeyboardInterrupt  # killed after its second part
+
+    monkeypatch.setattr(data_mod, "_save_whole", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        data_mod.precompute(*args, str(cut), part_size=4)
+    monkeypatch.undo()
+    assert saved == ["00000.safetensors", "00001.safetensors"] and not cut.exists()
+    encode = data_mod.encode_frames
+    encoded = []
+    monkeypatch.setattr(data_mod, "encode_frames", lambda vae, x, b: encoded.append(len(x)) or encode(vae, x, b))
+    resumed = load_file(data_mod.precompute(*args, str(cut), part_size=4))
+    assert encoded == [2]  # only the last part's two clips
+    assert resumed.keys() == unbroken.keys()
+    assert all(torch.equal(resumed[k], unbroken[k]) for k in unbroken)
+    assert not (tmp_path / "cut.safetensors.parts").exists()
+    (tmp_path / "other.safetensors.parts").mkdir()
+    (tmp_path / "other.safetensors.parts" / "settings.json").write_text('{"rows": 3}')
+    with pytest.raises(ValueError, match="parts of another cache .* delete it"):
+        data_mod.precompute(*args, str(tmp_path / "other.safetensors"), part_size=4)
 
 
 def test_rows_without_a_caption_condition_on_and_learn_their_prompt(tiny_run, tmp_path):

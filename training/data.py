@@ -25,6 +25,7 @@ caches what training needs so that the loop never runs the VAE or the text encod
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from univigu.durable import fsync_dir, replace_file
 from univigu.latents import encode_frames
 from univigu.pipeline_text import encode_texts, text_stream_ids
 from univigu.video_io import fit_video, read_video
@@ -87,6 +89,16 @@ def embed_texts(tokenizer, text_encoder, texts: list[str], batch_size: int = 256
     )
 
 
+def _save_whole(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    # a temporary file beside it, fsync'd, renamed over it: a kill leaves the old file or the new one
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file(tensors, str(tmp), metadata=metadata)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
 @torch.no_grad()
 def precompute(
     data_dir: str,
@@ -95,43 +107,65 @@ def precompute(
     buckets=DEFAULT_BUCKETS,
     max_text_len: int | None = None,
     batch_size: int = 16,
+    part_size: int = 1024,
 ) -> Path:
-    """Encode the dataset at ``data_dir`` with the components; write the cache atomically to ``out_path``."""
+    """Encode the dataset at ``data_dir`` with the components; write the cache atomically to ``out_path``.
+
+    Latents are written ``part_size`` clips at a time into ``{out_path}.parts/``: a run stopped part-way
+    continues after its last whole part and writes the same cache as an unbroken one; the parts go once the
+    cache is written."""
     tokenizer, text_encoder, vae = load_components(components_dir)
     max_text_len = max_text_len or tokenizer.model_max_length
     rows = read_metadata(data_dir)
     buckets = [tuple(int(v) for v in b) for b in buckets]
+    keys = ["x".join(map(str, b)) for b in buckets]
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir(exist_ok=True)
+    settings = json.dumps(
+        {
+            "data": str(Path(data_dir).resolve()),
+            "components": str(Path(components_dir).resolve()),
+            "rows": len(rows),
+            "buckets": buckets,
+            "batch_size": batch_size,
+            "part_size": part_size,
+        }
+    )
+    if (parts / "settings.json").exists() and (parts / "settings.json").read_text() != settings:
+        raise ValueError(f"{parts} holds the parts of another cache (other data or components): delete it")
+    replace_file(parts / "settings.json", settings)
 
-    # 1. Clips -> buckets -> latents, a chunk at a time to bound memory
+    # 1. Clips -> buckets -> latents, a part at a time: bounded memory, and a stopped run resumes
     start = time.time()
-    per_bucket: dict[tuple, list] = {b: [] for b in buckets}
-    index: dict[tuple, list] = {b: [] for b in buckets}
-    pending: dict[tuple, list] = {b: [] for b in buckets}
+    for first in range(0, len(rows), part_size):
+        part = parts / f"{first // part_size:05d}.safetensors"
+        if part.exists():
+            continue
+        pending: dict[tuple, list] = {b: [] for b in buckets}
+        index: dict[tuple, list] = {b: [] for b in buckets}
+        for n in range(first, min(first + part_size, len(rows))):
+            frames = read_frames(Path(data_dir) / rows[n]["video"])
+            b = bucket_for(frames, buckets)
+            pending[b].append(fit_video(frames, *b)[0])
+            index[b].append(n)
+        tensors = {}
+        for b, key in zip(buckets, keys):
+            if index[b]:
+                tensors[f"latents/{key}"] = encode_frames(vae, np.stack(pending[b]), batch_size).contiguous()
+                tensors[f"index/{key}"] = torch.tensor(index[b], dtype=torch.long)
+        _save_whole(tensors, part)
+        done = min(first + part_size, len(rows))
+        print(f"precompute: {done}/{len(rows)} clips ({time.time() - start:.0f}s)", flush=True)
+    written = [load_file(str(parts / f"{k:05d}.safetensors")) for k in range(-(-len(rows) // part_size))]
 
-    def flush(b):
-        if pending[b]:
-            per_bucket[b].append(encode_frames(vae, np.stack(pending[b]), batch_size))
-            pending[b] = []
-
-    for n, row in enumerate(rows):
-        frames = read_frames(Path(data_dir) / row["video"])
-        b = bucket_for(frames, buckets)
-        pending[b].append(fit_video(frames, *b)[0])
-        index[b].append(n)
-        if len(pending[b]) == batch_size:
-            flush(b)
-        if (n + 1) % 500 == 0:
-            print(f"precompute: {n + 1}/{len(rows)} clips ({time.time() - start:.0f}s)", flush=True)
-    for b in buckets:
-        flush(b)
-
-    # 2. Texts
+    # 2. The parts joined, and the texts
     tensors = {}
-    for b in buckets:
-        if index[b]:
-            key = "x".join(map(str, b))
-            tensors[f"latents/{key}"] = torch.cat(per_bucket[b]).contiguous()
-            tensors[f"index/{key}"] = torch.tensor(index[b], dtype=torch.long)
+    for key in keys:
+        if any(f"index/{key}" in w for w in written):
+            tensors[f"latents/{key}"] = torch.cat([w[f"latents/{key}"] for w in written if f"latents/{key}" in w])
+            tensors[f"index/{key}"] = torch.cat([w[f"index/{key}"] for w in written if f"index/{key}" in w])
     prompts, captions = [r["prompt"] for r in rows], [r["caption"] for r in rows]
     tensors["prompt_embeds"] = embed_texts(tokenizer, text_encoder, prompts)
     tensors["caption_embeds"] = embed_texts(tokenizer, text_encoder, captions)
@@ -140,13 +174,10 @@ def precompute(
     tensors["caption_ids"] = text_stream_ids(tokenizer, captions, max_text_len, tokenizer.pad_token_id)
     tensors["has_caption"] = torch.tensor([bool(c.strip()) for c in captions])
 
-    # 3. Atomic write
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    # 3. Atomic write; then the parts go
     meta = {"data_dir": str(data_dir), "components": str(components_dir), "num_clips": str(len(rows))}
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, out)
+    _save_whole(tensors, out, meta)
+    shutil.rmtree(parts)
     print(f"precompute: cached {len(rows)} clips in {time.time() - start:.0f}s -> {out}")
     return out
 

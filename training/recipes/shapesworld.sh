@@ -16,7 +16,8 @@ RUN=${RUN:-runs/shapesworld}
 OUT=${OUT:-assets/univigu-shapesworld}
 N_TRAIN=${N_TRAIN:-3000}
 VAE_STEPS=${VAE_STEPS:-1500}  # single frames, object-centred crops, objects weighted x11
-VAE_TEMPORAL_STEPS=${VAE_TEMPORAL_STEPS:-400}  # then 4x temporal compression, whole clips (17 -> 5 latent frames)
+VAE_TEMPORAL_STEPS=${VAE_TEMPORAL_STEPS:-400}  # then temporal compression, whole clips
+VAE_TEMPORAL_FACTOR=${VAE_TEMPORAL_FACTOR:-4}  # 4: 17 -> 5 latent frames; 2: 17 -> 9
 TEXT_STEPS=${TEXT_STEPS:-1500}  # the text encoder's pretraining (masked words, each word's neighbours and place)
 EVAL_N=${EVAL_N:-200}
 UNTIL=${UNTIL:-}
@@ -35,7 +36,8 @@ stage data "$RUN/data/train/metadata.jsonl" \
   $PY -m training.shapesworld.export --out "$RUN/data/train" --split train --n "$N_TRAIN"
 stage components "$RUN/components/report.json" \
   $PY -m training.shapesworld.components --data "$RUN/data/train" --out "$RUN/components" --vae-steps "$VAE_STEPS" \
-  --vae-temporal-steps "$VAE_TEMPORAL_STEPS" --text-steps "$TEXT_STEPS" --text-context 3
+  --vae-temporal-steps "$VAE_TEMPORAL_STEPS" --vae-temporal-factor "$VAE_TEMPORAL_FACTOR" \
+  --text-steps "$TEXT_STEPS" --text-context 3
 stage precompute "$RUN/cache/train.safetensors" \
   $PY -m training.data --data "$RUN/data/train" --components "$RUN/components" --out "$RUN/cache/train.safetensors"
 # The stages are their YAML files (steps, shifts, objective); only the run's folders are given here.

@@ -36,6 +36,7 @@ def build(
     seed: int = 0,
     vae_temporal_steps: int = 0,
     vae_temporal_batch: int = 8,
+    vae_temporal_factor: int = 4,
     text_context: int = 0,
     text_only: bool = False,
 ) -> dict:
@@ -83,7 +84,7 @@ def build(
     if vae_temporal_steps > 0:
         # whole clips: a compressing VAE's causal cache drifts on shorter windows
         report["vae_per_frame"] = {"recon_last": float(np.mean(losses[-20:])), "seconds": round(time.time() - start, 1)}
-        vae = temporal_from_per_frame(vae)
+        vae = temporal_from_per_frame(vae, vae_temporal_factor)
         losses = train_vae(
             vae,
             clips,
@@ -127,9 +128,16 @@ def main(argv=None):
         "--vae-temporal-steps",
         type=int,
         default=0,
-        help="then make the VAE compress time 4x and fine-tune it on whole clips for this many steps (0: per-frame)",
+        help="then make the VAE compress time and fine-tune it on whole clips for this many steps (0: per-frame)",
     )
     parser.add_argument("--vae-temporal-batch", type=int, default=8)
+    parser.add_argument(
+        "--vae-temporal-factor",
+        type=int,
+        choices=(2, 4),
+        default=4,
+        help="how many frames a latent frame holds: 4 (17 -> 5 latent frames) or 2 (17 -> 9)",
+    )
     parser.add_argument("--text-steps", type=int, default=400)
     parser.add_argument(
         "--text-context",
@@ -155,6 +163,7 @@ def main(argv=None):
             args.seed,
             vae_temporal_steps=args.vae_temporal_steps,
             vae_temporal_batch=args.vae_temporal_batch,
+            vae_temporal_factor=args.vae_temporal_factor,
             text_context=args.text_context,
             text_only=args.text_only,
         )

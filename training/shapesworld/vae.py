@@ -1,9 +1,9 @@
-"""The ShapesWorld VAE: a Wan VAE trained per frame, then made to compress time 4x and fine-tuned on clips.
+"""The ShapesWorld VAE: a Wan VAE trained per frame, then made to compress time (4x or 2x) and fine-tuned on clips.
 
 A per-frame ``AutoencoderKLWan`` (4x spatial, no temporal compression; base_dim 16, z_dim 8; see
 :func:`build_vae`) trained on the dataset's frames with an object-weighted L1 + MSE reconstruction loss and a
-small KL term, then turned into Wan's 4x temporally compressing VAE (:func:`temporal_from_per_frame`) and
-fine-tuned on whole clips; ``latents_mean/std`` in its config come from the data
+small KL term, then turned into a temporally compressing VAE (:func:`temporal_from_per_frame`: 4x as Wan's,
+or 2x) and fine-tuned on whole clips; ``latents_mean/std`` in its config come from the data
 (:func:`set_latent_stats`), so the transformer sees unit-scale latents. :func:`detector_accuracy` reads its
 reconstructions with the ShapesWorld detector: the ceiling for text-to-video.
 """
@@ -57,14 +57,20 @@ def build_vae(base_dim: int = 16, z_dim: int = 8) -> AutoencoderKLWan:
     return vae
 
 
-def temporal_from_per_frame(per_frame: AutoencoderKLWan) -> AutoencoderKLWan:
-    """Wan's 4x temporally compressing VAE (17 frames -> 5 latent frames) from a trained per-frame one.
+def temporal_from_per_frame(per_frame: AutoencoderKLWan, factor: int = 4) -> AutoencoderKLWan:
+    """A temporally compressing Wan VAE from a trained per-frame one: ``factor`` 4 (Wan's own: 17 frames -> 5
+    latent frames, both downsamplings temporal) or 2 (17 -> 9, only the inner one).
 
     Every weight is copied; the only new ones, the resamplers' temporal convolutions, start as "keep the
     newest frame" (downsampling) and "repeat the frame" (upsampling), so before any fine-tuning the VAE
-    encodes every fourth frame and decodes each latent frame as four copies of it. With (1, 4, 4) patches
-    the transformer then sees 5 x 4 x 4 = 80 video tokens instead of 272.
+    encodes every ``factor``-th frame and decodes each latent frame as ``factor`` copies of it. With (1, 4, 4)
+    patches the transformer then sees 5 x 4 x 4 = 80 video tokens (factor 4) or 9 x 4 x 4 = 144 (factor 2)
+    instead of 272. Factor 2 keeps what the per-frame VAE reads of small moving shapes; 4 loses much of it
+    (``EXPERIMENTS.md``).
     """
+    downsample = {4: [True, True], 2: [False, True]}.get(factor)
+    if downsample is None:
+        raise ValueError(f"temporal factor must be 2 or 4, got {factor}")
     cfg = per_frame.config
     if any(cfg.temperal_downsample) or len(cfg.temperal_downsample) != 2:
         raise ValueError(f"expected a per-frame VAE with two spatial downsamplings, got {cfg.temperal_downsample}")
@@ -73,10 +79,10 @@ def temporal_from_per_frame(per_frame: AutoencoderKLWan) -> AutoencoderKLWan:
         z_dim=cfg.z_dim,
         dim_mult=list(cfg.dim_mult),
         num_res_blocks=cfg.num_res_blocks,
-        temperal_downsample=[True, True],
+        temperal_downsample=downsample,
         latents_mean=list(cfg.latents_mean),
         latents_std=list(cfg.latents_std),
-        scale_factor_temporal=4,
+        scale_factor_temporal=factor,
         scale_factor_spatial=cfg.scale_factor_spatial,
     )
     missing, unexpected = vae.load_state_dict(per_frame.state_dict(), strict=False)
@@ -161,9 +167,13 @@ def train_vae(
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     losses, start, first = [], time.time(), 0
-    # what a checkpoint must have been made with to be continued
+    # what a checkpoint must have been made with to be continued: these settings and the VAE's architecture
+    architecture = {k: v for k, v in vae.config.items() if not k.startswith("_")}
     settings = json.dumps(
         [steps, batch_size, window, crop, lr, kl_weight, fg_weight, warmup, object_crops, seed, list(clips.shape)]
+        + [architecture],
+        sort_keys=True,
+        default=str,
     )
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, weights_only=True)
