@@ -150,6 +150,33 @@ def test_video_flow_path_and_x0():
     assert 0 <= sig.min() and sig.max() <= 1 and sig.mean() > 0.6  # shift > 1 favours high noise
 
 
+def test_video_loss_weights_each_latent():
+    """A weighted video loss is each sample's weighted mean: uniform weights give the plain mean, and an error
+    where the weight is high costs more than the same error where it is low."""
+    target = torch.zeros(2, 4, 3, 4, 4)
+    plain = torch.randn(2, 4, 3, 4, 4)
+    torch.testing.assert_close(
+        VideoFlow.loss(plain, target, torch.full((2, 1, 3, 4, 4), 7.0)), VideoFlow.loss(plain, target)
+    )
+    weight = torch.ones(2, 1, 3, 4, 4)
+    weight[:, :, :, :2] = 11.0  # the upper half of each frame
+    upper, lower = torch.zeros_like(target), torch.zeros_like(target)
+    upper[:, :, :, 0, 0], lower[:, :, :, 3, 3] = 1.0, 1.0
+    total = 4 * (8 * 11 + 8) * 3  # channels x (8 weighted + 8 plain positions) x frames
+    torch.testing.assert_close(VideoFlow.loss(upper, target, weight), torch.full((2,), 4 * 3 * 11 / total))
+    torch.testing.assert_close(VideoFlow.loss(lower, target, weight), torch.full((2,), 4 * 3 * 1 / total))
+    # through the objective: prepare carries the weights to the loss
+    wan = UniViGUTransformer(**tiny_wan_config())
+    latents, cond = torch.randn(2, 4, 3, 4, 4), torch.randn(2, 5, wan.config.text_dim)
+    objective = UniFlowLoss(video_shift=3.0)
+    inputs, targets = objective.prepare(
+        wan, latents, None, cond, generator=torch.Generator().manual_seed(0), video_weight=weight
+    )
+    assert targets.video_weight is weight
+    out = type("Out", (), {"video_velocity": lower + targets.video})()
+    torch.testing.assert_close(objective.loss(out, targets).video_loss, torch.tensor(4 * 3 / total))
+
+
 @pytest.mark.parametrize("formulation", ["discrete", "embedding"])
 def test_uniflow_loss_lambda_and_independent_times(formulation):
     torch.manual_seed(0)

@@ -460,6 +460,25 @@ def test_object_counts_compare_the_caption_with_the_clip() -> None:
     assert counts("a red circle", blank)["counts_agree"] == 0
 
 
+def test_shapes_drawn_tell_a_blob_from_a_shape() -> None:
+    """Text-to-video's "shapes": per shape asked, the shapes read back and the median fill ratio; the object read
+    is the one of the asked colour where the detector's main object is another."""
+    from training.shapesworld.evaluate import _drawn_main, _shapes_drawn
+
+    two = _example_scene()  # a main and a second object of another colour
+    detection = sw.detect(render(two))
+    assert _drawn_main(detection, two.main.color).color == two.main.color
+    assert _drawn_main(detection, two.second.color).color == two.second.color
+    assert _drawn_main(detection, "no such colour") == detection.main
+    square = dataclasses.replace(detection.objects[0], shape="square", fill_ratio=0.98)
+    blob = dataclasses.replace(detection.objects[0], shape="circle", fill_ratio=0.7)
+    shapes = _shapes_drawn(["square", "square", "square", "circle"], [square, blob, None, blob])
+    assert shapes == {
+        "circle": {"drawn": {"circle": 1}, "fill_median": 0.7},
+        "square": {"drawn": {"circle": 1, "none": 1, "square": 1}, "fill_median": 0.84},
+    }
+
+
 def test_table_shows_object_rows_and_the_two_object_share() -> None:
     from training.shapesworld.evaluate import markdown_table
 

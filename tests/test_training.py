@@ -402,6 +402,24 @@ def test_resume_is_exact(tiny_run, monkeypatch):
     np.testing.assert_allclose(_losses(tiny_run / "cut"), _losses(tiny_run / "full"), rtol=1e-6, atol=0)
 
 
+def test_foreground_weight_marks_objects_and_their_neighbours():
+    """An object's latents (far from the clip's background) and their 8 neighbours in each frame weigh
+    1 + video_fg_weight, the rest 1, on any background; a negative weight is refused in one line."""
+    latents = torch.full((2, 8, 3, 16, 16), 0.5)
+    latents[1] = -1.0  # another clip, another background
+    latents[:, :, :, 4:7, 9:12] += 3.0  # an object, 3 x 3 latents, in every frame
+    latents[0, :, 1, 4:7, 9:12] -= 3.0  # gone from clip 0's middle frame
+    weight = train_mod.foreground_weight(latents, 10.0)
+    assert weight.shape == (2, 1, 3, 16, 16)
+    want = torch.ones(2, 1, 3, 16, 16)
+    want[:, :, :, 3:8, 8:13] = 11.0
+    want[0, :, 1] = 1.0
+    assert torch.equal(weight, want)
+    assert train_mod.load_config(["--video_fg_weight=10"]).video_fg_weight == 10.0
+    with pytest.raises(SystemExit, match="video_fg_weight must be >= 0"):
+        train_mod.load_config(["--video_fg_weight=-1"])
+
+
 def test_precompute_stopped_between_parts_resumes_to_the_same_cache(tiny_run, tmp_path, monkeypatch):
     """A precompute stopped after a part of its clips continues there (re-encoding none) and writes the cache an
     unbroken run writes; parts of another dataset are refused; the parts go once the cache is whole."""

@@ -52,6 +52,10 @@ class Config:
     p_drop_prompt: float = 0.0
     p_uncond: float = 0.1
     video_shift: float = 3.0
+    # > 0: latent positions unlike the clip's background (and their neighbours) weigh 1 + this in the video loss
+    # (training.train.foreground_weight): for clips of small objects on a plain background, whose shapes are a
+    # sliver of a plain mean squared error
+    video_fg_weight: float = 0.0
     video_clean_prob: float = 0.0  # recall/refine: share of rows whose video is held clean (see UniFlowLoss)
     text_clean_prob: float = 0.0  # recall/refine: share of the other rows whose text is held clean
     lambda_text: str | float = "auto"
@@ -127,6 +131,8 @@ def load_config(argv: list[str]) -> Config:
         raise SystemExit(
             f"rows must be >= 0 (0: all) and caption_rows >= -1 (-1: all), got {cfg.rows}, {cfg.caption_rows}"
         )
+    if not cfg.video_fg_weight >= 0:
+        raise SystemExit(f"video_fg_weight must be >= 0 (0: a plain mean), got {cfg.video_fg_weight}")
     if cfg.lora_rank < 0 or cfg.lora_alpha < 0:
         raise SystemExit(f"lora_rank and lora_alpha must be >= 0, got {cfg.lora_rank} and {cfg.lora_alpha}")
     if cfg.lora_rank and not _is_univigu_folder(cfg.init):

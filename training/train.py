@@ -125,6 +125,18 @@ def build_model(cfg: Config, data: LatentCache):
     return uni_from_base(wan, tokenizer, cfg.ffn_t_init, data.prompt_ids.shape[1], cfg.text_formulation)
 
 
+FOREGROUND_DISTANCE = 2.0  # normalised latent units (L2 over channels) from the clip's background
+
+
+def foreground_weight(latents: torch.Tensor, weight: float) -> torch.Tensor:
+    """Video loss weights [B, 1, F, H, W]: 1 + ``weight`` at latent positions farther than ``FOREGROUND_DISTANCE``
+    from the clip's background (its per-channel median) and at their 8 neighbours in the frame, 1 elsewhere."""
+    background = latents.flatten(2).median(dim=2).values[:, :, None, None, None]
+    far = ((latents - background).norm(dim=1, keepdim=True) > FOREGROUND_DISTANCE).float()
+    near = torch.nn.functional.max_pool3d(far, kernel_size=(1, 3, 3), stride=1, padding=(0, 1, 1))
+    return 1 + weight * near
+
+
 def compute_loss(
     cfg: Config, model, module, batch: dict, empty: torch.Tensor, gen: torch.Generator, objective: UniFlowLoss
 ) -> UniFlowLossOutput:
@@ -148,7 +160,10 @@ def compute_loss(
     text_ids = None if cfg.text_target == "none" else batch[f"{cfg.text_target}_ids"]
     if cfg.text_target == "caption":
         text_ids = torch.where(has_caption.to(latents.device)[:, None], text_ids, batch["prompt_ids"])
-    inputs, targets = objective.prepare(module, latents, text_ids, cond, drop_text=uncond, generator=gen)
+    weight = foreground_weight(latents, cfg.video_fg_weight) if cfg.video_fg_weight else None
+    inputs, targets = objective.prepare(
+        module, latents, text_ids, cond, drop_text=uncond, generator=gen, video_weight=weight
+    )
     return objective.loss(model(**inputs), targets)
 
 

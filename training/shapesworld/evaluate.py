@@ -148,6 +148,26 @@ def _binding(caption: str, scene) -> dict[str, int]:
     return {"main": same(scene.main), "second": same(scene.second)}
 
 
+def _drawn_main(detection, color: str):
+    """The detected object of the asked main object's colour (else the detector's main object), or None."""
+    same = [o for o in detection.objects if o.color == color]
+    return same[0] if same else detection.main
+
+
+def _shapes_drawn(asked: list[str], drawn: list) -> dict:
+    """Per shape asked: how often each shape (or nothing) was read back, and the median fill ratio drawn."""
+    out = {}
+    for shape in sorted(set(asked)):
+        objects = [o for a, o in zip(asked, drawn) if a == shape]
+        read = [o.shape if o is not None else "none" for o in objects]
+        fills = [o.fill_ratio for o in objects if o is not None]
+        out[shape] = {
+            "drawn": {name: read.count(name) for name in sorted(set(read))},
+            "fill_median": round(float(np.median(fills)), 3) if fills else None,
+        }
+    return out
+
+
 class Evaluator:
     def __init__(
         self,
@@ -240,7 +260,7 @@ class Evaluator:
 
     def text_to_video(self, scenes) -> dict:
         captions = [detailed_caption(s) for s in scenes]
-        scores, sample_wall, sample_cpu = [], 0.0, 0.0
+        scores, drawn, sample_wall, sample_cpu = [], [], 0.0, 0.0
         for k in range(0, len(scenes), self.batch):
             chunk = captions[k : k + self.batch]
             text_ids = None  # the captions, held in the text stream
@@ -258,7 +278,9 @@ class Evaluator:
             sample_wall += time.perf_counter() - wall
             sample_cpu += time.process_time() - cpu
             clips = decode_frames(self.vae, latents).numpy()
-            scores += [score_detection(detect(clip), cap) for clip, cap in zip(clips, chunk)]
+            detections = [detect(clip) for clip in clips]
+            scores += [score_detection(d, cap) for d, cap in zip(detections, chunk)]
+            drawn += [_drawn_main(d, s.main.color) for d, s in zip(detections, scenes[k : k + self.batch])]
         attrs = aggregate(scores)
         return {
             "attrs": attrs,
@@ -268,6 +290,8 @@ class Evaluator:
             "attrs_one_object": aggregate(r for r, s in zip(scores, scenes) if s.second is None),
             "attrs_two_objects": aggregate(r for r, s in zip(scores, scenes) if s.second is not None),
             "objects": aggregate(object_scores(r) for r in scores),
+            # what is drawn for each shape asked: a generator that ignores the shape word draws one fill ratio
+            "shapes": _shapes_drawn([s.main.shape for s in scenes], drawn),
             "per_clip": {"scores": scores},
             # the denoising loop alone (no VAE, no detector): what a step cache changes; CPU time is this
             # process's, steadier than wall time on a shared machine

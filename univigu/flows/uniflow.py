@@ -77,6 +77,7 @@ class UniFlowTargets:
     sigma_video: torch.Tensor  # [B]
     sigma_text: torch.Tensor | None  # [B]
     flow: DiscreteTextFlow | EmbeddingTextFlow | None = None
+    video_weight: torch.Tensor | None = None  # per-element weights of the video loss (None: a plain mean)
 
 
 class UniFlowLoss:
@@ -134,11 +135,13 @@ class UniFlowLoss:
         drop_text: torch.Tensor | None = None,  # [B] bool
         generator: torch.Generator | None = None,
         clean: tuple[torch.Tensor, torch.Tensor] | None = None,  # (video, text) [B] bool: draw_clean's
+        video_weight: torch.Tensor | None = None,  # broadcastable to the latents: weights of the video loss
     ) -> tuple[dict, UniFlowTargets]:
         """The forward's keyword inputs and the loss's targets for one batch; every random draw is from ``generator``.
 
         ``transformer`` is read (its config and text flow), not called. With ``text_ids=None`` the inputs are the
-        video's alone and the objective is plain video flow matching over every row."""
+        video's alone and the objective is plain video flow matching over every row. ``video_weight`` makes each
+        sample's video loss a weighted mean over its latents (``VideoFlow.loss``)."""
         batch, device = video_latents.shape[0], video_latents.device
 
         # 1. Independent noise levels per sample and modality; the samples held clean
@@ -161,7 +164,9 @@ class UniFlowLoss:
             video_latents=x_v, video_timestep=to_timestep(sigma_v), encoder_hidden_states=encoder_hidden_states
         )
         if text_ids is None:
-            return inputs, UniFlowTargets(VideoFlow.target(video_latents, noise), None, None, None, 0.0, sigma_v, None)
+            return inputs, UniFlowTargets(
+                VideoFlow.target(video_latents, noise), None, None, None, 0.0, sigma_v, None, video_weight=video_weight
+            )
 
         # 3. Noisy text; a dropped row is an empty text stream (all keys masked)
         inputs["text_timestep"] = to_timestep(sigma_t)
@@ -185,12 +190,13 @@ class UniFlowLoss:
             sigma_video=sigma_v,
             sigma_text=sigma_t,
             flow=flow,
+            video_weight=video_weight,
         )
         return inputs, targets
 
     def loss(self, outputs, targets: UniFlowTargets) -> UniFlowLossOutput:
         """The loss of a forward's ``outputs`` (``video_velocity``; ``text_logits`` or ``text_velocity``)."""
-        per_sample_video = VideoFlow.loss(outputs.video_velocity, targets.video)
+        per_sample_video = VideoFlow.loss(outputs.video_velocity, targets.video, targets.video_weight)
         if targets.text is None:
             video_loss = per_sample_video.mean()
             zero = torch.zeros((), device=video_loss.device)

@@ -30,6 +30,11 @@ class VideoFlow:
         return x_t - _bcast(sigma, x_t) * velocity
 
     @staticmethod
-    def loss(velocity: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-sample mean squared error [B]."""
-        return F.mse_loss(velocity.float(), target.float(), reduction="none").flatten(1).mean(1)
+    def loss(velocity: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-sample mean squared error [B]; with ``weight`` (broadcastable to the latents, e.g. [B, 1, F, H, W])
+        the per-sample weighted mean."""
+        error = F.mse_loss(velocity.float(), target.float(), reduction="none")
+        if weight is None:
+            return error.flatten(1).mean(1)
+        weight = weight.float().expand_as(error)
+        return (error * weight).flatten(1).sum(1) / weight.flatten(1).sum(1)
