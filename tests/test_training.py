@@ -479,7 +479,7 @@ def test_rows_without_a_caption_condition_on_and_learn_their_prompt(tiny_run, tm
         LatentCache(tmp_path / "cache.safetensors", rows=13)
 
     class Spy:  # the objective's inputs, then stop
-        def prepare(self, module, latents, text_ids, cond, drop_text, generator):
+        def prepare(self, module, latents, text_ids, cond, drop_text, generator, video_weight=None):
             seen.update(text_ids=text_ids, cond=cond)
             raise StopIteration
 
