@@ -420,7 +420,7 @@ def test_foreground_weight_marks_objects_and_their_neighbours():
         train_mod.load_config(["--video_fg_weight=-1"])
 
 
-def test_precompute_stopped_between_parts_resumes_to_the_same_cache(tiny_run, tmp_path, monkeypatch):
+def test_precompute_stopped_between_parts_resumes_to_the_same_cache(tiny_run, tmp_path, monkeypatch, capsys):
     """A precompute stopped after a part of its clips continues there (re-encoding none) and writes the cache an
     unbroken run writes; parts of another dataset are refused; the parts go once the cache is whole."""
     import training.data as data_mod
@@ -455,6 +455,9 @@ def test_precompute_stopped_between_parts_resumes_to_the_same_cache(tiny_run, tm
     (tmp_path / "other.safetensors.parts" / "settings.json").write_text('{"rows": 3}')
     with pytest.raises(ValueError, match="parts of another cache .* delete it"):
         data_mod.precompute(*args, str(tmp_path / "other.safetensors"), part_size=4)
+    with pytest.raises(SystemExit):  # from the command line: one line that says what to do
+        data_mod.main(["--data", args[0], "--components", args[1], "--out", str(tmp_path / "other.safetensors")])
+    assert "parts of another cache" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_rows_without_a_caption_condition_on_and_learn_their_prompt(tiny_run, tmp_path):

@@ -250,7 +250,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     buckets = [tuple(int(v) for v in b.split("x")) for b in args.bucket] if args.bucket else DEFAULT_BUCKETS
-    precompute(args.data, args.components, args.out, buckets)
+    try:
+        precompute(args.data, args.components, args.out, buckets)
+    except ValueError as error:  # a dataset row, or the parts of another cache
+        parser.error(str(error))
 
 
 if __name__ == "__main__":
