@@ -430,15 +430,15 @@ def test_precompute_stopped_between_parts_resumes_to_the_same_cache(tiny_run, tm
     args = (str(tmp_path / "data"), str(tiny_run / "components"))
     unbroken = load_file(data_mod.precompute(*args, str(tmp_path / "unbroken.safetensors"), part_size=4))
     cut = tmp_path / "cut.safetensors"
-    save, saved = data_mod._save_whole, []
+    save, saved = data_mod.replace_with, []
 
-    def save_then_stop(tensors, path, *rest):
-        save(tensors, path, *rest)
-        saved.append(path.name)
+    def save_then_stop(path, write):
+        save(path, write)
+        saved.append(Path(path).name)
         if len(saved) == 2:
             raise KeyboardInterrupt  # killed after its second part
 
-    monkeypatch.setattr(data_mod, "_save_whole", save_then_stop)
+    monkeypatch.setattr(data_mod, "replace_with", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         data_mod.precompute(*args, str(cut), part_size=4)
     monkeypatch.undo()

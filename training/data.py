@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from univigu.durable import fsync_dir, replace_file
+from univigu.durable import replace_file, replace_with
 from univigu.latents import encode_frames
 from univigu.pipeline_text import encode_texts, text_stream_ids
 from univigu.video_io import fit_video, read_video
@@ -87,16 +88,6 @@ def embed_texts(tokenizer, text_encoder, texts: list[str], batch_size: int = 256
     return torch.cat(
         [encode_texts(tokenizer, text_encoder, texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     )
-
-
-def _save_whole(tensors: dict, path: Path, metadata: dict | None = None) -> None:
-    # a temporary file beside it, fsync'd, renamed over it: a kill leaves the old file or the new one
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 @torch.no_grad()
@@ -155,7 +146,7 @@ def precompute(
             if index[b]:
                 tensors[f"latents/{key}"] = encode_frames(vae, np.stack(pending[b]), batch_size).contiguous()
                 tensors[f"index/{key}"] = torch.tensor(index[b], dtype=torch.long)
-        _save_whole(tensors, part)
+        replace_with(part, partial(save_file, tensors))
         done = min(first + part_size, len(rows))
         print(f"precompute: {done}/{len(rows)} clips ({time.time() - start:.0f}s)", flush=True)
     written = [load_file(str(parts / f"{k:05d}.safetensors")) for k in range(-(-len(rows) // part_size))]
@@ -163,9 +154,10 @@ def precompute(
     # 2. The parts joined, and the texts
     tensors = {}
     for key in keys:
-        if any(f"index/{key}" in w for w in written):
-            tensors[f"latents/{key}"] = torch.cat([w[f"latents/{key}"] for w in written if f"latents/{key}" in w])
-            tensors[f"index/{key}"] = torch.cat([w[f"index/{key}"] for w in written if f"index/{key}" in w])
+        held = [w for w in written if f"index/{key}" in w]
+        if held:
+            tensors[f"latents/{key}"] = torch.cat([w[f"latents/{key}"] for w in held])
+            tensors[f"index/{key}"] = torch.cat([w[f"index/{key}"] for w in held])
     prompts, captions = [r["prompt"] for r in rows], [r["caption"] for r in rows]
     tensors["prompt_embeds"] = embed_texts(tokenizer, text_encoder, prompts)
     tensors["caption_embeds"] = embed_texts(tokenizer, text_encoder, captions)
@@ -176,7 +168,7 @@ def precompute(
 
     # 3. Atomic write; then the parts go
     meta = {"data_dir": str(data_dir), "components": str(components_dir), "num_clips": str(len(rows))}
-    _save_whole(tensors, out, meta)
+    replace_with(out, partial(save_file, tensors, metadata=meta))
     shutil.rmtree(parts)
     print(f"precompute: cached {len(rows)} clips in {time.time() - start:.0f}s -> {out}")
     return out

@@ -38,16 +38,33 @@ def fsync_tree(path: str | os.PathLike) -> None:
         fsync_dir(root)
 
 
-def replace_file(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: a temporary file beside it, fsync'd, renamed over it."""
+def replace_with(path: str | os.PathLike, write) -> None:
+    """Make ``path`` whole or not at all: ``write(tmp)`` writes a temporary file beside it, which is fsync'd and
+    renamed over ``path`` (a failed write removes it)."""
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def replace_file(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (:func:`replace_with`)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    replace_with(path, write)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:

@@ -10,7 +10,6 @@ reconstructions with the ShapesWorld detector: the ceiling for text-to-video.
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample
 
+from univigu.durable import replace_with
 from univigu.latents import encode_frames, frames_to_pixels, pixels_to_frames
 
 from .detect import detect, palette_indices
@@ -231,10 +231,9 @@ def train_vae(
 
 
 def _save_checkpoint(path, vae, opt, gen, losses, step, settings: str) -> None:
-    # written whole to a temporary name, fsync'd, then renamed: a kill leaves the previous checkpoint or this one
+    # written whole (replace_with): a kill leaves the previous checkpoint or this one
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     state = {
         "vae": vae.state_dict(),
         "opt": opt.state_dict(),
@@ -243,11 +242,7 @@ def _save_checkpoint(path, vae, opt, gen, losses, step, settings: str) -> None:
         "step": step,
         "settings": settings,
     }
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    replace_with(path, lambda tmp: torch.save(state, tmp))
 
 
 @torch.no_grad()
