@@ -66,6 +66,41 @@ def test_temporal_vae_starts_as_every_kth_frame_of_the_per_frame_one():
         temporal_from_per_frame(per_frame, 3)
 
 
+def test_a_2x_spatial_vae_keeps_2x2_pixel_cells_and_halves_time_at_most(tmp_path, capsys):
+    """``build_vae(spatial=2)``: 32 x 32 latents, still per frame; its temporal VAE (factor 2) starts as every
+    other frame; factor 4 is refused, and ``components`` refuses that pair in one line before any training."""
+    from training.shapesworld import components
+    from training.shapesworld.vae import build_vae, temporal_from_per_frame
+    from univigu.latents import encode_frames
+
+    torch.manual_seed(0)
+    per_frame = build_vae(base_dim=4, z_dim=4, spatial=2).eval()
+    clip = render(next(iter_split("train", 1))[1])
+    z_frame = encode_frames(per_frame, clip[None], normalized=False)
+    assert z_frame.shape == (1, 4, 17, 32, 32)
+    torch.testing.assert_close(
+        encode_frames(per_frame, clip[None, 7:8], normalized=False)[:, :, 0], z_frame[:, :, 7], rtol=1e-5, atol=1e-5
+    )
+    temporal = temporal_from_per_frame(per_frame, 2).eval()
+    z_time = encode_frames(temporal, clip[None], normalized=False)
+    assert z_time.shape == (1, 4, 9, 32, 32)
+    torch.testing.assert_close(z_time, z_frame[:, :, ::2], rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        assert temporal.decode(z_time).sample.shape == (1, 3, 17, 64, 64)
+    with pytest.raises(ValueError, match="2 \\(it downsamples once\\)"):
+        temporal_from_per_frame(per_frame, 4)
+    with pytest.raises(ValueError, match="must be 2 or 4"):
+        build_vae(spatial=8)
+
+    out = tmp_path / "components"
+    args = ["--data", str(tmp_path / "no-data"), "--out", str(out), "--vae-spatial-factor", "2"]
+    with pytest.raises(SystemExit):
+        components.main(args + ["--vae-temporal-steps", "10", "--vae-temporal-factor", "4"])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--vae-temporal-factor 4 needs --vae-spatial-factor 4" in message
+    assert not out.exists()  # refused before the text encoder or the VAE trained
+
+
 def test_context_pretraining_makes_a_word_depend_on_its_place():
     """Wan cross-attends the prompt as an unordered set of vectors: with ``context`` the text encoder gives
     "left" as a cell and "left" as a motion different vectors; with masked words alone they stay alike."""

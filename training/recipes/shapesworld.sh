@@ -18,6 +18,8 @@ N_TRAIN=${N_TRAIN:-3000}
 VAE_STEPS=${VAE_STEPS:-1500}  # single frames, object-centred crops, objects weighted x11
 VAE_TEMPORAL_STEPS=${VAE_TEMPORAL_STEPS:-400}  # then temporal compression, whole clips
 VAE_TEMPORAL_FACTOR=${VAE_TEMPORAL_FACTOR:-4}  # 4: 17 -> 5 latent frames; 2: 17 -> 9
+VAE_SPATIAL_FACTOR=${VAE_SPATIAL_FACTOR:-4}  # 4: 16 x 16 latents; 2: 32 x 32 (with temporal 2, z 4, 1x8x8 patches)
+VAE_Z_DIM=${VAE_Z_DIM:-8}  # latent channels
 TEXT_STEPS=${TEXT_STEPS:-1500}  # the text encoder's pretraining (masked words, each word's neighbours and place)
 EVAL_N=${EVAL_N:-200}
 UNTIL=${UNTIL:-}
@@ -37,6 +39,7 @@ stage data "$RUN/data/train/metadata.jsonl" \
 stage components "$RUN/components/report.json" \
   $PY -m training.shapesworld.components --data "$RUN/data/train" --out "$RUN/components" --vae-steps "$VAE_STEPS" \
   --vae-temporal-steps "$VAE_TEMPORAL_STEPS" --vae-temporal-factor "$VAE_TEMPORAL_FACTOR" \
+  --vae-spatial-factor "$VAE_SPATIAL_FACTOR" --vae-z-dim "$VAE_Z_DIM" \
   --text-steps "$TEXT_STEPS" --text-context 3
 stage precompute "$RUN/cache/train.safetensors" \
   $PY -m training.data --data "$RUN/data/train" --components "$RUN/components" --out "$RUN/cache/train.safetensors"

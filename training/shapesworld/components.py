@@ -37,11 +37,18 @@ def build(
     vae_temporal_steps: int = 0,
     vae_temporal_batch: int = 8,
     vae_temporal_factor: int = 4,
+    vae_spatial_factor: int = 4,
     text_context: int = 0,
     text_only: bool = False,
 ) -> dict:
     """Build tokenizer, text encoder and VAE from the dataset at ``data_dir`` into ``out_dir``; report.
     ``text_only``: rebuild the tokenizer and text encoder only, keeping the VAE already in ``out_dir``."""
+    if vae_temporal_steps > 0 and vae_temporal_factor > vae_spatial_factor:
+        # a 2x-spatial VAE downsamples once, so it can halve time once: refused before any training
+        raise ValueError(
+            f"--vae-temporal-factor {vae_temporal_factor} needs --vae-spatial-factor 4 "
+            f"(a {vae_spatial_factor}x-spatial VAE compresses time 2x at most)"
+        )
     torch.manual_seed(seed)
     out = Path(out_dir)
     if text_only and not (out / "vae" / "config.json").exists():
@@ -75,7 +82,7 @@ def build(
     start = time.time()
     clips = torch.from_numpy(load_clips(data_dir, rows[:num_vae_clips], (NUM_FRAMES, HEIGHT, WIDTH)))
     print(f"loaded {len(clips)} clips for the VAE ({time.time() - start:.0f}s)")
-    vae = build_vae(vae_base_dim, vae_z_dim)
+    vae = build_vae(vae_base_dim, vae_z_dim, vae_spatial_factor)
     # checkpointed in the folder: a build stopped in either VAE phase continues there (``train_vae``)
     checkpoints = [out / "vae-per-frame.ckpt", out / "vae-temporal.ckpt"]
     losses = train_vae(
@@ -138,6 +145,13 @@ def main(argv=None):
         default=4,
         help="how many frames a latent frame holds: 4 (17 -> 5 latent frames) or 2 (17 -> 9)",
     )
+    parser.add_argument(
+        "--vae-spatial-factor",
+        type=int,
+        choices=(2, 4),
+        default=4,
+        help="how many pixels a latent cell spans each way: 4 (16 x 16 latents) or 2 (32 x 32; temporal factor 2)",
+    )
     parser.add_argument("--text-steps", type=int, default=400)
     parser.add_argument(
         "--text-context",
@@ -164,6 +178,7 @@ def main(argv=None):
             vae_temporal_steps=args.vae_temporal_steps,
             vae_temporal_batch=args.vae_temporal_batch,
             vae_temporal_factor=args.vae_temporal_factor,
+            vae_spatial_factor=args.vae_spatial_factor,
             text_context=args.text_context,
             text_only=args.text_only,
         )

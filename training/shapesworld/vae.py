@@ -1,6 +1,6 @@
 """The ShapesWorld VAE: a Wan VAE trained per frame, then made to compress time (4x or 2x) and fine-tuned on clips.
 
-A per-frame ``AutoencoderKLWan`` (4x spatial, no temporal compression; base_dim 16, z_dim 8; see
+A per-frame ``AutoencoderKLWan`` (4x or 2x spatial, no temporal compression; base_dim 16, z_dim 8; see
 :func:`build_vae`) trained on the dataset's frames with an object-weighted L1 + MSE reconstruction loss and a
 small KL term, then turned into a temporally compressing VAE (:func:`temporal_from_per_frame`: 4x as Wan's,
 or 2x) and fine-tuned on whole clips; ``latents_mean/std`` in its config come from the data
@@ -28,8 +28,9 @@ from .score import aggregate, score_detection
 from .text import detailed_caption
 
 
-def build_vae(base_dim: int = 16, z_dim: int = 8) -> AutoencoderKLWan:
-    """A per-frame Wan VAE with 4x spatial compression: 17x64x64 clips -> [z_dim, 17, 16, 16] latents.
+def build_vae(base_dim: int = 16, z_dim: int = 8, spatial: int = 4) -> AutoencoderKLWan:
+    """A per-frame Wan VAE with ``spatial`` (4 or 2) x spatial compression: 17x64x64 clips ->
+    [z_dim, 17, 64 / spatial, 64 / spatial] latents.
 
     No temporal downsampling, and every causal convolution's kernel slices over past frames start (and,
     trained on single frames, stay) at zero: each frame is encoded and decoded on its own, so the VAE can be
@@ -37,18 +38,22 @@ def build_vae(base_dim: int = 16, z_dim: int = 8) -> AutoencoderKLWan:
     the objects within minutes on a CPU. The price is 17 latent frames: with (1, 4, 4) patches the
     transformer would see 17 x 4 x 4 = 272 video tokens, which :func:`temporal_from_per_frame` cuts to 80
     (a patch of 8 x 16 = 128 values needs a hidden size of at least 128: ``training.train`` refuses smaller
-    ones).
+    ones). At 2x spatial compression (one downsampling, a 32 x 32 latent of 2 x 2-pixel cells) the small
+    objects keep their corners: give it z_dim 4 and (1, 8, 8) patches for the same tokens, 256 values each.
     """
+    dim_mult = {4: [1, 2, 4], 2: [1, 2]}.get(spatial)
+    if dim_mult is None:
+        raise ValueError(f"spatial compression must be 2 or 4, got {spatial}")
     vae = AutoencoderKLWan(
         base_dim=base_dim,
         z_dim=z_dim,
-        dim_mult=[1, 2, 4],
+        dim_mult=dim_mult,
         num_res_blocks=1,
-        temperal_downsample=[False, False],
+        temperal_downsample=[False] * (len(dim_mult) - 1),
         latents_mean=[0.0] * z_dim,
         latents_std=[1.0] * z_dim,
         scale_factor_temporal=1,
-        scale_factor_spatial=4,
+        scale_factor_spatial=spatial,
     )
     with torch.no_grad():
         for module in vae.modules():
@@ -63,17 +68,20 @@ def temporal_from_per_frame(per_frame: AutoencoderKLWan, factor: int = 4) -> Aut
 
     Every weight is copied; the only new ones, the resamplers' temporal convolutions, start as "keep the
     newest frame" (downsampling) and "repeat the frame" (upsampling), so before any fine-tuning the VAE
-    encodes every ``factor``-th frame and decodes each latent frame as ``factor`` copies of it. With (1, 4, 4)
-    patches the transformer then sees 5 x 4 x 4 = 80 video tokens (factor 4) or 9 x 4 x 4 = 144 (factor 2)
-    instead of 272. Factor 2 keeps what the per-frame VAE reads of small moving shapes; 4 loses much of it
-    (``EXPERIMENTS.md``).
+    encodes every ``factor``-th frame and decodes each latent frame as ``factor`` copies of it. A 2x-spatial
+    VAE downsamples once, so it takes factor 2 only. With (1, 4, 4) patches on a 4x-spatial VAE the transformer
+    then sees 5 x 4 x 4 = 80 video tokens (factor 4) or 9 x 4 x 4 = 144 (factor 2) instead of 272.
+    Factor 2 keeps what the per-frame VAE reads of small moving shapes; 4 loses much of it (``EXPERIMENTS.md``).
     """
-    downsample = {4: [True, True], 2: [False, True]}.get(factor)
-    if downsample is None:
-        raise ValueError(f"temporal factor must be 2 or 4, got {factor}")
     cfg = per_frame.config
-    if any(cfg.temperal_downsample) or len(cfg.temperal_downsample) != 2:
-        raise ValueError(f"expected a per-frame VAE with two spatial downsamplings, got {cfg.temperal_downsample}")
+    levels = len(cfg.temperal_downsample)  # spatial downsamplings; the innermost ones become temporal too
+    if any(cfg.temperal_downsample) or levels not in (1, 2):
+        raise ValueError(f"expected a per-frame VAE with one or two downsamplings, got {cfg.temperal_downsample}")
+    if factor not in (2, 4) or factor > 2**levels:
+        allowed = "2 or 4" if levels == 2 else "2 (it downsamples once)"
+        raise ValueError(f"temporal factor must be {allowed} for this VAE, got {factor}")
+    temporal = factor.bit_length() - 1
+    downsample = [False] * (levels - temporal) + [True] * temporal
     vae = AutoencoderKLWan(
         base_dim=cfg.base_dim,
         z_dim=cfg.z_dim,
