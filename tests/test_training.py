@@ -378,11 +378,29 @@ def test_a_patch_wider_than_the_hidden_size_is_refused(tiny_run):
         train_mod.train(train_mod.load_config(args))
 
 
-def test_resume_is_exact(tiny_run, monkeypatch):
-    """A run interrupted in step 4 (after the checkpoint of step 2 and the metrics of step 3, with a torn row after)
-    and started again resumes from that checkpoint, drops the metrics past it and logs the unbroken run's losses."""
-    common = _args(tiny_run, "base", "", "--max_steps=5", "--ckpt_every=2", "--lr=3e-3", *TINY_MODEL)
-    train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'full'}"]))
+def test_resume_is_exact_and_the_weight_average_is_what_a_run_writes(tiny_run, monkeypatch):
+    """A run interrupted in step 4 (after the checkpoint of step 3 and its metrics, with a torn row after) and
+    started again resumes from that checkpoint, drops the metrics past it and logs the unbroken run's losses.
+
+    With ema_decay, checkpoints' model/ and final/ hold the average (diffusers' EMAModel: decay min(d, (1 + n) /
+    (10 + n)) at its n-th update) and state/ the raw weights, trained as without it; the resumed run writes the
+    unbroken run's average."""
+    common = _args(tiny_run, "base", "", "--max_steps=5", "--ckpt_every=1", "--lr=3e-3", *TINY_MODEL)
+    ema = [*common, "--ema_decay=0.9"]
+    train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'plain'}"]))
+    train_mod.train(train_mod.load_config([*ema, f"--out_dir={tiny_run / 'full'}"]))
+    raw4, raw5 = (load_file(tiny_run / "full" / f"checkpoint-{n}" / "state" / "model.safetensors") for n in (4, 5))
+    avg4, avg5 = (
+        load_file(tiny_run / "full" / f"checkpoint-{n}" / "model" / "diffusion_pytorch_model.safetensors")
+        for n in (4, 5)
+    )
+    final = load_file(tiny_run / "full" / "final" / "diffusion_pytorch_model.safetensors")
+    plain = load_file(tiny_run / "plain" / "final" / "diffusion_pytorch_model.safetensors")
+    decay, name = 5 / 14, "blocks.0.ffn.net.0.proj.weight"  # the 5th update: n = 4
+    torch.testing.assert_close(avg5[name], decay * avg4[name] + (1 - decay) * raw5[name])
+    assert torch.equal(raw5[name], plain[name])  # the average leaves training as it is
+    assert torch.equal(final[name], avg5[name]) and not torch.equal(final[name], plain[name])
+
     lr_at = train_mod.lr_at
 
     def interrupted(cfg, step):
@@ -392,14 +410,18 @@ def test_resume_is_exact(tiny_run, monkeypatch):
 
     monkeypatch.setattr(train_mod, "lr_at", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'cut'}"]))
+        train_mod.train(train_mod.load_config([*ema, f"--out_dir={tiny_run / 'cut'}"]))
     assert len(_losses(tiny_run / "cut")) == 3 and not (tiny_run / "cut" / "final").exists()
     with open(tiny_run / "cut" / "metrics.jsonl", "a") as f:
         f.write('{"step": 4, "loss": 0.')  # and killed writing the next row: a torn last line, cut on resume
     monkeypatch.setattr(train_mod, "lr_at", lr_at)
-    train_mod.train(train_mod.load_config([*common, f"--out_dir={tiny_run / 'cut'}"]))
+    train_mod.train(train_mod.load_config([*ema, f"--out_dir={tiny_run / 'cut'}"]))
     assert len(_losses(tiny_run / "cut")) == 5
-    np.testing.assert_allclose(_losses(tiny_run / "cut"), _losses(tiny_run / "full"), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(_losses(tiny_run / "cut"), _losses(tiny_run / "plain"), rtol=1e-6, atol=0)
+    again = load_file(tiny_run / "cut" / "final" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(again[k], final[k]) for k in final)
+    with pytest.raises(SystemExit, match="ema_decay must be in"):
+        train_mod.load_config([*common, "--ema_decay=1"])
 
 
 def test_foreground_weight_marks_objects_and_their_neighbours():

@@ -70,6 +70,9 @@ class Config:
     grad_clip: float = 1.0
     mixed_precision: str = "no"  # no | bf16 | fp16
     gradient_checkpointing: bool = False
+    # > 0: the run's models (checkpoints' model/, final/, validation samples) are an exponential moving average of
+    # the trained weights with this decay (training.ema); 0.999 averages about the last thousand steps
+    ema_decay: float = 0.0
     seed: int = 0
     num_threads: int = 2
     # bookkeeping
@@ -133,6 +136,8 @@ def load_config(argv: list[str]) -> Config:
         )
     if not cfg.video_fg_weight >= 0:
         raise SystemExit(f"video_fg_weight must be >= 0 (0: a plain mean), got {cfg.video_fg_weight}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise SystemExit(f"ema_decay must be in [0, 1) (0: no average), got {cfg.ema_decay}")
     if cfg.lora_rank < 0 or cfg.lora_alpha < 0:
         raise SystemExit(f"lora_rank and lora_alpha must be >= 0, got {cfg.lora_rank} and {cfg.lora_alpha}")
     if cfg.lora_rank and not _is_univigu_folder(cfg.init):

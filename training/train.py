@@ -18,13 +18,15 @@ with ``p_drop_prompt`` while the text target stays (Stage 1's "prompt dropped wi
 
 Exact resume: every random draw (batch rows, noise levels, noise, dropping) comes from a generator seeded
 by (seed, step, global micro-batch = micro-batch x processes + rank), the learning rate is a function of the
-step, and the checkpoint holds the weights and the optimizer state; so a killed-and-resumed run logs the same
-losses as an unbroken one, and N processes train as one process with N x grad_accum. Checkpoints are written to
+step, and the checkpoint holds the weights, the optimizer state and (``ema_decay``) the weight average; so a
+killed-and-resumed run logs the same losses as an unbroken one, and N processes train as one process with N x
+grad_accum. Checkpoints are written to
 a temporary folder, fsync'd and renamed into place; each metrics row is fsync'd, and a torn last row (a kill
 mid-write) is cut on resume. ``--config_file training/configs/fsdp.yaml`` shards the model (FSDP2,
 ``training/distributed.py``), its checkpoints too.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -50,6 +52,7 @@ from . import distributed, lora
 from .components import load_transformer, uni_from_base
 from .config import Config, load_config
 from .data import LatentCache, step_generator
+from .ema import WeightAverage
 
 
 def lr_at(cfg: Config, step: int) -> float:
@@ -174,8 +177,11 @@ def checkpoints(out_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def save_checkpoint(accelerator: Accelerator, cfg: Config, model, optimizer, step: int, out_dir: Path) -> Path:
-    """model/ (save_pretrained) + state/ (weights, optimizer, RNG; FSDP: sharded) + config.yaml, written, renamed."""
+def save_checkpoint(
+    accelerator: Accelerator, cfg: Config, model, optimizer, step: int, out_dir: Path, average: WeightAverage | None
+) -> Path:
+    """model/ (save_pretrained; with ``average``, the averaged weights) + state/ (weights, optimizer, RNG, the
+    average; FSDP: sharded) + config.yaml, written, renamed."""
     final = out_dir / f"checkpoint-{step}"
     tmp = out_dir / f".tmp-checkpoint-{step}"
     if accelerator.is_main_process:
@@ -185,7 +191,10 @@ def save_checkpoint(accelerator: Accelerator, cfg: Config, model, optimizer, ste
     distributed.save_state(accelerator, model, optimizer, tmp / "state")
     plain = distributed.full_model(accelerator, model)
     if accelerator.is_main_process:
-        (lora.merged(plain) if cfg.lora_rank else plain).save_pretrained(tmp / "model")
+        if average is not None:
+            average.save(tmp / "state")
+        with averaged(average):
+            (lora.merged(plain) if cfg.lora_rank else plain).save_pretrained(tmp / "model")
         (tmp / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))  # written last: marks it complete
         fsync_tree(tmp)  # on disk before the rename publishes it
@@ -196,6 +205,11 @@ def save_checkpoint(accelerator: Accelerator, cfg: Config, model, optimizer, ste
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def averaged(average: WeightAverage | None):
+    """The averaged weights in the live model for a ``with`` block (nothing without ``ema_decay``)."""
+    return average.applied() if average is not None else contextlib.nullcontext()
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -299,6 +313,8 @@ def train(cfg: Config) -> dict:
     model = distributed.shard(accelerator, model.train())  # FSDP2 when the launch config asks for it
     if cfg.lora_rank and distributed.is_sharded(model):
         raise SystemExit("lora_rank trains with DDP or one process, not FSDP: LoRA's own memory is small")
+    if cfg.ema_decay and distributed.is_sharded(model):
+        raise SystemExit("ema_decay keeps whole weights: train with DDP or one process, or set --ema_decay=0 with FSDP")
     # Two groups of the trained weights: matrices decay, vectors and embeddings do not
     decay, no_decay = [], []
     for n, p in model.named_parameters():
@@ -308,6 +324,7 @@ def train(cfg: Config) -> dict:
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
     model, optimizer = distributed.prepare(accelerator, model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
+    average = WeightAverage(unwrapped, cfg.ema_decay) if cfg.ema_decay else None
     # One call contract for every stage: a plain Wan (the base generator) is called through WanAdapter
     call = WanAdapter(model, unwrapped.config) if isinstance(unwrapped, WanTransformer3DModel) else model
     objective = UniFlowLoss(
@@ -323,6 +340,8 @@ def train(cfg: Config) -> dict:
     found = checkpoints(out_dir) if cfg.resume else []
     if found:
         distributed.load_state(accelerator, model, optimizer, found[-1] / "state")
+        if average is not None:
+            average.load(found[-1] / "state")
         start_step = json.loads((found[-1] / "trainer_state.json").read_text())["step"]
         accelerator.print(f"resumed from {found[-1]} at step {start_step}")
     metrics_path = out_dir / "metrics.jsonl"
@@ -369,6 +388,8 @@ def train(cfg: Config) -> dict:
             sums += torch.stack(
                 [out.loss.detach().float(), out.video_loss.detach().float(), out.text_loss.detach().float()]
             )
+        if average is not None:
+            average.step()
         # the mean over micro-batches and processes (a sync point across processes)
         sums = accelerator.reduce(sums / cfg.grad_accum, reduction="mean")
         row = {
@@ -393,10 +414,11 @@ def train(cfg: Config) -> dict:
         if cfg.val_every and (step + 1) % cfg.val_every == 0:
             plain = distributed.full_model(accelerator, model)
             if accelerator.is_main_process:
-                validate(cfg, plain, data, step + 1, writer)
+                with averaged(average):
+                    validate(cfg, plain, data, step + 1, writer)
             accelerator.wait_for_everyone()
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.max_steps:
-            save_checkpoint(accelerator, cfg, model, optimizer, step + 1, out_dir)
+            save_checkpoint(accelerator, cfg, model, optimizer, step + 1, out_dir, average)
 
     # 4. The final model folder (what the next stage's --init and the pipeline take); with LoRA, the adapters too
     plain = distributed.full_model(accelerator, model)
@@ -404,9 +426,10 @@ def train(cfg: Config) -> dict:
         final = out_dir / "final"
         tmp = out_dir / ".tmp-final"
         shutil.rmtree(tmp, ignore_errors=True)
-        (lora.merged(plain) if cfg.lora_rank else plain).save_pretrained(tmp)
-        if cfg.lora_rank:
-            lora.save_adapters(plain, tmp)
+        with averaged(average):
+            (lora.merged(plain) if cfg.lora_rank else plain).save_pretrained(tmp)
+            if cfg.lora_rank:
+                lora.save_adapters(plain, tmp)
         (tmp / "config_train.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
         fsync_tree(tmp)
         shutil.rmtree(final, ignore_errors=True)

@@ -1,0 +1,63 @@
+"""An exponential moving average of the trained weights, for the models a run writes.
+
+diffusers' ``EMAModel`` keeps the average (its decay warm-up ``min(decay, (1 + n) / (10 + n))``); this module gives
+the loop what it needs around it: the average saved beside a checkpoint's state by parameter name (safetensors) and
+read back on resume, so a resumed run averages as an unbroken one, and ``applied()``, which puts the average into the
+live weights while a model folder is written or sampled and then restores them exactly.
+"""
+
+import contextlib
+from pathlib import Path
+
+import torch
+from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
+
+FILE = "ema.safetensors"
+
+
+class WeightAverage:
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.ema = EMAModel([p for _, p in self.named], decay=decay, foreach=True)
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return [p for _, p in self.named]
+
+    def step(self) -> None:
+        """After each optimizer step."""
+        self.ema.step(self.params)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The live parameters hold the average inside the block and their own values again after it."""
+        self.ema.store(self.params)
+        self.ema.copy_to(self.params)
+        try:
+            yield
+        finally:
+            self.ema.restore(self.params)
+
+    def save(self, folder: Path) -> None:
+        tensors = {n: s.detach().cpu().contiguous() for (n, _), s in zip(self.named, self.ema.shadow_params)}
+        save_file(tensors, str(Path(folder) / FILE), metadata={"step": str(self.ema.optimization_step)})
+
+    def load(self, folder: Path) -> None:
+        path = Path(folder) / FILE
+        if not path.is_file():
+            raise SystemExit(
+                f"{folder} has no {FILE}: it was written without ema_decay; resume with --ema_decay=0, or start a new"
+                " --out_dir"
+            )
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            step = int(f.metadata()["step"])
+        tensors = load_file(str(path))
+        names = [n for n, _ in self.named]
+        if sorted(tensors) != sorted(names):
+            raise SystemExit(f"{path} averages other weights than this model's; start a new --out_dir")
+        for shadow, name in zip(self.ema.shadow_params, names):
+            shadow.copy_(tensors[name])
+        self.ema.optimization_step = step
