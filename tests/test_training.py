@@ -46,6 +46,8 @@ def tiny_run(tmp_path_factory):
         vae_temporal_batch=2,
         text_steps=2,
         text_context=3,
+        palette_clips=2,
+        detector_clips=2,  # the report's reading of reconstructions: a few clips here, its code is the same
     )
     precompute(str(root / "data"), str(root / "components"), str(root / "cache.safetensors"))
     return root

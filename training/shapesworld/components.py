@@ -40,9 +40,12 @@ def build(
     vae_spatial_factor: int = 4,
     text_context: int = 0,
     text_only: bool = False,
+    palette_clips: int = 32,
+    detector_clips: int = 24,
 ) -> dict:
     """Build tokenizer, text encoder and VAE from the dataset at ``data_dir`` into ``out_dir``; report.
-    ``text_only``: rebuild the tokenizer and text encoder only, keeping the VAE already in ``out_dir``."""
+    ``text_only``: rebuild the tokenizer and text encoder only, keeping the VAE already in ``out_dir``.
+    ``palette_clips`` / ``detector_clips``: the report's held-out training clips and val clips."""
     if vae_temporal_steps > 0 and vae_temporal_factor > vae_spatial_factor:
         # a 2x-spatial VAE downsamples once, so it can halve time once: refused before any training
         raise ValueError(
@@ -102,14 +105,14 @@ def build(
             seed=seed + 1,
             checkpoint=checkpoints[1],
         )
-    held = clips[-32:]
+    held = clips[-palette_clips:]
     mean, std = set_latent_stats(vae, clips[:256])
     acc = palette_accuracy(vae, held)
     vae.save_pretrained(out / "vae")
     report["vae"] = {
         "recon_last": float(np.mean(losses[-20:])),
         "palette_accuracy": acc,
-        "detector_on_reconstructions": detector_accuracy(vae),
+        "detector_on_reconstructions": detector_accuracy(vae, detector_clips),
         "latents_mean": mean,
         "latents_std": std,
         "seconds": round(time.time() - start, 1),
