@@ -20,10 +20,9 @@ Exact resume: every random draw (batch rows, noise levels, noise, dropping) come
 by (seed, step, global micro-batch = micro-batch x processes + rank), the learning rate is a function of the
 step, and the checkpoint holds the weights, the optimizer state and (``ema_decay``) the weight average; so a
 killed-and-resumed run logs the same losses as an unbroken one, and N processes train as one process with N x
-grad_accum. Checkpoints are written to
-a temporary folder, fsync'd and renamed into place; each metrics row is fsync'd, and a torn last row (a kill
-mid-write) is cut on resume. ``--config_file training/configs/fsdp.yaml`` shards the model (FSDP2,
-``training/distributed.py``), its checkpoints too.
+grad_accum. Checkpoints are written to a temporary folder, fsync'd and renamed into place; each metrics row is
+fsync'd, and a torn last row (a kill mid-write) is cut on resume. ``--config_file training/configs/fsdp.yaml``
+shards the model (FSDP2, ``training/distributed.py``), its checkpoints too.
 """
 
 import contextlib
