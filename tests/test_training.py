@@ -424,6 +424,11 @@ def test_resume_is_exact_and_the_weight_average_is_what_a_run_writes(tiny_run, m
     assert all(torch.equal(again[k], final[k]) for k in final)
     with pytest.raises(SystemExit, match="ema_decay must be in"):
         train_mod.load_config([*common, "--ema_decay=1"])
+    # --ema_decay added to a resumed run: the average starts at the checkpoint's weights (its 6th update: n = 5)
+    train_mod.train(train_mod.load_config([*ema, "--max_steps=6", f"--out_dir={tiny_run / 'plain'}"]))
+    raw6 = load_file(tiny_run / "plain" / "checkpoint-6" / "state" / "model.safetensors")
+    late = load_file(tiny_run / "plain" / "final" / "diffusion_pytorch_model.safetensors")
+    torch.testing.assert_close(late[name], 6 / 15 * plain[name] + (1 - 6 / 15) * raw6[name])
 
 
 def test_foreground_weight_marks_objects_and_their_neighbours():

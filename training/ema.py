@@ -43,13 +43,15 @@ class WeightAverage:
         tensors = {n: s.detach().cpu().contiguous() for (n, _), s in zip(self.named, self.ema.shadow_params)}
         save_file(tensors, str(Path(folder) / FILE), metadata={"step": str(self.ema.optimization_step)})
 
-    def load(self, folder: Path) -> None:
+    def load(self, folder: Path, step: int) -> None:
+        """The average saved in ``folder``; a checkpoint written without one (``--ema_decay`` added to a resumed
+        run) starts the average at its weights, as of ``step``."""
         path = Path(folder) / FILE
         if not path.is_file():
-            raise SystemExit(
-                f"{folder} has no {FILE}: it was written without ema_decay; resume with --ema_decay=0, or start a new"
-                " --out_dir"
-            )
+            print(f"note: {folder} holds no weight average; the average starts at its weights (step {step})")
+            self.ema.shadow_params = [p.detach().clone() for p in self.params]
+            self.ema.optimization_step = step
+            return
         from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:

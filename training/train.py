@@ -339,9 +339,9 @@ def train(cfg: Config) -> dict:
     found = checkpoints(out_dir) if cfg.resume else []
     if found:
         distributed.load_state(accelerator, model, optimizer, found[-1] / "state")
-        if average is not None:
-            average.load(found[-1] / "state")
         start_step = json.loads((found[-1] / "trainer_state.json").read_text())["step"]
+        if average is not None:
+            average.load(found[-1] / "state", start_step)
         accelerator.print(f"resumed from {found[-1]} at step {start_step}")
     metrics_path = out_dir / "metrics.jsonl"
     writer = None
