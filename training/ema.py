@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 from diffusers.training_utils import EMAModel
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 FILE = "ema.safetensors"
 
@@ -52,14 +53,11 @@ class WeightAverage:
             self.ema.shadow_params = [p.detach().clone() for p in self.params]
             self.ema.optimization_step = step
             return
-        from safetensors import safe_open
-
         with safe_open(str(path), "pt") as f:
-            step = int(f.metadata()["step"])
-        tensors = load_file(str(path))
+            saved_step, tensors = int(f.metadata()["step"]), {k: f.get_tensor(k) for k in f.keys()}
         names = [n for n, _ in self.named]
         if sorted(tensors) != sorted(names):
             raise SystemExit(f"{path} averages other weights than this model's; start a new --out_dir")
         for shadow, name in zip(self.ema.shadow_params, names):
             shadow.copy_(tensors[name])
-        self.ema.optimization_step = step
+        self.ema.optimization_step = saved_step
