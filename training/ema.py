@@ -19,12 +19,9 @@ FILE = "ema.safetensors"
 
 class WeightAverage:
     def __init__(self, model: torch.nn.Module, decay: float):
-        self.named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.ema = EMAModel([p for _, p in self.named], decay=decay, foreach=True)
-
-    @property
-    def params(self) -> list[torch.nn.Parameter]:
-        return [p for _, p in self.named]
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.names, self.params = [n for n, _ in named], [p for _, p in named]
+        self.ema = EMAModel(self.params, decay=decay, foreach=True)
 
     def step(self) -> None:
         """After each optimizer step."""
@@ -41,7 +38,7 @@ class WeightAverage:
             self.ema.restore(self.params)
 
     def save(self, folder: Path) -> None:
-        tensors = {n: s.detach().cpu().contiguous() for (n, _), s in zip(self.named, self.ema.shadow_params)}
+        tensors = {n: s.detach().cpu().contiguous() for n, s in zip(self.names, self.ema.shadow_params)}
         save_file(tensors, str(Path(folder) / FILE), metadata={"step": str(self.ema.optimization_step)})
 
     def load(self, folder: Path, step: int) -> None:
@@ -55,9 +52,8 @@ class WeightAverage:
             return
         with safe_open(str(path), "pt") as f:
             saved_step, tensors = int(f.metadata()["step"]), {k: f.get_tensor(k) for k in f.keys()}
-        names = [n for n, _ in self.named]
-        if sorted(tensors) != sorted(names):
+        if sorted(tensors) != sorted(self.names):
             raise SystemExit(f"{path} averages other weights than this model's; start a new --out_dir")
-        for shadow, name in zip(self.ema.shadow_params, names):
+        for shadow, name in zip(self.ema.shadow_params, self.names):
             shadow.copy_(tensors[name])
         self.ema.optimization_step = saved_step
