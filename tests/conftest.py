@@ -30,3 +30,15 @@ def tiny_pipe_dir(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("tiny") / "pipe")
     tiny_pipeline().save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory):
+    """``python app.py --model TINY --mcp`` on a free port, shared by the API, browser and MCP tests (each start
+    costs seconds): one studio with the MCP tools on, which add routes and leave the app's API as it is."""
+    from test_app_api import AppServer, build_tiny_model
+
+    workdir = tmp_path_factory.mktemp("studio")
+    server = AppServer(["--model", str(build_tiny_model(workdir / "tiny-model")), "--mcp"], workdir)
+    yield server
+    server.stop()

@@ -45,7 +45,7 @@ class AppServer:
     """`python app.py ARGS` on a free port; `.url`, `.alive`, `.log()`; stop() ends it."""
 
     def __init__(self, args: list[str], workdir: Path, env: dict | None = None, timeout: float = 180):
-        self.port = free_port()
+        self.port, self.workdir = free_port(), workdir
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = workdir / f"app-{self.port}.log"
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -107,14 +107,6 @@ def make_client(url: str, download_dir: Path) -> Client:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("studio-api")
-
-
-@pytest.fixture(scope="module")
-def app(workdir):
-    model = build_tiny_model(workdir / "tiny-model")
-    server = AppServer(["--model", str(model)], workdir)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -193,11 +185,11 @@ def test_served_offline_without_analytics(app):
     assert f"Running on local URL:  http://127.0.0.1:{app.port}" in app.log()
 
 
-def test_header_names_the_model_not_its_path(app, workdir):
+def test_header_names_the_model_not_its_path(app):
     with urllib.request.urlopen(app.url + "config", timeout=10) as response:
         page = response.read().decode()
     assert "Model `tiny-model`" in page  # the folder's name ...
-    assert str(workdir) not in page  # ... never where it lies on the server
+    assert str(app.workdir) not in page  # ... never where it lies on the server
 
 
 def test_text_to_video(client):

@@ -18,9 +18,9 @@ from univigu.settings import GENERATION_STEPS
 sync_api = pytest.importorskip("playwright.sync_api")
 
 try:  # the harness lives with the API tests
-    from test_app_api import REPO, AppServer, build_tiny_model
+    from test_app_api import REPO
 except ImportError:  # pragma: no cover - run as a package
-    from tests.test_app_api import REPO, AppServer, build_tiny_model
+    from tests.test_app_api import REPO
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -43,14 +43,6 @@ def ensure_chromium() -> str:
             f"could not install chromium:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         )
     return CHROMIUM
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("studio-browser")
-    server = AppServer(["--model", str(build_tiny_model(workdir / "tiny-model"))], workdir)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,8 @@ def run(*args):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def test_generate_caption_and_joint_round_trip(tiny_pipe_dir, tmp_path):
+def test_generate_caption_and_joint_round_trip(tiny_pipe_dir, tmp_path, capsys):
+    """A clip made by ``python -m univigu t2v`` in a fresh interpreter, captioned and joined in this one."""
     clip = tmp_path / "clip.mp4"
     code, out, err = run(
         "t2v",
@@ -42,14 +43,17 @@ def test_generate_caption_and_joint_round_trip(tiny_pipe_dir, tmp_path):
     frames, fps = read_video(clip)
     assert frames.shape == (5, 16, 16, 3) and fps == 8
 
-    code, out, err = run("caption", "--model", tiny_pipe_dir, "--video", str(clip), "--steps", "2", "--json")
+    code, out, err = run_main(
+        capsys, "caption", "--model", tiny_pipe_dir, "--video", str(clip), "--steps", "2", "--json"
+    )
     assert code == 0, err
     pipe = load_pipeline(tiny_pipe_dir)  # the command's caption is the library's, for the same clip and the seed
     result = json.loads(out)  # drawn at random without --seed, and reported
     assert result["caption"] == pipe.caption(frames, num_inference_steps=2, seed=result["seed"]).text
 
     joint = tmp_path / "joint.gif"
-    code, out, err = run(
+    code, out, err = run_main(
+        capsys,
         "joint",
         "--model",
         tiny_pipe_dir,

@@ -19,17 +19,9 @@ from mcp import ClientSession  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 
 try:  # the harness lives with the API tests
-    from test_app_api import EXAMPLES, AppServer, _until, build_tiny_model
+    from test_app_api import EXAMPLES, _until
 except ImportError:  # pragma: no cover - run as a package
-    from tests.test_app_api import EXAMPLES, AppServer, _until, build_tiny_model
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("studio-mcp")
-    server = AppServer(["--model", str(build_tiny_model(workdir / "tiny-model")), "--mcp"], workdir)
-    yield server
-    server.stop()
+    from tests.test_app_api import EXAMPLES, _until
 
 
 async def _session_run(url: str, work):
