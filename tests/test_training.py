@@ -785,6 +785,34 @@ def test_assemble_converts_the_base_generator(tiny_run, tiny_stages, tmp_path):
     torch.testing.assert_close(uni, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_a_float16_folder_is_half_the_bytes_and_loads_as_float32(tiny_run, tiny_stages, tmp_path):
+    """``assemble --transformer-dtype float16``: the transformer's file holds float16 tensors in half the bytes,
+    and the folder loads on the CPU as float32, generating what the float32 folder generates up to the rounding."""
+    from safetensors import safe_open
+
+    from training.shapesworld.assemble import main as assemble_main
+    from univigu.loading import load_pipeline
+
+    files = {}
+    for dtype in ("float32", "float16"):
+        out = tmp_path / dtype
+        argv = ["--components", str(tiny_run / "components"), "--transformer", str(tiny_run / "refine" / "final")]
+        assemble_main([*argv, "--out", str(out), "--shift", "3.0", "--transformer-dtype", dtype])
+        files[dtype] = out / "transformer" / "diffusion_pytorch_model.safetensors"
+    with safe_open(str(files["float16"]), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+    assert 0.45 < files["float16"].stat().st_size / files["float32"].stat().st_size < 0.55
+    frames = {}
+    for dtype in files:
+        pipe = load_pipeline(str(tmp_path / dtype))
+        assert {p.dtype for p in pipe.transformer.parameters()} == {torch.float32}
+        frames[dtype] = pipe.text_to_video("a red circle moves left", num_inference_steps=2, seed=0).frames
+    difference = np.abs(frames["float16"].astype(int) - frames["float32"].astype(int))
+    assert difference.mean() < 1.0 and difference.max() <= 16, (difference.mean(), difference.max())
+    with pytest.raises(SystemExit):
+        assemble_main([*argv, "--out", str(tmp_path / "x"), "--shift", "3.0", "--transformer-dtype", "int8"])
+
+
 def test_validation_samples(tiny_run, tiny_stages):
     from training.data import LatentCache
     from univigu.models import UniViGUTransformer
