@@ -22,7 +22,7 @@ def run(*args):
 
 
 def test_generate_caption_and_joint_round_trip(tiny_pipe_dir, tmp_path, capsys):
-    """A clip made by ``python -m univigu t2v`` in a fresh interpreter, captioned and joined in this one."""
+    """A clip made by ``python -m univigu t2v`` in a fresh interpreter; caption and joint generation in this one."""
     clip = tmp_path / "clip.mp4"
     code, out, err = run(
         "t2v",
