@@ -205,7 +205,7 @@ def train_vae(
         idx = torch.randint(0, len(clips), (batch_size,), generator=gen)
         t0 = int(torch.randint(0, num_frames - window + 1, (1,), generator=gen))
         crops = [_crop(clips[i, t0 : t0 + window], crop, grid, object_crops, gen) for i in idx.tolist()]
-        x = frames_to_pixels(torch.stack(crops))
+        x = frames_to_pixels(torch.stack(crops)).to(vae.device)  # crops are cut on the CPU
         posterior = vae.encode(x).latent_dist
         # Decode the mean, not a sample: with a tiny KL weight the posterior's unit-variance noise at
         # initialisation would drown the latents and leave the decoder predicting blur.
