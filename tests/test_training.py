@@ -793,10 +793,10 @@ def test_a_float16_folder_is_half_the_bytes_and_loads_as_float32(tiny_run, tiny_
     from training.shapesworld.assemble import main as assemble_main
     from univigu.loading import load_pipeline
 
+    argv = ["--components", str(tiny_run / "components"), "--transformer", str(tiny_run / "refine" / "final")]
     files = {}
     for dtype in ("float32", "float16"):
         out = tmp_path / dtype
-        argv = ["--components", str(tiny_run / "components"), "--transformer", str(tiny_run / "refine" / "final")]
         assemble_main([*argv, "--out", str(out), "--shift", "3.0", "--transformer-dtype", dtype])
         files[dtype] = out / "transformer" / "diffusion_pytorch_model.safetensors"
     with safe_open(str(files["float16"]), "pt") as f:
