@@ -562,9 +562,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch_training(launch_args: list[str], train_args: list[str], timeout: int) -> subprocess.CompletedProcess:
-    """``accelerate launch LAUNCH_ARGS -m training.train TRAIN_ARGS`` as two single-thread processes; asserts it
-    succeeded."""
+def launch_training(
+    launch_args: list[str], train_args: list[str], timeout: int, **env: str
+) -> subprocess.CompletedProcess:
+    """``accelerate launch LAUNCH_ARGS -m training.train TRAIN_ARGS`` as two single-thread processes (``env`` added
+    to their environment); asserts it succeeded."""
     cmd = [
         str(Path(sys.executable).with_name("accelerate")),
         "launch",
@@ -581,18 +583,39 @@ def launch_training(launch_args: list[str], train_args: list[str], timeout: int)
         "training.train",
         *train_args,
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
 
-def test_two_process_launch(tiny_run, tiny_stages):
+# Makes the second process slow to write its RNG state, the last file accelerate's save_state writes
+SLOW_RANK1 = """
+import os, time, torch
+_save = torch.save
+def save(obj, f, *args, **kwargs):
+    if os.environ.get("RANK") == "1" and str(f).endswith("random_states_1.pkl"):
+        time.sleep(3)
+    return _save(obj, f, *args, **kwargs)
+torch.save = save
+"""
+
+
+def test_two_process_launch(tiny_run, tiny_stages, tmp_path):
     # accelerate's --cpu launcher starts one process (multi-CPU needs mpirun); torchrun's does start two,
     # and train.py asks for CPU (gloo) when there is no CUDA.
     args = _args(tiny_run, "recall", "ddp", "--max_steps=2", f"--init={tiny_run / 'base' / 'final'}")
-    launch_training(["--multi_gpu", "--num_machines", "1"], args, timeout=240)
+    (tmp_path / "sitecustomize.py").write_text(SLOW_RANK1)
+    launch_training(
+        ["--multi_gpu", "--num_machines", "1"],
+        args,
+        timeout=240,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
+    )
     assert (tiny_run / "ddp" / "checkpoint-2" / "model" / "config.json").exists()
+    # the checkpoint is renamed into place only once every process has written its files (the second one is slow)
+    state = tiny_run / "ddp" / "checkpoint-2" / "state"
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in state.iterdir()}
     assert json.loads((tiny_run / "ddp" / "timing.json").read_text())["processes"] == 2
     assert len(_losses(tiny_run / "ddp")) == 2  # only the main process writes metrics
 

@@ -188,6 +188,7 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     distributed.save_state(accelerator, model, optimizer, tmp / "state")
+    accelerator.wait_for_everyone()  # every process's files (its RNG state the last) are in before the rename
     plain = distributed.full_model(accelerator, model)
     if accelerator.is_main_process:
         if average is not None:
