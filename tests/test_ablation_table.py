@@ -49,9 +49,14 @@ def test_thesis_rows_take_the_shared_prompt_only_stages_times(tmp_path):
             _eval(run / "ablation" / row / f"eval-{split}.json", 0.5, 0.0)
     (run / "ablation" / "generator-first-1000" / "timings.tsv").write_text("refine\t1800\n")
     (run / "ablation" / "unified-1000" / "timings.tsv").write_text("refine\t3000\n")
+    # text-to-video from the brief prompt is evaluated apart (eval-brief-SPLIT.json) and joins the row's column
+    brief = {"text_to_video_brief": {"attrs": {"motion": 0.25}}}
+    (run / "ablation" / "generator-first-1000" / "eval-brief-test.json").write_text(json.dumps(brief))
     entries = collect(run, tmp_path, rows=("generator-first-1000", "unified-1000"))
     by_row = {e["row"]: e for e in entries if e["split"] == "test"}
     # base + Stage 1 from the shared run, Stage 2 its own; every row 19,000 steps
     assert by_row["generator-first-1000"]["seconds"] == 3600 and by_row["generator-first-1000"]["steps"] == 19000
     assert by_row["unified-1000"]["seconds"] == 3000 and by_row["unified-1000"]["steps"] == 19000
-    assert "| generator-first-1000 (test) | unified-1000 (test) |" in markdown(entries)
+    table = markdown(entries)
+    assert "| generator-first-1000 (test) | unified-1000 (test) |" in table
+    assert "| text-to-video from the brief prompt: motion | 25.0 | – | – | – |" in table

@@ -15,6 +15,7 @@ from training.shapesworld import (
     ParsedCaption,
     ParsedObject,
     Scene,
+    brief_prompt,
     clip_seed,
     describe,
     detailed_caption,
@@ -477,6 +478,44 @@ def test_shapes_drawn_tell_a_blob_from_a_shape() -> None:
         "circle": {"drawn": {"circle": 1}, "fill_median": 0.7},
         "square": {"drawn": {"circle": 1, "none": 1, "square": 1}, "fill_median": 0.84},
     }
+
+
+def test_brief_prompt_video_is_read_from_the_object_it_asks_for() -> None:
+    """Text-to-video from a brief prompt: colour, shape and motion read from the drawn object that matches most of
+    them, whichever the detector puts first; nothing drawn, or the wrong object alone, scores 0."""
+    from training.shapesworld.evaluate import markdown_table, prompt_drawn
+
+    two = _example_scene()
+    detection = sw.detect(render(two))
+    for obj in (two.main, two.second):
+        assert prompt_drawn(detection, f"a {obj.color} {obj.shape} {obj.motion}") == {
+            "color": 1,
+            "shape": 1,
+            "motion": 1,
+        }
+    alone = sw.detect(render(dataclasses.replace(two, second=None)))
+    other = next(c for c in sw.COLORS if c not in (two.main.color, two.second.color))
+    assert prompt_drawn(alone, f"a {other} {two.main.shape} {two.main.motion}") == {
+        "color": 0,
+        "shape": 1,
+        "motion": 1,
+    }
+    wrong = f"a {other} {two.second.shape} {two.second.motion}"  # only the second object has this shape and motion
+    assert two.second.shape != two.main.shape and two.second.motion != two.main.motion
+    assert prompt_drawn(alone, wrong) == {"color": 0, "shape": 0, "motion": 0}
+    blank = sw.detect(np.full((17, 64, 64, 3), 128, dtype=np.uint8))
+    assert prompt_drawn(blank, brief_prompt(two)) == {"color": 0, "shape": 0, "motion": 0}
+    with pytest.raises(ValueError, match="not a brief prompt"):
+        prompt_drawn(detection, detailed_caption(two))
+    scores = [{"color": 1, "shape": int(i < 50), "motion": 1} for i in range(200)]
+    result = {
+        "name": "m",
+        "split": "test",
+        "text_to_video_brief": {"attrs": sw.aggregate(scores), "all3": 0.25, "per_clip": {"scores": scores}},
+    }
+    text = markdown_table([result])
+    assert "| text-to-video from the brief prompt: shape | 25.0 [19.5–31.4] |" in text
+    assert "| text-to-video from the brief prompt: all three | 25.0 [19.5–31.4] |" in text
 
 
 def test_table_shows_object_rows_and_the_two_object_share() -> None:

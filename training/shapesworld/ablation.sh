@@ -59,10 +59,13 @@ source training/recipes/lib.sh
 newest() {  # newest DIR: its checkpoint-N folder of the highest N (none: empty)
   ls -d "$1"/checkpoint-* 2>/dev/null | awk -F- '{print $NF, $0}' | sort -n | tail -1 | cut -d' ' -f2-
 }
-evaluate() {  # evaluate PIPELINE NAME SUFFIX: test and compositional, every task
+evaluate() {  # evaluate PIPELINE NAME SUFFIX: test and compositional, every task (a finished row: also
+  # text-to-video from the brief prompt, into eval-brief-SPLIT.json)
   for split in test compositional; do
     stage "eval${3}_$split" "$ROW_DIR/eval$3-$split.json" $PY -m training.shapesworld.evaluate --model "$1" --name "$2" \
       --split $split --n "$EVAL_N" --out "$ROW_DIR/eval$3-$split.json"
+    [ -n "$3" ] || stage "eval_brief_$split" "$ROW_DIR/eval-brief-$split.json" $PY -m training.shapesworld.evaluate \
+      --model "$1" --name "$2" --split $split --n "$EVAL_N" --tasks text_to_video_brief --out "$ROW_DIR/eval-brief-$split.json"
   done
 }
 

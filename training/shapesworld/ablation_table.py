@@ -4,8 +4,9 @@
     python -m training.shapesworld.ablation_table --run runs/shapesworld --rows generator-first-1000 \
         captions-only-1000 unified-1000 generator-first-3000 captions-only-3000 unified-3000   (the thesis)
 
-Reads each row's evaluations (``RUN/ablation/ROW/eval-SPLIT.json``; a row still training: its newest partial
-evaluation, ``eval-STAGE-STEP-SPLIT.json``, marked partial) and its stages' wall times (``timings.tsv``; the
+Reads each row's evaluations (``RUN/ablation/ROW/eval-SPLIT.json``, with text-to-video from the brief prompt
+from ``eval-brief-SPLIT.json``; a row still training: its newest partial evaluation, ``eval-STAGE-STEP-SPLIT.json``,
+marked partial) and its stages' wall times (``timings.tsv``; the
 shared base generator's from whichever row trained it, the thesis rows' prompt-only base and Stage 1 from
 ``RUN/thesis/timings.tsv``, the shipped row's from the bundled model's folder).
 """
@@ -95,11 +96,15 @@ def collect(run: Path, bundled: Path, rows=tuple(ROW_STAGES), seed_rows=()) -> l
                 steps = sum(stages[s] for s in order[: order.index(stage)]) + step
                 partial_at = steps
             seconds = [timings.get(s) for s in stages]
+            result = json.loads(path.read_text())
+            brief = row_dir / f"eval-brief-{split}.json"  # text-to-video from the brief prompt, run apart
+            if not partial_at and brief.exists():
+                result["text_to_video_brief"] = json.loads(brief.read_text())["text_to_video_brief"]
             entries.append(
                 {
                     "row": row,
                     "split": split,
-                    "result": json.loads(path.read_text()),
+                    "result": result,
                     "steps": steps,
                     "planned": sum(stages.values()),
                     "seconds": None if partial_at or None in seconds else sum(seconds),

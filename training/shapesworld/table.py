@@ -64,6 +64,10 @@ ROWS = [
     ("text_to_video", "detail_attrs", "text-to-video: detail attributes (mean)"),
     ("text_to_video", "main_object", "text-to-video: main object, all five attributes"),
     ("text_to_video", "second_object", "text-to-video: second object, all five attributes"),
+    ("text_to_video_brief", "color", "text-to-video from the brief prompt: colour"),
+    ("text_to_video_brief", "shape", "text-to-video from the brief prompt: shape"),
+    ("text_to_video_brief", "motion", "text-to-video from the brief prompt: motion"),
+    ("text_to_video_brief", "all3", "text-to-video from the brief prompt: all three"),
     ("joint", "caption_vs_prompt", "joint: caption agrees with prompt"),
     ("joint", "detector_vs_caption", "joint: detector agrees with caption"),
     ("joint", "second_named", "joint: captions naming a second object"),
@@ -105,6 +109,8 @@ def _interval(result: dict, task: str, key: str) -> tuple[float, float] | None:
     if key == "brief_prompt_attrs":
         return bootstrap_interval(score_matrix(clips["brief"], PROMPT_ATTRS))
     scores = clips["scores"]
+    if key == "all3":
+        return wilson_interval(sum(all(r.values()) for r in scores), len(scores))
     if key in ("main_object", "second_object"):
         scores = [object_scores(r) for r in scores]
     if key in ("prompt_attrs", "detail_attrs"):
