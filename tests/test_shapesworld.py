@@ -464,16 +464,16 @@ def test_object_counts_compare_the_caption_with_the_clip() -> None:
 def test_shapes_drawn_tell_a_blob_from_a_shape() -> None:
     """Text-to-video's "shapes": per shape asked, the shapes read back and the median fill ratio; the object read
     is the one of the asked colour where the detector's main object is another."""
-    from training.shapesworld.evaluate import _drawn_main, _shapes_drawn
+    from training.shapesworld.score import drawn_main, shapes_drawn
 
     two = _example_scene()  # a main and a second object of another colour
     detection = sw.detect(render(two))
-    assert _drawn_main(detection, two.main.color).color == two.main.color
-    assert _drawn_main(detection, two.second.color).color == two.second.color
-    assert _drawn_main(detection, "no such colour") == detection.main
+    assert drawn_main(detection, two.main.color).color == two.main.color
+    assert drawn_main(detection, two.second.color).color == two.second.color
+    assert drawn_main(detection, "no such colour") == detection.main
     square = dataclasses.replace(detection.objects[0], shape="square", fill_ratio=0.98)
     blob = dataclasses.replace(detection.objects[0], shape="circle", fill_ratio=0.7)
-    shapes = _shapes_drawn(["square", "square", "square", "circle"], [square, blob, None, blob])
+    shapes = shapes_drawn(["square", "square", "square", "circle"], [square, blob, None, blob])
     assert shapes == {
         "circle": {"drawn": {"circle": 1}, "fill_median": 0.7},
         "square": {"drawn": {"circle": 1, "none": 1, "square": 1}, "fill_median": 0.84},
@@ -483,7 +483,8 @@ def test_shapes_drawn_tell_a_blob_from_a_shape() -> None:
 def test_brief_prompt_video_is_read_from_the_object_it_asks_for() -> None:
     """Text-to-video from a brief prompt: colour, shape and motion read from the drawn object that matches most of
     them, whichever the detector puts first; nothing drawn, or the wrong object alone, scores 0."""
-    from training.shapesworld.evaluate import markdown_table, prompt_drawn
+    from training.shapesworld.evaluate import markdown_table
+    from training.shapesworld.score import prompt_drawn
 
     two = _example_scene()
     detection = sw.detect(render(two))

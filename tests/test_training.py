@@ -732,28 +732,36 @@ def test_evaluate_runs_and_tabulates(tiny_run, tiny_stages, tmp_path):
 
 def test_evaluate_text_to_video_gives_the_caption_to_slot_and_stream(tiny_run, tiny_stages, tmp_path, monkeypatch):
     """Text-to-video conditions on the scene's detailed caption twice: its embedding in the prompt slot and its
-    words as the (clean) text stream."""
+    words as the (clean) text stream; from the brief prompt (``text_to_video_brief``), on the brief prompt so."""
+    from training.shapesworld import brief_prompt
     from training.shapesworld.assemble import assemble
     from training.shapesworld.evaluate import Evaluator
 
     assemble(str(tiny_run / "components"), str(tiny_run / "refine" / "final"), str(tmp_path / "p"), shift=3.0)
     evaluator = Evaluator(str(tmp_path / "p"), steps=1, batch=2)
-    seen = []
-    handle = evaluator.pipe.transformer.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True
-    )
     scenes = [s for _, s in iter_split("test", 4)][2:]  # two two-object scenes: the whole caption, both clauses
     assert all(s.second is not None for s in scenes)
-    try:
-        evaluator.text_to_video(scenes)
-    finally:
-        handle.remove()
-    captions, pipe = [detailed_caption(s) for s in scenes], evaluator.pipe
-    cond, ids = seen[0]["encoder_hidden_states"][:2], seen[0]["text_tokens"][:2]  # the two conditional rows
-    torch.testing.assert_close(cond, pipe.embed_texts(captions, "cpu", torch.float32))
-    assert not torch.equal(cond, pipe.embed_texts(["", ""], "cpu", torch.float32))
-    assert torch.equal(ids, pipe.text_id_rows(captions)[:, : ids.shape[1]])  # trailing all-pad columns trimmed
-    assert (pipe.text_id_rows(captions)[:, ids.shape[1] :] == pipe.transformer.config.pad_token_id).all()
+    pipe = evaluator.pipe
+
+    def conditioning(task):  # the task's result and its first step's conditional rows: (slot embeddings, text ids)
+        seen = []
+        handle = pipe.transformer.register_forward_pre_hook(lambda m, a, kw: seen.append(kw), with_kwargs=True)
+        try:
+            result = task(scenes)
+        finally:
+            handle.remove()
+        return result, seen[0]["encoder_hidden_states"][:2], seen[0]["text_tokens"][:2]
+
+    for task, texts in [
+        (evaluator.text_to_video, [detailed_caption(s) for s in scenes]),
+        (evaluator.text_to_video_brief, [brief_prompt(s) for s in scenes]),
+    ]:
+        result, cond, ids = conditioning(task)
+        torch.testing.assert_close(cond, pipe.embed_texts(texts, "cpu", torch.float32))
+        assert not torch.equal(cond, pipe.embed_texts(["", ""], "cpu", torch.float32))
+        assert torch.equal(ids, pipe.text_id_rows(texts)[:, : ids.shape[1]])  # trailing all-pad columns trimmed
+        assert (pipe.text_id_rows(texts)[:, ids.shape[1] :] == pipe.transformer.config.pad_token_id).all()
+    assert set(result["attrs"]) == {"color", "shape", "motion"} and len(result["per_clip"]["scores"]) == 2
 
 
 def test_binding_reads_which_object_a_caption_describes():

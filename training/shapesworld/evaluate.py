@@ -66,6 +66,7 @@ from . import (
     score_prompt_agreement,
 )
 from .intervals import wilson_interval
+from .score import drawn_main, prompt_drawn, shapes_drawn
 from .table import markdown_table
 
 # The benchmark's protocol: text-to-video and joint generation in 20 steps, captioning in the product's steps on
@@ -148,36 +149,6 @@ def _binding(caption: str, scene) -> dict[str, int]:
         return int(parsed is not None and all(getattr(parsed.main, a) == getattr(obj, a) for a in BOUND))
 
     return {"main": same(scene.main), "second": same(scene.second)}
-
-
-def prompt_drawn(detection, prompt: str) -> dict[str, int]:
-    """A clip generated from a brief prompt: its colour, shape and motion (0/1 each) read from the detected object
-    that matches most of them (the first of equals); all 0 when nothing is drawn."""
-    want = parse_prompt(prompt)
-    if want is None:
-        raise ValueError(f"not a brief prompt: {prompt!r}")
-    rows = [{a: int(getattr(o, a) == getattr(want, a)) for a in PROMPT_ATTRS} for o in detection.objects]
-    return max(rows, key=lambda r: sum(r.values()), default=dict.fromkeys(PROMPT_ATTRS, 0))
-
-
-def _drawn_main(detection, color: str):
-    """The detected object of the asked main object's colour (else the detector's main object), or None."""
-    same = [o for o in detection.objects if o.color == color]
-    return same[0] if same else detection.main
-
-
-def _shapes_drawn(asked: list[str], drawn: list) -> dict:
-    """Per shape asked: how often each shape (or nothing) was read back, and the median fill ratio drawn."""
-    out = {}
-    for shape in sorted(set(asked)):
-        objects = [o for a, o in zip(asked, drawn) if a == shape]
-        read = [o.shape if o is not None else "none" for o in objects]
-        fills = [o.fill_ratio for o in objects if o is not None]
-        out[shape] = {
-            "drawn": {name: read.count(name) for name in sorted(set(read))},
-            "fill_median": round(float(np.median(fills)), 3) if fills else None,
-        }
-    return out
 
 
 class Evaluator:
@@ -297,7 +268,7 @@ class Evaluator:
         captions = [detailed_caption(s) for s in scenes]
         detections, sample_wall, sample_cpu = self._generate(captions)
         scores = [score_detection(d, cap) for d, cap in zip(detections, captions)]
-        drawn = [_drawn_main(d, s.main.color) for d, s in zip(detections, scenes)]
+        drawn = [drawn_main(d, s.main.color) for d, s in zip(detections, scenes)]
         attrs = aggregate(scores)
         return {
             "attrs": attrs,
@@ -308,7 +279,7 @@ class Evaluator:
             "attrs_two_objects": aggregate(r for r, s in zip(scores, scenes) if s.second is not None),
             "objects": aggregate(object_scores(r) for r in scores),
             # what is drawn for each shape asked: a generator that ignores the shape word draws one fill ratio
-            "shapes": _shapes_drawn([s.main.shape for s in scenes], drawn),
+            "shapes": shapes_drawn([s.main.shape for s in scenes], drawn),
             "per_clip": {"scores": scores},
             # the denoising loop alone (no VAE, no detector): what a step cache changes; CPU time is this
             # process's, steadier than wall time on a shared machine

@@ -198,3 +198,34 @@ def exact_rate(captions: Sequence[str], scenes: Sequence[Scene]) -> float:
     if not captions:
         return 0.0
     return sum(is_exact(c, s) for c, s in zip(captions, scenes, strict=True)) / len(captions)
+
+
+# Text-to-video: what was drawn for what was asked
+def prompt_drawn(detection: Detection, prompt: str) -> dict[str, int]:
+    """A clip generated from a brief prompt: its colour, shape and motion (0/1 each) read from the detected object
+    that matches most of them (the first of equals); all 0 when nothing is drawn."""
+    want = parse_prompt(prompt)
+    if want is None:
+        raise ValueError(f"not a brief prompt: {prompt!r}")
+    rows = [{a: int(getattr(o, a) == getattr(want, a)) for a in PROMPT_ATTRS} for o in detection.objects]
+    return max(rows, key=lambda r: sum(r.values()), default=dict.fromkeys(PROMPT_ATTRS, 0))
+
+
+def drawn_main(detection: Detection, color: str):
+    """The detected object of the asked main object's colour (else the detector's main object), or None."""
+    same = [o for o in detection.objects if o.color == color]
+    return same[0] if same else detection.main
+
+
+def shapes_drawn(asked: list[str], drawn: list) -> dict:
+    """Per shape asked: how often each shape (or nothing) was read back, and the median fill ratio drawn."""
+    out = {}
+    for shape in sorted(set(asked)):
+        objects = [o for a, o in zip(asked, drawn) if a == shape]
+        read = [o.shape if o is not None else "none" for o in objects]
+        fills = [o.fill_ratio for o in objects if o is not None]
+        out[shape] = {
+            "drawn": {name: read.count(name) for name in sorted(set(read))},
+            "fill_median": round(float(np.median(fills)), 3) if fills else None,
+        }
+    return out
