@@ -137,11 +137,20 @@ def score_prompt_agreement(caption_text: str, prompt_text: str) -> dict[str, int
     Returns {color, shape, motion} -> 0/1; all 0 when the caption does not parse. Raises
     ValueError when the prompt itself does not parse (a caller error, not a model error).
     """
+    return _prompt_scores(parse_caption(caption_text), _parse_brief(prompt_text))
+
+
+def _parse_brief(prompt_text: str):
     prompt = parse_prompt(prompt_text)
     if prompt is None:
-        raise ValueError(f"prompt does not parse: {prompt_text!r}")
-    parsed = parse_caption(caption_text)
-    return {a: int(parsed is not None and getattr(parsed, a) == getattr(prompt, a)) for a in PROMPT_ATTRS}
+        raise ValueError(f"not a brief prompt: {prompt_text!r}")
+    return prompt
+
+
+def _prompt_scores(obj, prompt) -> dict[str, int]:
+    """{color, shape, motion} -> 0/1: does ``obj`` (a parsed caption or a detected object; None: nothing) have the
+    prompt's?"""
+    return {a: int(obj is not None and getattr(obj, a) == getattr(prompt, a)) for a in PROMPT_ATTRS}
 
 
 def object_scores(row: dict[str, int]) -> dict[str, int]:
@@ -204,11 +213,9 @@ def exact_rate(captions: Sequence[str], scenes: Sequence[Scene]) -> float:
 def prompt_drawn(detection: Detection, prompt: str) -> dict[str, int]:
     """A clip generated from a brief prompt: its colour, shape and motion (0/1 each) read from the detected object
     that matches most of them (the first of equals); all 0 when nothing is drawn."""
-    want = parse_prompt(prompt)
-    if want is None:
-        raise ValueError(f"not a brief prompt: {prompt!r}")
-    rows = [{a: int(getattr(o, a) == getattr(want, a)) for a in PROMPT_ATTRS} for o in detection.objects]
-    return max(rows, key=lambda r: sum(r.values()), default=dict.fromkeys(PROMPT_ATTRS, 0))
+    want = _parse_brief(prompt)
+    rows = [_prompt_scores(o, want) for o in detection.objects] or [_prompt_scores(None, want)]
+    return max(rows, key=lambda r: sum(r.values()))
 
 
 def drawn_main(detection: Detection, color: str):
